@@ -1,0 +1,505 @@
+//! Inbound event v1: one event per message, status, error and other change of a webhook POST.
+//!
+//! [`split_webhook`] walks every entry × change × item of a verified body and produces one
+//! [`InboundEvent`] per item, borrowing each item's exact JSON text from the body, so `payload` is the
+//! original Meta object byte for byte. The JSON Schema of the event is `schemas/inbound-event.v1.json`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::webhook::{FlexString, Metadata};
+
+/// The version written in every event.
+pub const EVENT_VERSION: u32 = 1;
+
+/// The `object` of WhatsApp Business Account webhooks.
+pub const WABA_OBJECT: &str = "whatsapp_business_account";
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An inbound message (`value.messages[]`).
+    Message,
+    /// A status of a message we sent (`value.statuses[]`).
+    Status,
+    /// An error not tied to one message (`value.errors[]`).
+    Error,
+    /// A template status, category, quality or components change.
+    Template,
+    /// An account, quality, limit or capability change.
+    Account,
+    /// Anything else: groups, calls, user preferences, echoes, fields Meta adds later.
+    Other,
+}
+
+impl EventKind {
+    /// The wire form.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Status => "status",
+            Self::Error => "error",
+            Self::Template => "template",
+            Self::Account => "account",
+            Self::Other => "other",
+        }
+    }
+
+    /// The kind of a change that is not split into items, from its field name.
+    #[must_use]
+    pub fn of_field(field: &str) -> Self {
+        if field.starts_with("message_template_") || field.starts_with("template_") {
+            Self::Template
+        } else if matches!(
+            field,
+            "account_update"
+                | "account_alerts"
+                | "account_review_update"
+                | "account_settings_update"
+                | "business_capability_update"
+                | "business_status_update"
+                | "phone_number_quality_update"
+                | "phone_number_name_update"
+                | "security"
+        ) {
+            Self::Account
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Where the payload of an event too large for one queue message was stored (claim-check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadRef {
+    /// The bucket.
+    pub bucket: String,
+    /// The object key; the object holds the whole event, payload included.
+    pub key: String,
+    /// Size of the stored event in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the stored event.
+    pub sha256: String,
+}
+
+/// One inbound event, as put on the inbound queue (one JSON object per SQS message).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboundEvent<'a> {
+    /// Always [`EVENT_VERSION`].
+    pub version: u32,
+    /// Stable across Meta's redeliveries: the wamid for a message, `wamid:status` for a status,
+    /// `sha256:<hex>` of the canonical content otherwise.
+    pub event_id: String,
+    /// What the event is about.
+    pub kind: EventKind,
+    /// The webhook field of the change.
+    pub field: String,
+    /// `entry.id`: the WhatsApp Business Account.
+    pub waba_id: String,
+    /// `value.metadata.phone_number_id`, when the change has one.
+    pub phone_number_id: Option<String>,
+    /// The user: BSUID when present, else the wa_id.
+    pub user_id: Option<String>,
+    /// The matching `value.contacts[]` object (profile), for messages.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<&'a RawValue>,
+    /// The item's Unix time in seconds (or the entry's), when known.
+    pub timestamp: Option<i64>,
+    /// When ingest accepted the webhook, Unix milliseconds.
+    pub received_at: u64,
+    /// The original Meta object, unchanged. Absent only when `payload_ref` is set.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<&'a RawValue>,
+    /// Set instead of `payload` when the event was too large for one queue message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_ref: Option<PayloadRef>,
+}
+
+impl InboundEvent<'_> {
+    /// The payload as a typed value (for example [`crate::webhook::Message`]).
+    pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, PayloadError> {
+        let raw = self.payload.ok_or(PayloadError::PayloadNotInline)?;
+        serde_json::from_str(raw.get()).map_err(|e| PayloadError::NotJson(e.to_string()))
+    }
+
+    /// The claim-check form of this event: everything but `contact` and `payload`, plus the ref.
+    #[must_use]
+    pub fn to_claim_check(&self, payload_ref: PayloadRef) -> InboundEvent<'static> {
+        InboundEvent {
+            version: self.version,
+            event_id: self.event_id.clone(),
+            kind: self.kind,
+            field: self.field.clone(),
+            waba_id: self.waba_id.clone(),
+            phone_number_id: self.phone_number_id.clone(),
+            user_id: self.user_id.clone(),
+            contact: None,
+            timestamp: self.timestamp,
+            received_at: self.received_at,
+            payload: None,
+            payload_ref: Some(payload_ref),
+        }
+    }
+}
+
+/// Why a verified body could not be split into events. The body is then parked, not retried.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PayloadError {
+    /// Not JSON, or not the webhook envelope shape.
+    #[error("body is not a webhook envelope: {0}")]
+    NotJson(String),
+    /// `object` is not `whatsapp_business_account`.
+    #[error("unexpected object {0:?}")]
+    UnexpectedObject(String),
+    /// An item of `messages`, `statuses` or `errors` is not a JSON object.
+    #[error("an item of {0} is not a JSON object")]
+    ItemNotObject(&'static str),
+    /// The envelope holds no change at all.
+    #[error("webhook holds no change")]
+    Empty,
+    /// The event's payload is stored elsewhere (claim-check).
+    #[error("payload is not inline; resolve the payload_ref first")]
+    PayloadNotInline,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeView<'a> {
+    object: String,
+    #[serde(borrow)]
+    entry: Vec<EntryView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EntryView<'a> {
+    id: FlexString,
+    #[serde(default)]
+    time: Option<FlexString>,
+    #[serde(borrow, default)]
+    changes: Vec<ChangeView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChangeView<'a> {
+    field: String,
+    #[serde(borrow)]
+    value: &'a RawValue,
+}
+
+/// The few keys of an item that event fields are derived from.
+#[derive(Deserialize, Default)]
+struct ItemKeys {
+    #[serde(default)]
+    id: Option<FlexString>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    from: Option<FlexString>,
+    #[serde(default)]
+    from_user_id: Option<String>,
+    #[serde(default)]
+    recipient_id: Option<FlexString>,
+    #[serde(default)]
+    recipient_user_id: Option<String>,
+    #[serde(default)]
+    timestamp: Option<FlexString>,
+}
+
+#[derive(Deserialize, Default)]
+struct ContactKeys {
+    #[serde(default)]
+    wa_id: Option<FlexString>,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// Keys of a `messages` change value that events represent without an extra event.
+const ITEM_ARRAYS: [(&str, EventKind); 3] =
+    [("messages", EventKind::Message), ("statuses", EventKind::Status), ("errors", EventKind::Error)];
+const REPRESENTED_KEYS: [&str; 6] = ["messaging_product", "metadata", "contacts", "messages", "statuses", "errors"];
+
+/// Splits a verified webhook body into events, over all entries × changes × items.
+///
+/// Messages, statuses and errors become one event each; any other change becomes one event whose
+/// payload is the change's whole `value`. A `messages`-style change that also carries keys we do not
+/// represent (or no item at all) additionally yields one event with the whole value, so nothing in
+/// the body is ever dropped.
+pub fn split_webhook(body: &[u8], received_at: u64) -> Result<Vec<InboundEvent<'_>>, PayloadError> {
+    let envelope: EnvelopeView<'_> = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    if envelope.object != WABA_OBJECT {
+        return Err(PayloadError::UnexpectedObject(envelope.object));
+    }
+    let mut events = Vec::new();
+    for entry in &envelope.entry {
+        let entry_time = entry.time.as_ref().and_then(FlexString::as_unix_seconds);
+        for change in &entry.changes {
+            split_change(entry, entry_time, change, received_at, &mut events)?;
+        }
+    }
+    if events.is_empty() {
+        return Err(PayloadError::Empty);
+    }
+    Ok(events)
+}
+
+fn split_change<'a>(
+    entry: &EntryView<'a>,
+    entry_time: Option<i64>,
+    change: &ChangeView<'a>,
+    received_at: u64,
+    events: &mut Vec<InboundEvent<'a>>,
+) -> Result<(), PayloadError> {
+    let value: &'a RawValue = change.value;
+    let base = |kind, event_id, payload| InboundEvent {
+        version: EVENT_VERSION,
+        event_id,
+        kind,
+        field: change.field.clone(),
+        waba_id: entry.id.0.clone(),
+        phone_number_id: None,
+        user_id: None,
+        contact: None,
+        timestamp: entry_time,
+        received_at,
+        payload: Some(payload),
+        payload_ref: None,
+    };
+    // A value that is not an object (never seen from Meta) is still kept, whole.
+    let Ok(map) = serde_json::from_str::<BTreeMap<String, &'a RawValue>>(value.get()) else {
+        let id = content_id(&change.field, &entry.id.0, value);
+        events.push(base(EventKind::of_field(&change.field), id, value));
+        return Ok(());
+    };
+    let phone_number_id = map
+        .get("metadata")
+        .and_then(|m| serde_json::from_str::<Metadata>(m.get()).ok())
+        .and_then(|m| m.phone_number_id)
+        .map(|id| id.0);
+    let contacts: Vec<(ContactKeys, &'a RawValue)> = map
+        .get("contacts")
+        .and_then(|c| serde_json::from_str::<Vec<&'a RawValue>>(c.get()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|raw| (serde_json::from_str(raw.get()).unwrap_or_default(), raw))
+        .collect();
+
+    let before = events.len();
+    for (key, kind) in ITEM_ARRAYS {
+        let Some(array) = map.get(key) else { continue };
+        let items: Vec<&'a RawValue> = serde_json::from_str(array.get()).map_err(|_| PayloadError::ItemNotObject(key))?;
+        for item in items {
+            if !item.get().starts_with('{') {
+                return Err(PayloadError::ItemNotObject(key));
+            }
+            let keys: ItemKeys = serde_json::from_str(item.get()).unwrap_or_default();
+            let mut event = base(kind, String::new(), item);
+            event.phone_number_id.clone_from(&phone_number_id);
+            event.timestamp = keys.timestamp.as_ref().and_then(FlexString::as_unix_seconds).or(entry_time);
+            match kind {
+                EventKind::Message => {
+                    event.user_id = keys.from_user_id.clone().or_else(|| keys.from.as_ref().map(|f| f.0.clone()));
+                    event.contact = matching_contact(&contacts, &keys);
+                }
+                EventKind::Status => {
+                    event.user_id =
+                        keys.recipient_user_id.clone().or_else(|| keys.recipient_id.as_ref().map(|r| r.0.clone()));
+                }
+                _ => {}
+            }
+            event.event_id = match (kind, &keys.id, &keys.status) {
+                (EventKind::Message, Some(id), _) => id.0.clone(),
+                (EventKind::Status, Some(id), Some(status)) => format!("{}:{status}", id.0),
+                _ => content_id(&change.field, &entry.id.0, item),
+            };
+            events.push(event);
+        }
+    }
+    let split_any = events.len() > before;
+    let has_unrepresented = map.keys().any(|k| !REPRESENTED_KEYS.contains(&k.as_str()));
+    if !split_any || has_unrepresented {
+        let mut event = base(EventKind::of_field(&change.field), content_id(&change.field, &entry.id.0, value), value);
+        event.phone_number_id = phone_number_id;
+        events.push(event);
+    }
+    Ok(())
+}
+
+fn matching_contact<'a>(contacts: &[(ContactKeys, &'a RawValue)], keys: &ItemKeys) -> Option<&'a RawValue> {
+    contacts
+        .iter()
+        .find(|(c, _)| {
+            (keys.from_user_id.is_some() && c.user_id == keys.from_user_id)
+                || (keys.from.is_some() && c.wa_id == keys.from)
+        })
+        .map(|(_, raw)| *raw)
+}
+
+/// `sha256:<hex>` over the field, the WABA id and the canonical form of the payload (keys sorted,
+/// no whitespace), so the id survives re-formatting and re-ordering in a redelivery.
+#[must_use]
+pub fn content_id(field: &str, waba_id: &str, payload: &RawValue) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(field.as_bytes());
+    hasher.update([0]);
+    hasher.update(waba_id.as_bytes());
+    hasher.update([0]);
+    match serde_json::from_str::<serde_json::Value>(payload.get()) {
+        Ok(value) => canonical_json(&value, &mut hasher),
+        Err(_) => hasher.update(payload.get().as_bytes()),
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}
+
+fn canonical_json(value: &serde_json::Value, hasher: &mut Sha256) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            hasher.update(b"{");
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    hasher.update(b",");
+                }
+                hasher.update(Value::String(key.clone()).to_string().as_bytes());
+                hasher.update(b":");
+                if let Some(v) = map.get(key) {
+                    canonical_json(v, hasher);
+                }
+            }
+            hasher.update(b"}");
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    hasher.update(b",");
+                }
+                canonical_json(item, hasher);
+            }
+            hasher.update(b"]");
+        }
+        scalar => hasher.update(scalar.to_string().as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::{Message, MessageType};
+    use serde_json::json;
+
+    fn split(body: &serde_json::Value) -> Vec<serde_json::Value> {
+        let text = body.to_string();
+        split_webhook(text.as_bytes(), 7).unwrap().iter().map(|e| serde_json::to_value(e).unwrap()).collect()
+    }
+
+    fn messages_change(value: serde_json::Value) -> serde_json::Value {
+        json!({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":value}]}]})
+    }
+
+    #[test]
+    fn every_entry_change_and_item_becomes_an_event() {
+        let body = json!({"object":"whatsapp_business_account","entry":[
+            {"id":"W1","changes":[
+                {"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"phone_number_id":"P1"},
+                    "contacts":[{"profile":{"name":"A"},"wa_id":"111"},{"profile":{"name":"B"},"wa_id":"222","user_id":"US.2"}],
+                    "messages":[{"from":"111","id":"wamid.1","timestamp":"100","type":"text","text":{"body":"hi"}},
+                                {"from":"222","from_user_id":"US.2","id":"wamid.2","timestamp":"101","type":"image","image":{"id":"m"}}],
+                    "statuses":[{"id":"wamid.9","status":"read","timestamp":"102","recipient_id":"333"}]}},
+                {"field":"message_template_status_update","value":{"event":"APPROVED","message_template_id":1}}]},
+            {"id":"W2","time":1700000000,"changes":[
+                {"field":"messages","value":{"metadata":{"phone_number_id":"P2"},
+                    "errors":[{"code":131000,"title":"Something went wrong"}]}},
+                {"field":"account_update","value":{"event":"VERIFIED_ACCOUNT"}},
+                {"field":"brand_new_field","value":{"anything":[1,2,3]}}]}]});
+        let events = split(&body);
+        let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["message", "message", "status", "template", "error", "account", "other"]);
+        assert_eq!(events[0]["event_id"], "wamid.1");
+        assert_eq!(events[0]["user_id"], "111");
+        assert_eq!(events[0]["contact"]["profile"]["name"], "A");
+        assert_eq!(events[0]["phone_number_id"], "P1");
+        assert_eq!(events[0]["timestamp"], 100);
+        assert_eq!(events[1]["user_id"], "US.2");
+        assert_eq!(events[1]["contact"]["profile"]["name"], "B");
+        assert_eq!(events[2]["event_id"], "wamid.9:read");
+        assert_eq!(events[2]["user_id"], "333");
+        assert!(events[2].get("contact").is_none());
+        assert_eq!(events[3]["waba_id"], "W1");
+        assert!(events[3]["event_id"].as_str().unwrap().starts_with("sha256:"));
+        assert_eq!(events[4]["waba_id"], "W2");
+        assert_eq!(events[4]["phone_number_id"], "P2");
+        assert_eq!(events[4]["timestamp"], 1_700_000_000);
+        assert_eq!(events[6]["field"], "brand_new_field");
+        assert_eq!(events[6]["payload"], json!({"anything":[1,2,3]}));
+        assert!(events.iter().all(|e| e["version"] == 1 && e["received_at"] == 7));
+    }
+
+    #[test]
+    fn payload_is_the_exact_original_text() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"messages":[ {"id" : "wamid.1","type":"text","text":{"body":"\u00e4 a\/b \ud83d\ude00"}} ]}}]}]}"#;
+        let events = split_webhook(body, 0).unwrap();
+        let raw = events[0].payload.unwrap().get();
+        assert_eq!(raw, r#"{"id" : "wamid.1","type":"text","text":{"body":"\u00e4 a\/b \ud83d\ude00"}}"#);
+        let line = serde_json::to_string(&events[0]).unwrap();
+        assert!(line.contains(raw));
+        let message: Message = events[0].payload_as().unwrap();
+        assert_eq!(message.kind, MessageType::Text);
+        assert_eq!(message.text.unwrap().body, "ä a/b 😀");
+    }
+
+    #[test]
+    fn unrepresented_keys_and_empty_changes_are_kept_whole() {
+        let events = split(&messages_change(json!({"metadata":{"phone_number_id":"P"},"groups":[{"group_id":"G"}]})));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["kind"], "other");
+        assert_eq!(events[0]["payload"]["groups"][0]["group_id"], "G");
+
+        let events = split(&messages_change(json!({"messages":[{"id":"wamid.1","type":"text"}],"novel":true})));
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1]["payload"]["novel"], true);
+    }
+
+    #[test]
+    fn content_ids_are_stable_across_formatting_and_key_order() {
+        let a = RawValue::from_string(r#"{"a":1,"b":{"c":[1,"x"]}}"#.into()).unwrap();
+        let b = RawValue::from_string("{ \"b\" : {\"c\":[1, \"x\"]}, \"a\":1 }".into()).unwrap();
+        let c = RawValue::from_string(r#"{"a":2,"b":{"c":[1,"x"]}}"#.into()).unwrap();
+        assert_eq!(content_id("f", "w", &a), content_id("f", "w", &b));
+        assert_ne!(content_id("f", "w", &a), content_id("f", "w", &c));
+        assert_ne!(content_id("f", "w", &a), content_id("g", "w", &a));
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_not_panics() {
+        for body in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            br#"{"object":"page","entry":[]}"#,
+            br#"{"object":"whatsapp_business_account","entry":[]}"#,
+            br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[]}]}"#,
+            br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"messages":[1]}}]}]}"#,
+            br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"messages":{"a":1}}}]}]}"#,
+            b"\xff\xfe",
+        ] {
+            assert!(split_webhook(body, 0).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn many_statuses_all_become_events() {
+        let statuses: Vec<_> = (0..1000)
+            .map(|i| json!({"id":format!("wamid.{i}"),"status":"delivered","timestamp":"1","recipient_id":"1"}))
+            .collect();
+        let events = split(&messages_change(json!({"statuses": statuses})));
+        assert_eq!(events.len(), 1000);
+        assert_eq!(events[999]["event_id"], "wamid.999:delivered");
+    }
+}

@@ -1,0 +1,10 @@
+//! The WhatsApp Cloud API domain, pure: webhook types, signature check, verification handshake,
+//! inbound events, secrets model, and the traits (ports) the adapters in `wa-infra` implement.
+//! No AWS crates and no I/O here.
+
+pub mod event;
+pub mod ports;
+pub mod secrets;
+pub mod signature;
+pub mod subscription;
+pub mod webhook;

@@ -1,0 +1,9 @@
+//! Adapters behind `wa-core`'s ports: SQS, S3, Secrets Manager (cached), configuration from the
+//! environment, and telemetry (JSON logs, EMF metrics).
+
+pub mod aws;
+pub mod config;
+pub mod s3;
+pub mod secrets;
+pub mod sqs;
+pub mod telemetry;

@@ -1,0 +1,175 @@
+//! [`EventQueue`] over SQS `SendMessageBatch`: chunks of at most 10 messages and 1 MiB, entries
+//! that failed are retried with backoff, and `Ok` only when SQS accepted every message.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures_util::{StreamExt, stream};
+use wa_core::ports::{EventQueue, QueueError};
+
+use crate::aws::describe;
+
+/// Most entries SQS takes in one batch.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+/// Most bytes SQS takes in one batch (sum of bodies), and in one message at most.
+pub const MAX_BATCH_BYTES: usize = 1_048_576;
+/// A standard queue's default `MaximumMessageSize` (256 KiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 262_144;
+
+/// A queue publisher.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    max_message_bytes: usize,
+    max_attempts: u32,
+    concurrency: usize,
+}
+
+impl SqsQueue {
+    /// A publisher for `queue_url`, whose `MaximumMessageSize` is `max_message_bytes`.
+    #[must_use]
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            max_message_bytes: max_message_bytes.min(MAX_BATCH_BYTES),
+            max_attempts: 4,
+            concurrency: 8,
+        }
+    }
+
+    /// How many times failed entries are offered before giving up (default 4).
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The queue URL.
+    #[must_use]
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    async fn send_batch(&self, batch: &[(usize, &String)]) -> Result<(), QueueError> {
+        let mut pending: Vec<(usize, &String)> = batch.to_vec();
+        let mut last_reason = String::new();
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(25 * 4u64.pow(attempt - 1))).await;
+            }
+            let entries = pending
+                .iter()
+                .map(|(index, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("m{index}"))
+                        .message_body(body.as_str())
+                        .build()
+                        .map_err(|e| QueueError::Unavailable(describe(&e)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| QueueError::Unavailable(describe(&e)))?;
+            let failed = output.failed();
+            if failed.is_empty() {
+                return Ok(());
+            }
+            last_reason = failed
+                .iter()
+                .map(|f| format!("{}{}", f.code(), if f.sender_fault() { " (sender fault)" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::warn!(attempt = attempt + 1, failed = failed.len(), reason = %last_reason, "sqs entries failed; retrying");
+            pending.retain(|(index, _)| failed.iter().any(|f| f.id() == format!("m{index}")));
+        }
+        Err(QueueError::Rejected { failed: pending.len(), total: batch.len(), attempts: self.max_attempts, reason: last_reason })
+    }
+}
+
+/// Groups bodies into batches of at most 10 entries and 1 MiB, keeping their order.
+#[must_use]
+pub fn batches(bodies: &[String]) -> Vec<Vec<(usize, &String)>> {
+    let mut out: Vec<Vec<(usize, &String)>> = Vec::new();
+    let mut current: Vec<(usize, &String)> = Vec::new();
+    let mut bytes = 0;
+    for (index, body) in bodies.iter().enumerate() {
+        if !current.is_empty() && (current.len() == MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES) {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += body.len();
+        current.push((index, body));
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+impl EventQueue for SqsQueue {
+    fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    async fn publish(&self, bodies: &[String]) -> Result<(), QueueError> {
+        if let Some(big) = bodies.iter().find(|b| b.len() > self.max_message_bytes) {
+            return Err(QueueError::TooLarge { size: big.len(), limit: self.max_message_bytes });
+        }
+        let groups = batches(bodies);
+        if groups.len() == 1 {
+            return self.send_batch(&groups[0]).await;
+        }
+        // Every batch is attempted, even when one fails, so that a partial outage costs only the
+        // failed part on Meta's redelivery (the rest is deduplicated downstream).
+        let sends: Vec<_> = groups.iter().map(|group| self.send_batch(group)).collect();
+        let results: Vec<Result<(), QueueError>> = stream::iter(sends).buffered(self.concurrency).collect().await;
+        let mut failed = 0;
+        let mut first_error = None;
+        for (group, result) in groups.iter().zip(results) {
+            if let Err(e) = result {
+                failed += match &e {
+                    QueueError::Rejected { failed, .. } => *failed,
+                    _ => group.len(),
+                };
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(QueueError::Unavailable(reason)) if failed == bodies.len() => Err(QueueError::Unavailable(reason)),
+            Some(e) => Err(QueueError::Rejected {
+                failed,
+                total: bodies.len(),
+                attempts: self.max_attempts,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_count_and_bytes() {
+        let small: Vec<String> = (0..25).map(|i| format!("{i}")).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        let big: Vec<String> = (0..5).map(|_| "x".repeat(400_000)).collect();
+        let sizes: Vec<usize> = batches(&big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let order: Vec<usize> = batches(&small).into_iter().flatten().map(|(i, _)| i).collect();
+        assert_eq!(order, (0..25).collect::<Vec<_>>());
+        assert!(batches(&[]).is_empty());
+    }
+}
