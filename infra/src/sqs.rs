@@ -29,7 +29,11 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// A publisher for `queue_url`, whose `MaximumMessageSize` is `max_message_bytes`.
     #[must_use]
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
+    pub fn new(
+        client: aws_sdk_sqs::Client,
+        queue_url: impl Into<String>,
+        max_message_bytes: usize,
+    ) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
@@ -83,13 +87,28 @@ impl SqsQueue {
             }
             last_reason = failed
                 .iter()
-                .map(|f| format!("{}{}", f.code(), if f.sender_fault() { " (sender fault)" } else { "" }))
+                .map(|f| {
+                    format!(
+                        "{}{}",
+                        f.code(),
+                        if f.sender_fault() {
+                            " (sender fault)"
+                        } else {
+                            ""
+                        }
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             tracing::warn!(attempt = attempt + 1, failed = failed.len(), reason = %last_reason, "sqs entries failed; retrying");
             pending.retain(|(index, _)| failed.iter().any(|f| f.id() == format!("m{index}")));
         }
-        Err(QueueError::Rejected { failed: pending.len(), total: batch.len(), attempts: self.max_attempts, reason: last_reason })
+        Err(QueueError::Rejected {
+            failed: pending.len(),
+            total: batch.len(),
+            attempts: self.max_attempts,
+            reason: last_reason,
+        })
     }
 }
 
@@ -100,7 +119,9 @@ pub fn batches(bodies: &[String]) -> Vec<Vec<(usize, &String)>> {
     let mut current: Vec<(usize, &String)> = Vec::new();
     let mut bytes = 0;
     for (index, body) in bodies.iter().enumerate() {
-        if !current.is_empty() && (current.len() == MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES) {
+        if !current.is_empty()
+            && (current.len() == MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES)
+        {
             out.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -120,7 +141,10 @@ impl EventQueue for SqsQueue {
 
     async fn publish(&self, bodies: &[String]) -> Result<(), QueueError> {
         if let Some(big) = bodies.iter().find(|b| b.len() > self.max_message_bytes) {
-            return Err(QueueError::TooLarge { size: big.len(), limit: self.max_message_bytes });
+            return Err(QueueError::TooLarge {
+                size: big.len(),
+                limit: self.max_message_bytes,
+            });
         }
         let groups = batches(bodies);
         if groups.len() == 1 {
@@ -129,7 +153,10 @@ impl EventQueue for SqsQueue {
         // Every batch is attempted, even when one fails, so that a partial outage costs only the
         // failed part on Meta's redelivery (the rest is deduplicated downstream).
         let sends: Vec<_> = groups.iter().map(|group| self.send_batch(group)).collect();
-        let results: Vec<Result<(), QueueError>> = stream::iter(sends).buffered(self.concurrency).collect().await;
+        let results: Vec<Result<(), QueueError>> = stream::iter(sends)
+            .buffered(self.concurrency)
+            .collect()
+            .await;
         let mut failed = 0;
         let mut first_error = None;
         for (group, result) in groups.iter().zip(results) {
@@ -143,7 +170,9 @@ impl EventQueue for SqsQueue {
         }
         match first_error {
             None => Ok(()),
-            Some(QueueError::Unavailable(reason)) if failed == bodies.len() => Err(QueueError::Unavailable(reason)),
+            Some(QueueError::Unavailable(reason)) if failed == bodies.len() => {
+                Err(QueueError::Unavailable(reason))
+            }
             Some(e) => Err(QueueError::Rejected {
                 failed,
                 total: bodies.len(),
@@ -153,8 +182,6 @@ impl EventQueue for SqsQueue {
         }
     }
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -168,7 +195,11 @@ mod tests {
         let big: Vec<String> = (0..5).map(|_| "x".repeat(400_000)).collect();
         let sizes: Vec<usize> = batches(&big).iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 1]);
-        let order: Vec<usize> = batches(&small).into_iter().flatten().map(|(i, _)| i).collect();
+        let order: Vec<usize> = batches(&small)
+            .into_iter()
+            .flatten()
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(order, (0..25).collect::<Vec<_>>());
         assert!(batches(&[]).is_empty());
     }

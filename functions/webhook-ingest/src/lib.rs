@@ -1,0 +1,266 @@
+//! `POST /webhook`: verify, split, enqueue, and only then acknowledge.
+//!
+//! 1. `X-Hub-Signature-256` is checked over the exact bytes received (API Gateway base64 bodies are
+//!    decoded first) against the current app secret, then the previous one. Missing, malformed or
+//!    wrong → 401, nothing enqueued, nothing of the body logged.
+//! 2. The body is split into one event per message, status, error and other change.
+//! 3. Events go to the inbound queue with `SendMessageBatch` (≤ 10 per call); an event larger than a
+//!    queue message is stored whole in S3 and a reference is queued instead (claim-check).
+//! 4. 200 only when the queue accepted every event; otherwise 503, so that Meta redelivers.
+//!
+//! A verified body that is not a usable webhook gets 200 (a retry cannot fix it) and is parked in
+//! S3 under `quarantine/`, with an error log and a metric. If parking fails, 503.
+
+use lambda_http::{Body, Request, Response, http::Method};
+use sha2::{Digest, Sha256};
+use wa_core::event::{EventKind, InboundEvent, PayloadRef, split_webhook};
+use wa_core::ports::{BlobStore, EventQueue, SecretSource};
+use wa_core::secrets::SecretStage;
+use wa_core::signature::{SIGNATURE_HEADER, Signature, SignatureError};
+use wa_infra::telemetry;
+
+/// The function name used in metrics.
+pub const FUNCTION: &str = "webhook-ingest";
+/// Key prefix of parked bodies.
+pub const QUARANTINE_PREFIX: &str = "quarantine/";
+/// Key prefix of claim-checked events.
+pub const CLAIM_CHECK_PREFIX: &str = "claim-check/";
+
+/// What the handler needs: where events go, where big or bad payloads go, and the app secret.
+pub struct Ingest<Q, B, S> {
+    /// The inbound queue.
+    pub queue: Q,
+    /// Parked bodies and claim-checked events.
+    pub blobs: B,
+    /// The app secret.
+    pub secrets: S,
+}
+
+/// How a request ended, for the response and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every event is on the queue.
+    Enqueued {
+        /// Events enqueued.
+        events: usize,
+        /// Of which claim-checked.
+        claim_checked: usize,
+    },
+    /// Verified but unusable; the body is parked under this key.
+    Parked {
+        /// The S3 key.
+        key: String,
+    },
+    /// Refused: bad or missing signature.
+    Unauthorized(SignatureError),
+    /// Not a POST.
+    MethodNotAllowed,
+    /// A dependency failed; Meta will redeliver.
+    Unavailable(String),
+}
+
+impl Outcome {
+    /// The HTTP status Meta sees.
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Enqueued { .. } | Self::Parked { .. } => 200,
+            Self::Unauthorized(_) => 401,
+            Self::MethodNotAllowed => 405,
+            Self::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// Handles one webhook request.
+pub async fn handle<Q: EventQueue, B: BlobStore, S: SecretSource>(
+    deps: &Ingest<Q, B, S>,
+    request: &Request,
+) -> Response<Body> {
+    let outcome = process(deps, request, telemetry::now_millis()).await;
+    let text = match &outcome {
+        Outcome::Enqueued { .. } | Outcome::Parked { .. } => "ok",
+        Outcome::Unauthorized(_) => "invalid signature",
+        Outcome::MethodNotAllowed => "method not allowed",
+        Outcome::Unavailable(_) => "temporarily unavailable, retry",
+    };
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() =
+        lambda_http::http::StatusCode::from_u16(outcome.status()).unwrap_or_default();
+    response.headers_mut().insert(
+        "content-type",
+        lambda_http::http::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// Verifies, splits and enqueues; returns what happened.
+pub async fn process<Q: EventQueue, B: BlobStore, S: SecretSource>(
+    deps: &Ingest<Q, B, S>,
+    request: &Request,
+    received_at: u64,
+) -> Outcome {
+    if request.method() != Method::POST {
+        return Outcome::MethodNotAllowed;
+    }
+    let body: &[u8] = request.body().as_ref();
+    let headers = request
+        .headers()
+        .get_all(SIGNATURE_HEADER)
+        .iter()
+        .map(|v| v.as_bytes());
+    let signature = match Signature::from_header_values(headers) {
+        Ok(signature) => signature,
+        Err(reason) => return unauthorized(reason, body.len()),
+    };
+    match verify(&deps.secrets, &signature, body).await {
+        Ok(()) => {}
+        Err(Verification::Refused(reason)) => return unauthorized(reason, body.len()),
+        Err(Verification::Unavailable(reason)) => {
+            tracing::error!(%reason, "cannot read the app secret; answering 503");
+            return Outcome::Unavailable(reason);
+        }
+    }
+
+    let events = match split_webhook(body, received_at) {
+        Ok(events) => events,
+        Err(reason) => return park(&deps.blobs, body, received_at, &reason.to_string()).await,
+    };
+    let count = events.len();
+    let (bodies, claim_checked) = match serialize(&deps.queue, &deps.blobs, &events).await {
+        Ok(done) => done,
+        Err(reason) => {
+            tracing::error!(%reason, events = count, "claim-check failed; answering 503");
+            return Outcome::Unavailable(reason);
+        }
+    };
+    if let Err(error) = deps.queue.publish(&bodies).await {
+        tracing::error!(%error, events = count, "events not all accepted by the queue; answering 503");
+        telemetry::emit(FUNCTION, None, &[("EnqueueFailures", 1.0)]);
+        return Outcome::Unavailable(error.to_string());
+    }
+    record_events(&events, claim_checked);
+    Outcome::Enqueued {
+        events: count,
+        claim_checked,
+    }
+}
+
+enum Verification {
+    Refused(SignatureError),
+    Unavailable(String),
+}
+
+/// Current secret first, then the previous one (grace after a reset), then — rate-limited — a
+/// fresh read of the current one, in case the secret was changed since it was cached.
+async fn verify<S: SecretSource>(
+    secrets: &S,
+    signature: &Signature,
+    body: &[u8],
+) -> Result<(), Verification> {
+    let current = secrets
+        .get(SecretStage::Current)
+        .await
+        .map_err(|e| Verification::Unavailable(e.to_string()))?;
+    let current = current
+        .ok_or_else(|| Verification::Unavailable("the secret has no AWSCURRENT version".into()))?;
+    if signature.verify(body, current.app_secret.as_bytes()) {
+        return Ok(());
+    }
+    match secrets.get(SecretStage::Previous).await {
+        Ok(Some(previous)) if signature.verify(body, previous.app_secret.as_bytes()) => {
+            tracing::warn!("signature matched the previous app secret");
+            telemetry::emit(FUNCTION, None, &[("SignaturePreviousSecret", 1.0)]);
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the previous app secret"),
+    }
+    if let Ok(Some(fresh)) = secrets.refresh(SecretStage::Current).await {
+        if fresh.app_secret != current.app_secret
+            && signature.verify(body, fresh.app_secret.as_bytes())
+        {
+            return Ok(());
+        }
+    }
+    Err(Verification::Refused(SignatureError::Mismatch))
+}
+
+fn unauthorized(reason: SignatureError, body_len: usize) -> Outcome {
+    tracing::warn!(%reason, body_bytes = body_len, "sig_invalid");
+    telemetry::emit(FUNCTION, None, &[("SignatureFailures", 1.0)]);
+    Outcome::Unauthorized(reason)
+}
+
+/// Parks a verified but unusable body under `quarantine/`; 503 if that fails, so nothing is lost.
+async fn park<B: BlobStore>(blobs: &B, body: &[u8], received_at: u64, reason: &str) -> Outcome {
+    let digest = hex::encode(Sha256::digest(body));
+    let key = format!("{QUARANTINE_PREFIX}{received_at}-{}.json", &digest[..16]);
+    match blobs.put(&key, body.to_vec(), "application/json").await {
+        Ok(()) => {
+            tracing::error!(%reason, key = %key, sha256 = %digest, body_bytes = body.len(), "webhook_parked");
+            telemetry::emit(FUNCTION, None, &[("WebhooksParked", 1.0)]);
+            Outcome::Parked { key }
+        }
+        Err(error) => {
+            tracing::error!(%reason, %error, "cannot park an unusable webhook; answering 503");
+            Outcome::Unavailable(error.to_string())
+        }
+    }
+}
+
+/// Serializes every event; those too large for one queue message are stored whole in S3 and
+/// replaced by a reference. Returns the bodies and how many were claim-checked.
+async fn serialize<Q: EventQueue, B: BlobStore>(
+    queue: &Q,
+    blobs: &B,
+    events: &[InboundEvent<'_>],
+) -> Result<(Vec<String>, usize), String> {
+    let limit = queue.max_message_bytes();
+    let mut bodies = Vec::with_capacity(events.len());
+    let mut claim_checked = 0;
+    for event in events {
+        let body = serde_json::to_string(event).map_err(|e| e.to_string())?;
+        if body.len() <= limit {
+            bodies.push(body);
+            continue;
+        }
+        let sha256 = hex::encode(Sha256::digest(body.as_bytes()));
+        let key = format!("{CLAIM_CHECK_PREFIX}{sha256}.json");
+        let size = body.len() as u64;
+        blobs
+            .put(&key, body.into_bytes(), "application/json")
+            .await
+            .map_err(|e| e.to_string())?;
+        let reference = PayloadRef {
+            bucket: blobs.bucket().to_owned(),
+            key,
+            size,
+            sha256,
+        };
+        bodies.push(
+            serde_json::to_string(&event.to_claim_check(reference)).map_err(|e| e.to_string())?,
+        );
+        claim_checked += 1;
+    }
+    Ok((bodies, claim_checked))
+}
+
+fn record_events(events: &[InboundEvent<'_>], claim_checked: usize) {
+    let count = |kind: EventKind| events.iter().filter(|e| e.kind == kind).count() as f64;
+    telemetry::emit(
+        FUNCTION,
+        None,
+        &[
+            ("EventsIn", events.len() as f64),
+            ("MessagesIn", count(EventKind::Message)),
+            ("StatusesIn", count(EventKind::Status)),
+            ("ErrorsIn", count(EventKind::Error)),
+            ("TemplateEventsIn", count(EventKind::Template)),
+            ("AccountEventsIn", count(EventKind::Account)),
+            ("OtherEventsIn", count(EventKind::Other)),
+            ("ClaimChecked", claim_checked as f64),
+        ],
+    );
+    tracing::info!(events = events.len(), claim_checked, "webhook_enqueued");
+}

@@ -1,0 +1,178 @@
+//! An HTTP proxy in front of moto's SQS that makes `SendMessageBatch` report some entries as
+//! failed — a fault moto cannot produce. Entries it fails are not forwarded (so they are really not
+//! enqueued); the rest go to moto and moto's answer is merged with the injected failures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Which entries to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPlan {
+    /// Forward everything.
+    None,
+    /// In the next `calls` SendMessageBatch calls, fail every entry at an odd position.
+    FailOddEntries {
+        /// How many calls are affected.
+        calls: usize,
+    },
+    /// Fail the first entry of every call, forever.
+    FailFirstEntryAlways,
+}
+
+struct Shared {
+    upstream: String,
+    client: reqwest::Client,
+    plan: std::sync::Mutex<FaultPlan>,
+    batch_calls: AtomicUsize,
+    failed_entries: AtomicUsize,
+}
+
+/// A running proxy.
+#[derive(Clone)]
+pub struct FaultProxy {
+    /// `http://127.0.0.1:<port>`
+    pub endpoint: String,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` on a free loopback port, on the current runtime.
+    pub async fn start(upstream: &str, plan: FaultPlan) -> Self {
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::new(),
+            plan: std::sync::Mutex::new(plan),
+            batch_calls: AtomicUsize::new(0),
+            failed_entries: AtomicUsize::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { endpoint, shared }
+    }
+
+    /// How many SendMessageBatch calls reached the proxy.
+    #[must_use]
+    pub fn batch_calls(&self) -> usize {
+        self.shared.batch_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many entries the proxy failed.
+    #[must_use]
+    pub fn failed_entries(&self) -> usize {
+        self.shared.failed_entries.load(Ordering::SeqCst)
+    }
+}
+
+async fn forward(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_batch = headers
+        .get("x-amz-target")
+        .is_some_and(|t| t == "AmazonSQS.SendMessageBatch");
+    if !is_batch {
+        return pass(&shared, method, &uri, &headers, body).await;
+    }
+    shared.batch_calls.fetch_add(1, Ordering::SeqCst);
+    let mut request: Value = serde_json::from_slice(&body).expect("SendMessageBatch JSON");
+    let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+    let fail: Vec<bool> = {
+        let mut plan = shared.plan.lock().expect("plan lock");
+        match *plan {
+            FaultPlan::None => vec![false; entries.len()],
+            FaultPlan::FailOddEntries { calls } if calls > 0 => {
+                *plan = FaultPlan::FailOddEntries { calls: calls - 1 };
+                (0..entries.len()).map(|i| i % 2 == 1).collect()
+            }
+            FaultPlan::FailOddEntries { .. } => vec![false; entries.len()],
+            FaultPlan::FailFirstEntryAlways => (0..entries.len()).map(|i| i == 0).collect(),
+        }
+    };
+    let failed: Vec<Value> = entries
+        .iter()
+        .zip(&fail)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| json!({"Id": e["Id"], "SenderFault": false, "Code": "InternalError", "Message": "injected by the test proxy"}))
+        .collect();
+    shared
+        .failed_entries
+        .fetch_add(failed.len(), Ordering::SeqCst);
+    let kept: Vec<Value> = entries
+        .into_iter()
+        .zip(&fail)
+        .filter(|(_, f)| !**f)
+        .map(|(e, _)| e)
+        .collect();
+    let mut successful = Vec::new();
+    if !kept.is_empty() {
+        request["Entries"] = Value::Array(kept);
+        let upstream = pass(
+            &shared,
+            method,
+            &uri,
+            &headers,
+            Bytes::from(request.to_string()),
+        )
+        .await;
+        if upstream.status() != StatusCode::OK {
+            return upstream;
+        }
+        let bytes = axum::body::to_bytes(upstream.into_body(), usize::MAX)
+            .await
+            .expect("moto body");
+        let answer: Value = serde_json::from_slice(&bytes).expect("moto JSON");
+        successful = answer["Successful"].as_array().cloned().unwrap_or_default();
+    }
+    let body = json!({"Successful": successful, "Failed": failed}).to_string();
+    ([("content-type", "application/x-amz-json-1.0")], body).into_response()
+}
+
+async fn pass(
+    shared: &Shared,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url = format!(
+        "{}{}",
+        shared.upstream,
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut request = shared.client.request(method, url).body(body);
+    for (name, value) in headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let content_type = response.headers().get("content-type").cloned();
+            let bytes = response.bytes().await.unwrap_or_default();
+            let mut out = (status, bytes).into_response();
+            if let Some(ct) = content_type {
+                out.headers_mut().insert("content-type", ct);
+            }
+            out
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,339 @@
+//! Test harness: moto server on 127.0.0.1 (started once per test binary, stopped when the binary
+//! exits), AWS clients pointed at it, API Gateway v2 events, Meta fixtures, and an SQS fault proxy
+//! for the failures moto cannot produce.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod fault_proxy;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig};
+use aws_credential_types::Credentials;
+use base64::Engine;
+
+/// The repository root.
+#[must_use]
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A running moto server.
+pub struct Moto {
+    /// `http://127.0.0.1:<port>`
+    pub endpoint: String,
+    _child: Child,
+}
+
+/// Watches its parent and exits when it is gone, so moto never outlives the test binary.
+const MOTO_WRAPPER: &str = r#"
+import os, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.3)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+from moto.server import main
+main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+"#;
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("WA_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    repo_root().join(".venv/bin/python")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// The shared moto server, started on first use. Panics (failing the test loudly) when moto cannot
+/// start: these tests never skip themselves.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let python = python();
+        assert!(
+            python.exists(),
+            "moto server cannot start: {} does not exist. Run scripts/test.sh, which creates the venv \
+             with moto[server], or set WA_TEST_PYTHON to a Python that has it.",
+            python.display()
+        );
+        let port = free_port();
+        let mut child = Command::new(&python)
+            .args(["-c", MOTO_WRAPPER, &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("moto server cannot start: {}: {e}", python.display()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = stderr.read_to_string(&mut err);
+                }
+                panic!("moto server exited with {status} before listening:\n{err}");
+            }
+            assert!(Instant::now() < deadline, "moto server did not listen on 127.0.0.1:{port} within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Drain stderr so moto never blocks on a full pipe.
+        if let Some(mut stderr) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let mut sink = Vec::new();
+                let _ = stderr.read_to_end(&mut sink);
+            });
+        }
+        Moto { endpoint: format!("http://127.0.0.1:{port}"), _child: child }
+    })
+}
+
+/// SDK configuration for an endpoint on loopback, with fixed test credentials and our timeouts.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "testing", "testing", None, None, "wa-tests",
+        ))
+        .timeout_config(wa_infra::aws::timeouts())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+/// SDK configuration for the shared moto server.
+pub async fn moto_config() -> SdkConfig {
+    sdk_config(&moto().endpoint).await
+}
+
+/// A name unique within this test run.
+#[must_use]
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Creates a standard queue with the given `MaximumMessageSize`; returns its URL.
+pub async fn create_queue(config: &SdkConfig, max_message_bytes: usize) -> String {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    sqs.create_queue()
+        .queue_name(unique("inbound"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
+            max_message_bytes.to_string(),
+        )
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// Receives every message currently on the queue (deleting them), in no particular order.
+pub async fn drain_queue(config: &SdkConfig, queue_url: &str) -> Vec<String> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut bodies = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return bodies;
+        }
+        for m in messages {
+            bodies.push(m.body.clone().unwrap_or_default());
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+/// Creates a bucket; returns its name.
+pub async fn create_bucket(config: &SdkConfig) -> String {
+    let name = unique("payloads");
+    wa_infra::aws::s3_client(config)
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    name
+}
+
+/// Lists the keys under a prefix.
+pub async fn list_keys(config: &SdkConfig, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = wa_infra::aws::s3_client(config)
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list objects");
+    out.contents
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.key)
+        .collect()
+}
+
+/// The app secret JSON used by tests.
+#[must_use]
+pub fn secret_json(app_secret: &str, verify_token: &str) -> String {
+    serde_json::json!({
+        "app_id": "1234567890",
+        "app_secret": app_secret,
+        "verify_token": verify_token,
+        "access_token": "test-access-token",
+    })
+    .to_string()
+}
+
+/// Creates a secret with an AWSCURRENT value and optional AWSPREVIOUS and AWSPENDING ones;
+/// returns its name.
+pub async fn create_secret(
+    config: &SdkConfig,
+    current: &str,
+    previous: Option<&str>,
+    pending: Option<&str>,
+) -> String {
+    let sm = aws_sdk_secretsmanager::Client::new(config);
+    let name = unique("whatsapp");
+    let first = previous.unwrap_or(current);
+    sm.create_secret()
+        .name(&name)
+        .secret_string(first)
+        .send()
+        .await
+        .expect("create secret");
+    if previous.is_some() {
+        // Putting a new value moves AWSCURRENT to it and AWSPREVIOUS to the first one.
+        sm.put_secret_value()
+            .secret_id(&name)
+            .secret_string(current)
+            .send()
+            .await
+            .expect("put current");
+    }
+    if let Some(pending) = pending {
+        sm.put_secret_value()
+            .secret_id(&name)
+            .secret_string(pending)
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .expect("put pending");
+    }
+    name
+}
+
+/// An API Gateway HTTP API (payload v2) event, as Lambda delivers it, turned into the request our
+/// handlers receive by `lambda_http` itself.
+#[must_use]
+pub fn apigw_request(
+    method: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    base64: bool,
+) -> lambda_http::Request {
+    let header_map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+        .chain([(
+            "host".to_owned(),
+            "abc123.execute-api.us-east-1.amazonaws.com".into(),
+        )])
+        .collect();
+    let body_field = body.map(|b| {
+        if base64 {
+            base64::engine::general_purpose::STANDARD.encode(b)
+        } else {
+            String::from_utf8(b.to_vec()).expect("a non-base64 body must be UTF-8")
+        }
+    });
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": format!("{method} /webhook"),
+        "rawPath": "/webhook",
+        "rawQueryString": query,
+        "headers": header_map,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": "/webhook", "protocol": "HTTP/1.1",
+                     "sourceIp": "173.252.127.1", "userAgent": "facebookexternalua"},
+            "requestId": "req-1",
+            "routeKey": format!("{method} /webhook"),
+            "stage": "$default",
+            "time": "25/Nov/2026:01:00:00 +0000",
+            "timeEpoch": 1_795_000_000_000u64
+        },
+        "body": body_field,
+        "isBase64Encoded": base64
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+}
+
+/// The 16 webhook examples of Meta's spec: (name, body bytes exactly as in the fixture file).
+#[must_use]
+pub fn webhook_examples() -> Vec<(String, Vec<u8>)> {
+    let dir = repo_root().join("fixtures/meta/webhooks");
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("fixtures/meta/webhooks")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The inbound event JSON Schema, compiled.
+#[must_use]
+pub fn inbound_event_schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(repo_root().join("schemas/inbound-event.v1.json"))
+        .expect("schema file");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests on loopback: the Lambda handlers, fed API Gateway v2 events, against moto
+//! server's SQS, S3 and Secrets Manager. One binary, one moto server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod ingest;
+mod stack;
+mod verify;
