@@ -5,6 +5,7 @@
 pub mod event;
 pub mod ports;
 pub mod secrets;
+pub mod send;
 pub mod signature;
 pub mod subscription;
 pub mod webhook;

@@ -1,6 +1,5 @@
 //! JSON logs through `tracing`, and CloudWatch metrics in the Embedded Metric Format.
 
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The CloudWatch namespace of every metric.
@@ -57,9 +56,7 @@ pub fn emf_line(function: &str, dimension: Option<(&str, &str)>, counts: &[(&str
 
 /// Writes an EMF line to stdout, where Lambda's log agent turns it into CloudWatch metrics.
 pub fn emit(function: &str, dimension: Option<(&str, &str)>, counts: &[(&str, f64)]) {
-    let line = emf_line(function, dimension, counts);
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    println!("{}", emf_line(function, dimension, counts));
 }
 
 #[cfg(test)]
