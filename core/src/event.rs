@@ -219,19 +219,9 @@ struct ContactKeys {
 }
 
 /// Keys of a `messages` change value that events represent without an extra event.
-const ITEM_ARRAYS: [(&str, EventKind); 3] = [
-    ("messages", EventKind::Message),
-    ("statuses", EventKind::Status),
-    ("errors", EventKind::Error),
-];
-const REPRESENTED_KEYS: [&str; 6] = [
-    "messaging_product",
-    "metadata",
-    "contacts",
-    "messages",
-    "statuses",
-    "errors",
-];
+const ITEM_ARRAYS: [(&str, EventKind); 3] =
+    [("messages", EventKind::Message), ("statuses", EventKind::Status), ("errors", EventKind::Error)];
+const REPRESENTED_KEYS: [&str; 6] = ["messaging_product", "metadata", "contacts", "messages", "statuses", "errors"];
 
 /// Splits a verified webhook body into events, over all entries × changes × items.
 ///
@@ -240,8 +230,7 @@ const REPRESENTED_KEYS: [&str; 6] = [
 /// represent (or no item at all) additionally yields one event with the whole value, so nothing in
 /// the body is ever dropped.
 pub fn split_webhook(body: &[u8], received_at: u64) -> Result<Vec<InboundEvent<'_>>, PayloadError> {
-    let envelope: EnvelopeView<'_> =
-        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let envelope: EnvelopeView<'_> = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     if envelope.object != WABA_OBJECT {
         return Err(PayloadError::UnexpectedObject(envelope.object));
     }
@@ -311,24 +300,15 @@ fn split_change<'a>(
             let keys: ItemKeys = serde_json::from_str(item.get()).unwrap_or_default();
             let mut event = base(kind, String::new(), item);
             event.phone_number_id.clone_from(&phone_number_id);
-            event.timestamp = keys
-                .timestamp
-                .as_ref()
-                .and_then(FlexString::as_unix_seconds)
-                .or(entry_time);
+            event.timestamp = keys.timestamp.as_ref().and_then(FlexString::as_unix_seconds).or(entry_time);
             match kind {
                 EventKind::Message => {
-                    event.user_id = keys
-                        .from_user_id
-                        .clone()
-                        .or_else(|| keys.from.as_ref().map(|f| f.0.clone()));
+                    event.user_id = keys.from_user_id.clone().or_else(|| keys.from.as_ref().map(|f| f.0.clone()));
                     event.contact = matching_contact(&contacts, &keys);
                 }
                 EventKind::Status => {
-                    event.user_id = keys
-                        .recipient_user_id
-                        .clone()
-                        .or_else(|| keys.recipient_id.as_ref().map(|r| r.0.clone()));
+                    event.user_id =
+                        keys.recipient_user_id.clone().or_else(|| keys.recipient_id.as_ref().map(|r| r.0.clone()));
                 }
                 _ => {}
             }
@@ -343,21 +323,14 @@ fn split_change<'a>(
     let split_any = events.len() > before;
     let has_unrepresented = map.keys().any(|k| !REPRESENTED_KEYS.contains(&k.as_str()));
     if !split_any || has_unrepresented {
-        let mut event = base(
-            EventKind::of_field(&change.field),
-            content_id(&change.field, &entry.id.0, value),
-            value,
-        );
+        let mut event = base(EventKind::of_field(&change.field), content_id(&change.field, &entry.id.0, value), value);
         event.phone_number_id = phone_number_id;
         events.push(event);
     }
     Ok(())
 }
 
-fn matching_contact<'a>(
-    contacts: &[(ContactKeys, &'a RawValue)],
-    keys: &ItemKeys,
-) -> Option<&'a RawValue> {
+fn matching_contact<'a>(contacts: &[(ContactKeys, &'a RawValue)], keys: &ItemKeys) -> Option<&'a RawValue> {
     contacts
         .iter()
         .find(|(c, _)| {
@@ -418,19 +391,13 @@ fn canonical_json(value: &serde_json::Value, hasher: &mut Sha256) {
 
 /// Reads an inbound queue message back into the full event JSON, fetching a claim-checked event
 /// from the store when the message carries a `payload_ref`, and checking its digest.
-pub async fn resolve_event<B: crate::ports::BlobStore>(
-    blobs: &B,
-    message_body: &str,
-) -> Result<String, ResolveError> {
+pub async fn resolve_event<B: crate::ports::BlobStore>(blobs: &B, message_body: &str) -> Result<String, ResolveError> {
     let event: InboundEvent<'_> =
         serde_json::from_str(message_body).map_err(|e| ResolveError::NotAnEvent(e.to_string()))?;
     let Some(reference) = event.payload_ref else {
         return Ok(message_body.to_owned());
     };
-    let bytes = blobs
-        .get(&reference.key)
-        .await
-        .map_err(|e| ResolveError::Store(e.to_string()))?;
+    let bytes = blobs.get(&reference.key).await.map_err(|e| ResolveError::Store(e.to_string()))?;
     if hex::encode(Sha256::digest(&bytes)) != reference.sha256 {
         return Err(ResolveError::Corrupt(reference.key));
     }
@@ -459,11 +426,7 @@ mod tests {
 
     fn split(body: &serde_json::Value) -> Vec<serde_json::Value> {
         let text = body.to_string();
-        split_webhook(text.as_bytes(), 7)
-            .unwrap()
-            .iter()
-            .map(|e| serde_json::to_value(e).unwrap())
-            .collect()
+        split_webhook(text.as_bytes(), 7).unwrap().iter().map(|e| serde_json::to_value(e).unwrap()).collect()
     }
 
     fn messages_change(value: serde_json::Value) -> serde_json::Value {
@@ -487,12 +450,7 @@ mod tests {
                 {"field":"brand_new_field","value":{"anything":[1,2,3]}}]}]});
         let events = split(&body);
         let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "message", "message", "status", "template", "error", "account", "other"
-            ]
-        );
+        assert_eq!(kinds, ["message", "message", "status", "template", "error", "account", "other"]);
         assert_eq!(events[0]["event_id"], "wamid.1");
         assert_eq!(events[0]["user_id"], "111");
         assert_eq!(events[0]["contact"]["profile"]["name"], "A");
@@ -504,22 +462,13 @@ mod tests {
         assert_eq!(events[2]["user_id"], "333");
         assert!(events[2].get("contact").is_none());
         assert_eq!(events[3]["waba_id"], "W1");
-        assert!(
-            events[3]["event_id"]
-                .as_str()
-                .unwrap()
-                .starts_with("sha256:")
-        );
+        assert!(events[3]["event_id"].as_str().unwrap().starts_with("sha256:"));
         assert_eq!(events[4]["waba_id"], "W2");
         assert_eq!(events[4]["phone_number_id"], "P2");
         assert_eq!(events[4]["timestamp"], 1_700_000_000);
         assert_eq!(events[6]["field"], "brand_new_field");
         assert_eq!(events[6]["payload"], json!({"anything":[1,2,3]}));
-        assert!(
-            events
-                .iter()
-                .all(|e| e["version"] == 1 && e["received_at"] == 7)
-        );
+        assert!(events.iter().all(|e| e["version"] == 1 && e["received_at"] == 7));
     }
 
     #[test]
@@ -527,10 +476,7 @@ mod tests {
         let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{"messages":[ {"id" : "wamid.1","type":"text","text":{"body":"\u00e4 a\/b \ud83d\ude00"}} ]}}]}]}"#;
         let events = split_webhook(body, 0).unwrap();
         let raw = events[0].payload.unwrap().get();
-        assert_eq!(
-            raw,
-            r#"{"id" : "wamid.1","type":"text","text":{"body":"\u00e4 a\/b \ud83d\ude00"}}"#
-        );
+        assert_eq!(raw, r#"{"id" : "wamid.1","type":"text","text":{"body":"\u00e4 a\/b \ud83d\ude00"}}"#);
         let line = serde_json::to_string(&events[0]).unwrap();
         assert!(line.contains(raw));
         let message: Message = events[0].payload_as().unwrap();
@@ -540,16 +486,12 @@ mod tests {
 
     #[test]
     fn unrepresented_keys_and_empty_changes_are_kept_whole() {
-        let events = split(&messages_change(
-            json!({"metadata":{"phone_number_id":"P"},"groups":[{"group_id":"G"}]}),
-        ));
+        let events = split(&messages_change(json!({"metadata":{"phone_number_id":"P"},"groups":[{"group_id":"G"}]})));
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["kind"], "other");
         assert_eq!(events[0]["payload"]["groups"][0]["group_id"], "G");
 
-        let events = split(&messages_change(
-            json!({"messages":[{"id":"wamid.1","type":"text"}],"novel":true}),
-        ));
+        let events = split(&messages_change(json!({"messages":[{"id":"wamid.1","type":"text"}],"novel":true})));
         assert_eq!(events.len(), 2);
         assert_eq!(events[1]["payload"]["novel"], true);
     }

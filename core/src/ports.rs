@@ -12,9 +12,7 @@ use crate::secrets::{AppSecrets, SecretStage};
 #[derive(Debug, Error)]
 pub enum QueueError {
     /// Some entries were still refused after all retries.
-    #[error(
-        "{failed} of {total} messages not accepted by the queue after {attempts} attempts: {reason}"
-    )]
+    #[error("{failed} of {total} messages not accepted by the queue after {attempts} attempts: {reason}")]
     Rejected {
         /// How many were refused.
         failed: usize,
@@ -64,12 +62,7 @@ pub trait BlobStore: Send + Sync {
     fn bucket(&self) -> &str;
 
     /// Stores `body` under `key` (overwriting is harmless: keys are content-addressed).
-    fn put(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> impl Future<Output = Result<(), BlobError>> + Send;
+    fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> impl Future<Output = Result<(), BlobError>> + Send;
 
     /// Reads the object under `key`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, BlobError>> + Send;
@@ -89,15 +82,9 @@ pub enum SecretError {
 /// The app credentials by version stage, cached by implementations.
 pub trait SecretSource: Send + Sync {
     /// The value at `stage`; `Ok(None)` when no version carries that stage.
-    fn get(
-        &self,
-        stage: SecretStage,
-    ) -> impl Future<Output = Result<Option<Arc<AppSecrets>>, SecretError>> + Send;
+    fn get(&self, stage: SecretStage) -> impl Future<Output = Result<Option<Arc<AppSecrets>>, SecretError>> + Send;
 
     /// Like `get`, but bypasses the cache when it was not refreshed recently (rate-limited), for
     /// when a signature or token suggests the cached value is stale.
-    fn refresh(
-        &self,
-        stage: SecretStage,
-    ) -> impl Future<Output = Result<Option<Arc<AppSecrets>>, SecretError>> + Send;
+    fn refresh(&self, stage: SecretStage) -> impl Future<Output = Result<Option<Arc<AppSecrets>>, SecretError>> + Send;
 }

@@ -50,10 +50,7 @@ impl std::fmt::Debug for AppSecrets {
             .field("app_secret", &"<redacted>")
             .field("verify_token", &"<redacted>")
             .field("access_token", &"<redacted>")
-            .field(
-                "phone_number_tokens",
-                &self.phone_number_tokens.keys().collect::<Vec<_>>(),
-            )
+            .field("phone_number_tokens", &self.phone_number_tokens.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -63,10 +60,7 @@ impl AppSecrets {
     pub fn from_json(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| {
             // serde's messages for missing fields name the field only; other errors give a position.
-            format!(
-                "secret JSON is not valid: {}",
-                e.to_string().split(" at line").next().unwrap_or("invalid")
-            )
+            format!("secret JSON is not valid: {}", e.to_string().split(" at line").next().unwrap_or("invalid"))
         })
     }
 }
@@ -82,9 +76,7 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{s:?}");
-        assert!(
-            !shown.contains("s3cr3t") && !shown.contains("EAAtok") && !shown.contains("\"vt\"")
-        );
+        assert!(!shown.contains("s3cr3t") && !shown.contains("EAAtok") && !shown.contains("\"vt\""));
         let err = AppSecrets::from_json(r#"{"app_id":"1","app_secret":"s3cr3t"}"#).unwrap_err();
         assert!(err.contains("verify_token"), "{err}");
         assert!(!err.contains("s3cr3t"));

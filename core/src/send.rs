@@ -28,10 +28,7 @@ pub struct Violation {
 }
 
 fn violation(rule: &'static str, detail: impl Into<String>) -> Violation {
-    Violation {
-        rule,
-        detail: detail.into(),
-    }
+    Violation { rule, detail: detail.into() }
 }
 
 /// The pricing category a request declares (used by window and opt-out checks).
@@ -94,27 +91,19 @@ impl Recipient {
     /// Parses `to`: 7–15 digits with an optional `+` (no leading 0), or a BSUID.
     pub fn parse(to: &str) -> Result<Self, Violation> {
         let digits = to.strip_prefix('+').unwrap_or(to);
-        if (7..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0')
-        {
+        if (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0') {
             return Ok(Self::Phone(to.to_owned()));
         }
         let bsuid = to.split_once('.').is_some_and(|(cc, id)| {
             cc.len() == 2
                 && cc.bytes().all(|b| b.is_ascii_uppercase())
                 && (1..=128).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         });
         if bsuid {
             return Ok(Self::UserId(to.to_owned()));
         }
-        Err(violation(
-            "to.format",
-            "must be E.164 digits (7-15, optional +) or a business-scoped user id (CC.id)",
-        ))
+        Err(violation("to.format", "must be E.164 digits (7-15, optional +) or a business-scoped user id (CC.id)"))
     }
 
     /// The identifier as given.
@@ -142,13 +131,7 @@ const KNOWN_TYPES: [&str; 12] = [
     "order",
 ];
 
-const RESERVED: [&str; 5] = [
-    "messaging_product",
-    "recipient_type",
-    "to",
-    "recipient",
-    "biz_opaque_callback_data",
-];
+const RESERVED: [&str; 5] = ["messaging_product", "recipient_type", "to", "recipient", "biz_opaque_callback_data"];
 
 impl SendRequest {
     /// Parses a queue message body.
@@ -158,21 +141,13 @@ impl SendRequest {
 
     /// Checks every documented rule; the first broken one is returned.
     pub fn validate(&self) -> Result<RequestKind, Violation> {
-        if self.phone_number_id.is_empty()
-            || !self.phone_number_id.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(violation(
-                "phone_number_id.format",
-                "must be the numeric Graph id of the business number",
-            ));
+        if self.phone_number_id.is_empty() || !self.phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(violation("phone_number_id.format", "must be the numeric Graph id of the business number"));
         }
         if let Some(data) = &self.callback_data {
             let n = data.chars().count();
             if n > MAX_CALLBACK_DATA {
-                return Err(violation(
-                    "callback_data.length",
-                    format!("{n} characters, at most {MAX_CALLBACK_DATA}"),
-                ));
+                return Err(violation("callback_data.length", format!("{n} characters, at most {MAX_CALLBACK_DATA}")));
             }
         }
         if let Some(key) = &self.idempotency_key {
@@ -194,10 +169,7 @@ impl SendRequest {
             match validate_message(fallback, "fallback")? {
                 RequestKind::Message(t) if t == "template" => {}
                 _ => {
-                    return Err(violation(
-                        "fallback.type",
-                        "the fallback must be a template message",
-                    ));
+                    return Err(violation("fallback.type", "the fallback must be a template message"));
                 }
             }
         }
@@ -208,9 +180,7 @@ impl SendRequest {
     /// Call [`SendRequest::validate`] first.
     pub fn graph_body(&self, use_fallback: bool) -> Result<Value, Violation> {
         let message = if use_fallback {
-            self.fallback
-                .as_ref()
-                .ok_or_else(|| violation("fallback.missing", "no fallback message"))?
+            self.fallback.as_ref().ok_or_else(|| violation("fallback.missing", "no fallback message"))?
         } else {
             &self.message
         };
@@ -247,45 +217,22 @@ impl SendRequest {
 }
 
 fn chars(value: Option<&Value>) -> usize {
-    value
-        .and_then(Value::as_str)
-        .map_or(0, |s| s.chars().count())
+    value.and_then(Value::as_str).map_or(0, |s| s.chars().count())
 }
 
-fn max_len(
-    value: Option<&Value>,
-    max: usize,
-    rule: &'static str,
-    what: &str,
-) -> Result<(), Violation> {
+fn max_len(value: Option<&Value>, max: usize, rule: &'static str, what: &str) -> Result<(), Violation> {
     let n = chars(value);
-    if n > max {
-        Err(violation(
-            rule,
-            format!("{what} has {n} characters, at most {max}"),
-        ))
-    } else {
-        Ok(())
-    }
+    if n > max { Err(violation(rule, format!("{what} has {n} characters, at most {max}"))) } else { Ok(()) }
 }
 
-fn validate_message(
-    message: &Map<String, Value>,
-    at: &'static str,
-) -> Result<RequestKind, Violation> {
+fn validate_message(message: &Map<String, Value>, at: &'static str) -> Result<RequestKind, Violation> {
     if message.get("status").and_then(Value::as_str) == Some("read") {
         if !message.get("message_id").is_some_and(Value::is_string) {
-            return Err(violation(
-                "read.message_id",
-                "a read receipt needs message_id",
-            ));
+            return Err(violation("read.message_id", "a read receipt needs message_id"));
         }
         if let Some(indicator) = message.get("typing_indicator") {
             if indicator.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(violation(
-                    "read.typing_indicator",
-                    "typing_indicator.type must be \"text\"",
-                ));
+                return Err(violation("read.typing_indicator", "typing_indicator.type must be \"text\""));
             }
         }
         return Ok(RequestKind::ReadReceipt);
@@ -293,47 +240,27 @@ fn validate_message(
     // Without `type`, Meta infers it (text by default); its own examples rely on that, so we infer
     // it from the one content field present, and send the message without adding `type`.
     let kind = match message.get("type") {
-        None => match KNOWN_TYPES
-            .iter()
-            .filter(|t| message.contains_key(**t))
-            .collect::<Vec<_>>()[..]
-        {
+        None => match KNOWN_TYPES.iter().filter(|t| message.contains_key(**t)).collect::<Vec<_>>()[..] {
             [only] => *only,
             _ => {
-                return Err(violation(
-                    "message.type",
-                    format!("{at} has no type and no single content field"),
-                ));
+                return Err(violation("message.type", format!("{at} has no type and no single content field")));
             }
         },
         Some(Value::String(t)) => t.as_str(),
         Some(_) => return Err(violation("message.type", "type must be a string")),
     };
     if kind == "contacts" {
-        if !message
-            .get("contacts")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty())
-        {
-            return Err(violation(
-                "contacts.required",
-                "type contacts needs a non-empty contacts array",
-            ));
+        if message.get("contacts").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+            return Err(violation("contacts.required", "type contacts needs a non-empty contacts array"));
         }
         return Ok(RequestKind::Message(kind.to_owned()));
     }
     let Some(content) = message.get(kind).and_then(Value::as_object) else {
-        return Err(violation(
-            "message.content",
-            format!("type {kind} needs a {kind} object"),
-        ));
+        return Err(violation("message.content", format!("type {kind} needs a {kind} object")));
     };
     if let Some(context) = message.get("context") {
         if !context.get("message_id").is_some_and(Value::is_string) {
-            return Err(violation(
-                "context.message_id",
-                "context needs the message_id replied to",
-            ));
+            return Err(violation("context.message_id", "context needs the message_id replied to"));
         }
     }
     match kind {
@@ -341,21 +268,11 @@ fn validate_message(
         "image" | "video" | "audio" | "document" | "sticker" => validate_media(kind, content)?,
         "interactive" => validate_interactive(content)?,
         "template" => validate_template(content)?,
-        "reaction" => {
-            if !content.get("message_id").is_some_and(Value::is_string) {
-                return Err(violation(
-                    "reaction.message_id",
-                    "a reaction needs message_id",
-                ));
-            }
+        "reaction" if !content.get("message_id").is_some_and(Value::is_string) => {
+            return Err(violation("reaction.message_id", "a reaction needs message_id"));
         }
-        "location" => {
-            if !(content.get("latitude").is_some() && content.get("longitude").is_some()) {
-                return Err(violation(
-                    "location.coordinates",
-                    "latitude and longitude are required",
-                ));
-            }
+        "location" if !(content.contains_key("latitude") && content.contains_key("longitude")) => {
+            return Err(violation("location.coordinates", "latitude and longitude are required"));
         }
         _ => {}
     }
@@ -369,44 +286,21 @@ fn validate_text(text: &Map<String, Value>) -> Result<(), Violation> {
     if body.is_empty() {
         return Err(violation("text.body.required", "text.body is empty"));
     }
-    max_len(
-        text.get("body"),
-        MAX_TEXT_BODY,
-        "text.body.length",
-        "text.body",
-    )
+    max_len(text.get("body"), MAX_TEXT_BODY, "text.body.length", "text.body")
 }
 
 fn validate_media(kind: &str, media: &Map<String, Value>) -> Result<(), Violation> {
     if media.get("id").is_none() && media.get("link").is_none() {
-        return Err(violation(
-            "media.source",
-            format!("{kind} needs an id or a link"),
-        ));
+        return Err(violation("media.source", format!("{kind} needs an id or a link")));
     }
-    max_len(
-        media.get("caption"),
-        1024,
-        "media.caption.length",
-        "caption",
-    )
+    max_len(media.get("caption"), 1024, "media.caption.length", "caption")
 }
 
 fn validate_interactive(interactive: &Map<String, Value>) -> Result<(), Violation> {
-    let kind = interactive
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = interactive.get("type").and_then(Value::as_str).unwrap_or_default();
     if let Some(header) = interactive.get("header") {
-        max_len(
-            header.get("text"),
-            60,
-            "interactive.header.length",
-            "header.text",
-        )?;
-        if let Some(media_type @ ("image" | "video" | "document")) =
-            header.get("type").and_then(Value::as_str)
-        {
+        max_len(header.get("text"), 60, "interactive.header.length", "header.text")?;
+        if let Some(media_type @ ("image" | "video" | "document")) = header.get("type").and_then(Value::as_str) {
             if header.get(media_type).and_then(|m| m.get("id")).is_some() {
                 return Err(violation(
                     "interactive.header.media_link",
@@ -415,25 +309,13 @@ fn validate_interactive(interactive: &Map<String, Value>) -> Result<(), Violatio
             }
         }
     }
-    max_len(
-        interactive.get("body").and_then(|b| b.get("text")),
-        1024,
-        "interactive.body.length",
-        "body.text",
-    )?;
-    max_len(
-        interactive.get("footer").and_then(|f| f.get("text")),
-        60,
-        "interactive.footer.length",
-        "footer.text",
-    )?;
+    max_len(interactive.get("body").and_then(|b| b.get("text")), 1024, "interactive.body.length", "body.text")?;
+    max_len(interactive.get("footer").and_then(|f| f.get("text")), 60, "interactive.footer.length", "footer.text")?;
     let action = interactive.get("action");
     match kind {
         "button" => {
-            let buttons = action
-                .and_then(|a| a.get("buttons"))
-                .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice);
+            let buttons =
+                action.and_then(|a| a.get("buttons")).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
             if buttons.is_empty() || buttons.len() > 3 {
                 return Err(violation(
                     "interactive.button.count",
@@ -444,14 +326,8 @@ fn validate_interactive(interactive: &Map<String, Value>) -> Result<(), Violatio
             let mut titles = Vec::new();
             for button in buttons {
                 let reply = button.get("reply");
-                let id = reply
-                    .and_then(|r| r.get("id"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let title = reply
-                    .and_then(|r| r.get("title"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let id = reply.and_then(|r| r.get("id")).and_then(Value::as_str).unwrap_or_default();
+                let title = reply.and_then(|r| r.get("title")).and_then(Value::as_str).unwrap_or_default();
                 if id.is_empty() || id.chars().count() > 256 || id.trim() != id {
                     return Err(violation(
                         "interactive.button.id",
@@ -465,10 +341,7 @@ fn validate_interactive(interactive: &Map<String, Value>) -> Result<(), Violatio
                     ));
                 }
                 if ids.contains(&id) {
-                    return Err(violation(
-                        "interactive.button.unique_ids",
-                        format!("button id {id:?} repeated"),
-                    ));
+                    return Err(violation("interactive.button.unique_ids", format!("button id {id:?} repeated")));
                 }
                 if titles.contains(&title) {
                     return Err(violation(
@@ -481,22 +354,12 @@ fn validate_interactive(interactive: &Map<String, Value>) -> Result<(), Violatio
             }
         }
         "list" => {
-            max_len(
-                action.and_then(|a| a.get("button")),
-                20,
-                "interactive.list.button.length",
-                "action.button",
-            )?;
+            max_len(action.and_then(|a| a.get("button")), 20, "interactive.list.button.length", "action.button")?;
             if chars(action.and_then(|a| a.get("button"))) == 0 {
-                return Err(violation(
-                    "interactive.list.button.required",
-                    "action.button is required",
-                ));
+                return Err(violation("interactive.list.button.required", "action.button is required"));
             }
-            let sections = action
-                .and_then(|a| a.get("sections"))
-                .and_then(Value::as_array)
-                .map_or(&[][..], Vec::as_slice);
+            let sections =
+                action.and_then(|a| a.get("sections")).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
             if sections.is_empty() || sections.len() > 10 {
                 return Err(violation(
                     "interactive.list.sections",
@@ -506,81 +369,40 @@ fn validate_interactive(interactive: &Map<String, Value>) -> Result<(), Violatio
             let mut total = 0;
             let mut ids = Vec::new();
             for section in sections {
-                max_len(
-                    section.get("title"),
-                    24,
-                    "interactive.list.section_title.length",
-                    "section title",
-                )?;
+                max_len(section.get("title"), 24, "interactive.list.section_title.length", "section title")?;
                 if sections.len() > 1 && chars(section.get("title")) == 0 {
                     return Err(violation(
                         "interactive.list.section_title.required",
                         "every section needs a title when there are several",
                     ));
                 }
-                for row in section
-                    .get("rows")
-                    .and_then(Value::as_array)
-                    .map_or(&[][..], Vec::as_slice)
-                {
+                for row in section.get("rows").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
                     total += 1;
                     let id = row.get("id").and_then(Value::as_str).unwrap_or_default();
                     if id.is_empty() || id.chars().count() > 200 {
-                        return Err(violation(
-                            "interactive.list.row.id",
-                            "row ids are 1-200 characters",
-                        ));
+                        return Err(violation("interactive.list.row.id", "row ids are 1-200 characters"));
                     }
                     if ids.contains(&id) {
-                        return Err(violation(
-                            "interactive.list.row.unique_ids",
-                            format!("row id {id:?} repeated"),
-                        ));
+                        return Err(violation("interactive.list.row.unique_ids", format!("row id {id:?} repeated")));
                     }
                     ids.push(id);
                     if chars(row.get("title")) == 0 {
-                        return Err(violation(
-                            "interactive.list.row.title",
-                            "every row needs a title",
-                        ));
+                        return Err(violation("interactive.list.row.title", "every row needs a title"));
                     }
-                    max_len(
-                        row.get("title"),
-                        24,
-                        "interactive.list.row.title.length",
-                        "row title",
-                    )?;
-                    max_len(
-                        row.get("description"),
-                        72,
-                        "interactive.list.row.description.length",
-                        "row description",
-                    )?;
+                    max_len(row.get("title"), 24, "interactive.list.row.title.length", "row title")?;
+                    max_len(row.get("description"), 72, "interactive.list.row.description.length", "row description")?;
                 }
             }
             if total == 0 || total > 10 {
-                return Err(violation(
-                    "interactive.list.rows",
-                    format!("{total} rows in total, 1 to 10 allowed"),
-                ));
+                return Err(violation("interactive.list.rows", format!("{total} rows in total, 1 to 10 allowed")));
             }
         }
         "cta_url" => {
-            let display = action
-                .and_then(|a| a.get("parameters"))
-                .and_then(|p| p.get("display_text"));
-            max_len(
-                display,
-                20,
-                "interactive.cta_url.display_text.length",
-                "display_text",
-            )?;
+            let display = action.and_then(|a| a.get("parameters")).and_then(|p| p.get("display_text"));
+            max_len(display, 20, "interactive.cta_url.display_text.length", "display_text")?;
         }
         "" => {
-            return Err(violation(
-                "interactive.type",
-                "interactive.type is required",
-            ));
+            return Err(violation("interactive.type", "interactive.type is required"));
         }
         _ => {}
     }
@@ -592,24 +414,12 @@ fn validate_template(template: &Map<String, Value>) -> Result<(), Violation> {
         return Err(violation("template.name", "template.name is required"));
     }
     if chars(template.get("language").and_then(|l| l.get("code"))) == 0 {
-        return Err(violation(
-            "template.language",
-            "template.language.code is required",
-        ));
+        return Err(violation("template.language", "template.language.code is required"));
     }
-    let components = template
-        .get("components")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    let buttons = components
-        .iter()
-        .filter(|c| c.get("type").and_then(Value::as_str) == Some("button"))
-        .count();
+    let components = template.get("components").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let buttons = components.iter().filter(|c| c.get("type").and_then(Value::as_str) == Some("button")).count();
     if buttons > 10 {
-        return Err(violation(
-            "template.buttons.count",
-            format!("{buttons} buttons, at most 10"),
-        ));
+        return Err(violation("template.buttons.count", format!("{buttons} buttons, at most 10")));
     }
     Ok(())
 }
@@ -637,55 +447,26 @@ mod tests {
 
     #[test]
     fn text_limits() {
-        assert!(
-            request(json!({"type":"text","text":{"body":"é".repeat(4096)}}))
-                .validate()
-                .is_ok()
-        );
-        assert_eq!(
-            rule(json!({"type":"text","text":{"body":"é".repeat(4097)}})),
-            "text.body.length"
-        );
+        assert!(request(json!({"type":"text","text":{"body":"é".repeat(4096)}})).validate().is_ok());
+        assert_eq!(rule(json!({"type":"text","text":{"body":"é".repeat(4097)}})), "text.body.length");
         assert_eq!(rule(json!({"type":"text","text":{}})), "text.body.required");
         assert_eq!(rule(json!({"type":"text"})), "message.content");
         assert_eq!(rule(json!({"text":{"body":""}})), "text.body.required");
-        assert_eq!(
-            request(json!({"text":{"body":"hi"}})).validate(),
-            Ok(RequestKind::Message("text".into()))
-        );
+        assert_eq!(request(json!({"text":{"body":"hi"}})).validate(), Ok(RequestKind::Message("text".into())));
     }
 
     fn buttons(titles: &[(&str, &str)]) -> Value {
-        let b: Vec<Value> = titles
-            .iter()
-            .map(|(id, t)| json!({"type":"reply","reply":{"id":id,"title":t}}))
-            .collect();
+        let b: Vec<Value> = titles.iter().map(|(id, t)| json!({"type":"reply","reply":{"id":id,"title":t}})).collect();
         json!({"type":"interactive","interactive":{"type":"button","body":{"text":"Pick"},"action":{"buttons":b}}})
     }
 
     #[test]
     fn reply_buttons() {
-        assert!(
-            request(buttons(&[("a", "Yes"), ("b", "No"), ("c", "Maybe 👍")]))
-                .validate()
-                .is_ok()
-        );
-        assert_eq!(
-            rule(buttons(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")])),
-            "interactive.button.count"
-        );
-        assert_eq!(
-            rule(buttons(&[("a", "123456789012345678901")])),
-            "interactive.button.title"
-        );
-        assert_eq!(
-            rule(buttons(&[("a", "x"), ("a", "y")])),
-            "interactive.button.unique_ids"
-        );
-        assert_eq!(
-            rule(buttons(&[("a", "x"), ("b", "x")])),
-            "interactive.button.unique_titles"
-        );
+        assert!(request(buttons(&[("a", "Yes"), ("b", "No"), ("c", "Maybe 👍")])).validate().is_ok());
+        assert_eq!(rule(buttons(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")])), "interactive.button.count");
+        assert_eq!(rule(buttons(&[("a", "123456789012345678901")])), "interactive.button.title");
+        assert_eq!(rule(buttons(&[("a", "x"), ("a", "y")])), "interactive.button.unique_ids");
+        assert_eq!(rule(buttons(&[("a", "x"), ("b", "x")])), "interactive.button.unique_titles");
         assert_eq!(rule(buttons(&[(" a", "x")])), "interactive.button.id");
     }
 
@@ -694,9 +475,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let rows: Vec<Value> = (0..*n)
-                    .map(|r| json!({"id":format!("{i}-{r}"),"title":"Row"}))
-                    .collect();
+                let rows: Vec<Value> = (0..*n).map(|r| json!({"id":format!("{i}-{r}"),"title":"Row"})).collect();
                 json!({"title":format!("S{i}"),"rows":rows})
             })
             .collect();
@@ -709,8 +488,7 @@ mod tests {
         assert_eq!(rule(list(&[6, 5])), "interactive.list.rows");
         assert_eq!(rule(list(&[1; 11])), "interactive.list.sections");
         let mut long = list(&[1]);
-        long["interactive"]["action"]["sections"][0]["rows"][0]["description"] =
-            json!("d".repeat(73));
+        long["interactive"]["action"]["sections"][0]["rows"][0]["description"] = json!("d".repeat(73));
         assert_eq!(rule(long), "interactive.list.row.description.length");
         let mut long = list(&[1]);
         long["interactive"]["header"] = json!({"type":"text","text":"h".repeat(61)});
@@ -729,17 +507,7 @@ mod tests {
         for to in ok {
             assert!(Recipient::parse(to).is_ok(), "{to}");
         }
-        for to in [
-            "",
-            "123",
-            "+",
-            "0123456789",
-            "1650555123456789",
-            "us.123",
-            "USA.1",
-            "US.",
-            "1650 555 1234",
-        ] {
+        for to in ["", "123", "+", "0123456789", "1650555123456789", "us.123", "USA.1", "US.", "1650 555 1234"] {
             assert_eq!(Recipient::parse(to).unwrap_err().rule, "to.format", "{to}");
         }
         let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
@@ -752,8 +520,7 @@ mod tests {
 
     #[test]
     fn graph_body_adds_only_our_fields() {
-        let mut r =
-            request(json!({"type":"text","text":{"body":"hi"},"context":{"message_id":"wamid.1"}}));
+        let mut r = request(json!({"type":"text","text":{"body":"hi"},"context":{"message_id":"wamid.1"}}));
         r.callback_data = Some("order-7".into());
         let body = r.graph_body(false).unwrap();
         assert_eq!(
@@ -767,17 +534,12 @@ mod tests {
         assert!(body.get("to").is_none());
 
         let conflicting = request(json!({"type":"text","text":{"body":"hi"},"to":"15550000000"}));
-        assert_eq!(
-            conflicting.graph_body(false).unwrap_err().rule,
-            "message.reserved_field"
-        );
+        assert_eq!(conflicting.graph_body(false).unwrap_err().rule, "message.reserved_field");
     }
 
     #[test]
     fn read_receipts_need_no_recipient() {
-        let mut r = request(
-            json!({"status":"read","message_id":"wamid.X","typing_indicator":{"type":"text"}}),
-        );
+        let mut r = request(json!({"status":"read","message_id":"wamid.X","typing_indicator":{"type":"text"}}));
         r.to = None;
         assert_eq!(r.validate(), Ok(RequestKind::ReadReceipt));
         assert_eq!(
@@ -792,19 +554,16 @@ mod tests {
     #[test]
     fn fallback_must_be_a_template() {
         let mut r = request(json!({"type":"text","text":{"body":"hi"}}));
+        r.fallback = Some(json!({"type":"text","text":{"body":"x"}}).as_object().unwrap().clone());
+        assert_eq!(r.validate().unwrap_err().rule, "fallback.type");
         r.fallback = Some(
-            json!({"type":"text","text":{"body":"x"}})
+            json!({"type":"template","template":{"name":"hello_world","language":{"code":"en_US"}}})
                 .as_object()
                 .unwrap()
                 .clone(),
         );
-        assert_eq!(r.validate().unwrap_err().rule, "fallback.type");
-        r.fallback = Some(json!({"type":"template","template":{"name":"hello_world","language":{"code":"en_US"}}}).as_object().unwrap().clone());
         assert!(r.validate().is_ok());
-        assert_eq!(
-            r.graph_body(true).unwrap()["template"]["name"],
-            "hello_world"
-        );
+        assert_eq!(r.graph_body(true).unwrap()["template"]["name"], "hello_world");
     }
 
     #[test]
@@ -813,8 +572,7 @@ mod tests {
         let mut count = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            let example: Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let example: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let mut message = example.as_object().unwrap().clone();
             let to = message.remove("to").map(|_| "16505551234".to_owned());
             message.remove("messaging_product");
@@ -828,20 +586,13 @@ mod tests {
                 fallback: None,
                 category: None,
             };
-            request
-                .validate()
-                .unwrap_or_else(|v| panic!("{}: {v}", path.display()));
+            request.validate().unwrap_or_else(|v| panic!("{}: {v}", path.display()));
             let mut expected = example.clone();
             if to.is_some() {
                 expected["to"] = json!("16505551234");
                 expected["recipient_type"] = json!("individual");
             }
-            assert_eq!(
-                request.graph_body(false).unwrap(),
-                expected,
-                "{}",
-                path.display()
-            );
+            assert_eq!(request.graph_body(false).unwrap(), expected, "{}", path.display());
             count += 1;
         }
         assert_eq!(count, 50);

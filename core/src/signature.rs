@@ -49,14 +49,8 @@ impl std::fmt::Debug for Signature {
 impl Signature {
     /// Parses one header value: exactly `sha256=` followed by 64 lowercase hex digits.
     pub fn parse(header: &[u8]) -> Result<Self, SignatureError> {
-        let hex_part = header
-            .strip_prefix(PREFIX.as_bytes())
-            .ok_or(SignatureError::WrongScheme)?;
-        if hex_part.len() != DIGEST_LEN * 2
-            || !hex_part
-                .iter()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        let hex_part = header.strip_prefix(PREFIX.as_bytes()).ok_or(SignatureError::WrongScheme)?;
+        if hex_part.len() != DIGEST_LEN * 2 || !hex_part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(SignatureError::Malformed);
         }
         let mut digest = [0u8; DIGEST_LEN];
@@ -123,8 +117,7 @@ mod tests {
     const SECRET: &[u8] = b"test-app-secret";
 
     fn check(body: &[u8], header: &str) -> Result<usize, SignatureError> {
-        Signature::from_header_values(std::iter::once(header.as_bytes()))?
-            .verify_any(body, [SECRET])
+        Signature::from_header_values(std::iter::once(header.as_bytes()))?.verify_any(body, [SECRET])
     }
 
     #[test]
@@ -169,52 +162,22 @@ mod tests {
         let body = br#"{"entry":[]}"#;
         let good = sign(SECRET, body);
         let digest = good.trim_start_matches(PREFIX);
-        assert_eq!(
-            Signature::from_header_values(std::iter::empty()),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(Signature::from_header_values(std::iter::empty()), Err(SignatureError::Missing));
         assert_eq!(
             Signature::from_header_values([good.as_bytes(), good.as_bytes()].into_iter()),
             Err(SignatureError::Duplicated)
         );
-        assert_eq!(
-            check(body, &format!("sha1={digest}")),
-            Err(SignatureError::WrongScheme)
-        );
+        assert_eq!(check(body, &format!("sha1={digest}")), Err(SignatureError::WrongScheme));
         assert_eq!(check(body, digest), Err(SignatureError::WrongScheme));
-        assert_eq!(
-            check(body, &format!("SHA256={digest}")),
-            Err(SignatureError::WrongScheme)
-        );
-        assert_eq!(
-            check(body, &format!("sha256={}", digest.to_uppercase())),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            check(body, &format!("sha256={}", &digest[1..])),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            check(body, &format!("sha256={digest}0")),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            check(body, &format!("sha256={}zz", &digest[2..])),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            check(body, &format!("sha256= {}", &digest[1..])),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(check(body, &format!("SHA256={digest}")), Err(SignatureError::WrongScheme));
+        assert_eq!(check(body, &format!("sha256={}", digest.to_uppercase())), Err(SignatureError::Malformed));
+        assert_eq!(check(body, &format!("sha256={}", &digest[1..])), Err(SignatureError::Malformed));
+        assert_eq!(check(body, &format!("sha256={digest}0")), Err(SignatureError::Malformed));
+        assert_eq!(check(body, &format!("sha256={}zz", &digest[2..])), Err(SignatureError::Malformed));
+        assert_eq!(check(body, &format!("sha256= {}", &digest[1..])), Err(SignatureError::Malformed));
         assert_eq!(check(body, ""), Err(SignatureError::WrongScheme));
-        assert_eq!(
-            check(body, &"sha256=".repeat(500)),
-            Err(SignatureError::Malformed)
-        );
-        assert_eq!(
-            check(body, &format!("sha256={}", "0".repeat(64))),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(check(body, &"sha256=".repeat(500)), Err(SignatureError::Malformed));
+        assert_eq!(check(body, &format!("sha256={}", "0".repeat(64))), Err(SignatureError::Mismatch));
         assert_eq!(check(body, &good), Ok(0));
     }
 
@@ -223,14 +186,8 @@ mod tests {
         let body = b"{}";
         let header = sign(b"old-secret", body);
         let sig = Signature::parse(header.as_bytes()).unwrap();
-        assert_eq!(
-            sig.verify_any(body, [&b"new-secret"[..], &b"old-secret"[..]]),
-            Ok(1)
-        );
-        assert_eq!(
-            sig.verify_any(body, [&b"new-secret"[..]]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(sig.verify_any(body, [&b"new-secret"[..], &b"old-secret"[..]]), Ok(1));
+        assert_eq!(sig.verify_any(body, [&b"new-secret"[..]]), Err(SignatureError::Mismatch));
     }
 
     #[test]

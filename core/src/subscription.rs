@@ -47,10 +47,7 @@ impl<'a> SubscriptionQuery<'a> {
             return Err(SubscriptionError::WrongMode);
         }
         let token = self.verify_token.ok_or(SubscriptionError::MissingToken)?;
-        let challenge = self
-            .challenge
-            .filter(|c| !c.is_empty())
-            .ok_or(SubscriptionError::MissingChallenge)?;
+        let challenge = self.challenge.filter(|c| !c.is_empty()).ok_or(SubscriptionError::MissingChallenge)?;
         let offered = Sha256::digest(token.as_bytes());
         let mut matched = subtle::Choice::from(0);
         for candidate in accepted_tokens {
@@ -59,11 +56,7 @@ impl<'a> SubscriptionQuery<'a> {
             }
             matched |= Sha256::digest(candidate.as_bytes()).ct_eq(&offered);
         }
-        if bool::from(matched) {
-            Ok(challenge)
-        } else {
-            Err(SubscriptionError::TokenMismatch)
-        }
+        if bool::from(matched) { Ok(challenge) } else { Err(SubscriptionError::TokenMismatch) }
     }
 }
 
@@ -72,62 +65,30 @@ mod tests {
     use super::*;
 
     fn query<'a>(mode: &'a str, token: &'a str, challenge: &'a str) -> SubscriptionQuery<'a> {
-        SubscriptionQuery {
-            mode: Some(mode),
-            verify_token: Some(token),
-            challenge: Some(challenge),
-        }
+        SubscriptionQuery { mode: Some(mode), verify_token: Some(token), challenge: Some(challenge) }
     }
 
     #[test]
     fn current_or_pending_token_is_accepted() {
         let q = query("subscribe", "pending-token", "1158201444");
-        assert_eq!(
-            q.check(["current-token", "pending-token"]),
-            Ok("1158201444")
-        );
-        assert_eq!(
-            query("subscribe", "current-token", "x y").check(["current-token"]),
-            Ok("x y")
-        );
+        assert_eq!(q.check(["current-token", "pending-token"]), Ok("1158201444"));
+        assert_eq!(query("subscribe", "current-token", "x y").check(["current-token"]), Ok("x y"));
     }
 
     #[test]
     fn everything_else_is_refused() {
         let tokens = ["current-token"];
-        assert_eq!(
-            query("unsubscribe", "current-token", "1").check(tokens),
-            Err(SubscriptionError::WrongMode)
-        );
-        assert_eq!(
-            query("subscribe", "current-tokeN", "1").check(tokens),
-            Err(SubscriptionError::TokenMismatch)
-        );
+        assert_eq!(query("unsubscribe", "current-token", "1").check(tokens), Err(SubscriptionError::WrongMode));
+        assert_eq!(query("subscribe", "current-tokeN", "1").check(tokens), Err(SubscriptionError::TokenMismatch));
         assert_eq!(
             query("subscribe", "current-token-longer", "1").check(tokens),
             Err(SubscriptionError::TokenMismatch)
         );
-        assert_eq!(
-            query("subscribe", "", "1").check(tokens),
-            Err(SubscriptionError::TokenMismatch)
-        );
-        assert_eq!(
-            query("subscribe", "", "1").check([""]),
-            Err(SubscriptionError::TokenMismatch)
-        );
-        assert_eq!(
-            query("subscribe", "current-token", "").check(tokens),
-            Err(SubscriptionError::MissingChallenge)
-        );
-        assert_eq!(
-            SubscriptionQuery::default().check(tokens),
-            Err(SubscriptionError::WrongMode)
-        );
-        let no_token = SubscriptionQuery {
-            mode: Some("subscribe"),
-            verify_token: None,
-            challenge: Some("1"),
-        };
+        assert_eq!(query("subscribe", "", "1").check(tokens), Err(SubscriptionError::TokenMismatch));
+        assert_eq!(query("subscribe", "", "1").check([""]), Err(SubscriptionError::TokenMismatch));
+        assert_eq!(query("subscribe", "current-token", "").check(tokens), Err(SubscriptionError::MissingChallenge));
+        assert_eq!(SubscriptionQuery::default().check(tokens), Err(SubscriptionError::WrongMode));
+        let no_token = SubscriptionQuery { mode: Some("subscribe"), verify_token: None, challenge: Some("1") };
         assert_eq!(no_token.check(tokens), Err(SubscriptionError::MissingToken));
     }
 }

@@ -180,19 +180,15 @@ impl Change {
 pub fn typed_change(field: &str, value: Value) -> Result<TypedChange, serde_json::Error> {
     Ok(match field {
         "messages" => TypedChange::Messages(serde_json::from_value(value)?),
-        "message_template_status_update" => {
-            TypedChange::TemplateStatus(serde_json::from_value(value)?)
-        }
+        "message_template_status_update" => TypedChange::TemplateStatus(serde_json::from_value(value)?),
         "template_category_update" => TypedChange::TemplateCategory(serde_json::from_value(value)?),
-        "message_template_quality_update" => {
-            TypedChange::TemplateQuality(serde_json::from_value(value)?)
-        }
+        "message_template_quality_update" => TypedChange::TemplateQuality(serde_json::from_value(value)?),
         "account_update" | "account_alerts" | "account_review_update" => {
             TypedChange::Account(serde_json::from_value(value)?)
         }
-        "phone_number_quality_update"
-        | "business_capability_update"
-        | "phone_number_name_update" => TypedChange::Capacity(serde_json::from_value(value)?),
+        "phone_number_quality_update" | "business_capability_update" | "phone_number_name_update" => {
+            TypedChange::Capacity(serde_json::from_value(value)?)
+        }
         "user_preferences" => TypedChange::UserPreferences(serde_json::from_value(value)?),
         _ => TypedChange::Other(value),
     })
@@ -340,9 +336,7 @@ impl Message {
     /// The id to key the user's state on: the BSUID when present, else the wa_id.
     #[must_use]
     pub fn user_id(&self) -> Option<&str> {
-        self.from_user_id
-            .as_deref()
-            .or(self.from.as_ref().map(FlexString::as_str))
+        self.from_user_id.as_deref().or(self.from.as_ref().map(FlexString::as_str))
     }
 }
 
@@ -605,9 +599,7 @@ impl Status {
     /// The id to key the user's state on: the BSUID when present, else the wa_id.
     #[must_use]
     pub fn user_id(&self) -> Option<&str> {
-        self.recipient_user_id
-            .as_deref()
-            .or(self.recipient_id.as_ref().map(FlexString::as_str))
+        self.recipient_user_id.as_deref().or(self.recipient_id.as_ref().map(FlexString::as_str))
     }
 }
 
@@ -830,10 +822,7 @@ mod tests {
     fn ids_accept_numbers() {
         let c: Contact = serde_json::from_str(r#"{"wa_id":16505551234}"#).unwrap();
         assert_eq!(c.wa_id.unwrap().as_str(), "16505551234");
-        assert_eq!(
-            FlexString("1750269342".into()).as_unix_seconds(),
-            Some(1_750_269_342)
-        );
+        assert_eq!(FlexString("1750269342".into()).as_unix_seconds(), Some(1_750_269_342));
     }
 
     #[test]
@@ -865,9 +854,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            typed_change("calls", serde_json::json!({})).unwrap(),
-            TypedChange::Other(_)
-        ));
+        assert!(matches!(typed_change("calls", serde_json::json!({})).unwrap(), TypedChange::Other(_)));
     }
 }

@@ -28,8 +28,7 @@ pub async fn load() -> SdkConfig {
 /// An S3 client; path-style addressing when a custom endpoint (an emulator) is configured.
 #[must_use]
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let builder =
-        aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
+    let builder = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some());
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 

@@ -32,27 +32,16 @@ pub struct Env<F>(pub F);
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// A required, non-empty variable.
     pub fn required(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
-        (self.0)(name)
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(ConfigError::Missing { name, hint })
+        (self.0)(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { name, hint })
     }
 
     /// An optional number with a default and an inclusive range.
-    pub fn number(
-        &self,
-        name: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<u64, ConfigError> {
+    pub fn number(&self, name: &'static str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
         match (self.0)(name).filter(|v| !v.trim().is_empty()) {
             None => Ok(default),
             Some(text) => match text.trim().parse::<u64>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(n),
-                _ => Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("expected a whole number from {min} to {max}"),
-                }),
+                _ => Err(ConfigError::Invalid { name, reason: format!("expected a whole number from {min} to {max}") }),
             },
         }
     }
@@ -116,21 +105,12 @@ impl IngestConfig {
     /// Reads and validates the variables.
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let verify = VerifyConfig::from_env(env)?;
-        let max = env.number(
-            INBOUND_MAX_MESSAGE_BYTES,
-            DEFAULT_MAX_MESSAGE_BYTES as u64,
-            1024,
-            1_048_576,
-        )?;
+        let max = env.number(INBOUND_MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES as u64, 1024, 1_048_576)?;
         Ok(Self {
             secret_id: verify.secret_id,
             secret_ttl_seconds: verify.secret_ttl_seconds,
-            inbound_queue_url: env
-                .required(INBOUND_QUEUE_URL, "the URL of the inbound SQS queue")?,
-            payload_bucket: env.required(
-                PAYLOAD_BUCKET,
-                "the S3 bucket for parked bodies and oversized events",
-            )?,
+            inbound_queue_url: env.required(INBOUND_QUEUE_URL, "the URL of the inbound SQS queue")?,
+            payload_bucket: env.required(PAYLOAD_BUCKET, "the S3 bucket for parked bodies and oversized events")?,
             max_message_bytes: usize::try_from(max).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         })
     }
@@ -142,10 +122,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         Env(move |k: &str| map.get(k).cloned())
     }
 
@@ -162,16 +139,9 @@ mod tests {
             (INBOUND_MAX_MESSAGE_BYTES, "2000000"),
         ]))
         .unwrap_err();
-        assert!(
-            err.to_string().contains("INBOUND_MAX_MESSAGE_BYTES"),
-            "{err}"
-        );
-        let ok = IngestConfig::from_env(&env(&[
-            (SECRET_ID, "s"),
-            (INBOUND_QUEUE_URL, "q"),
-            (PAYLOAD_BUCKET, "b"),
-        ]))
-        .unwrap();
+        assert!(err.to_string().contains("INBOUND_MAX_MESSAGE_BYTES"), "{err}");
+        let ok =
+            IngestConfig::from_env(&env(&[(SECRET_ID, "s"), (INBOUND_QUEUE_URL, "q"), (PAYLOAD_BUCKET, "b")])).unwrap();
         assert_eq!(ok.max_message_bytes, 262_144);
         assert_eq!(ok.secret_ttl_seconds, 300);
     }

@@ -16,10 +16,7 @@ impl S3Blobs {
     /// A store writing to `bucket`.
     #[must_use]
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            bucket: bucket.into(),
-        }
+        Self { client, bucket: bucket.into() }
     }
 }
 
@@ -42,27 +39,14 @@ impl BlobStore for S3Blobs {
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key)
-                {
-                    BlobError::NotFound(key.to_owned())
-                } else {
-                    BlobError::Unavailable(describe(&e))
-                }
-            })?;
-        let bytes = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| BlobError::Unavailable(describe(&e)))?;
+        let output = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) {
+                BlobError::NotFound(key.to_owned())
+            } else {
+                BlobError::Unavailable(describe(&e))
+            }
+        })?;
+        let bytes = output.body.collect().await.map_err(|e| BlobError::Unavailable(describe(&e)))?;
         Ok(bytes.into_bytes().to_vec())
     }
 }

@@ -21,10 +21,7 @@ use crate::aws::describe;
 /// Fetches one stage of the secret, uncached.
 pub trait SecretFetch: Send + Sync {
     /// The value at `stage`, or `None` when no version has that stage.
-    fn fetch(
-        &self,
-        stage: SecretStage,
-    ) -> impl Future<Output = Result<Option<AppSecrets>, SecretError>> + Send;
+    fn fetch(&self, stage: SecretStage) -> impl Future<Output = Result<Option<AppSecrets>, SecretError>> + Send;
 }
 
 /// Secrets Manager `GetSecretValue` with an explicit `VersionStage`.
@@ -38,35 +35,22 @@ impl SecretsManagerFetch {
     /// Reads `secret_id` (name or ARN).
     #[must_use]
     pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
-        Self {
-            client,
-            secret_id: secret_id.into(),
-        }
+        Self { client, secret_id: secret_id.into() }
     }
 }
 
 impl SecretFetch for SecretsManagerFetch {
     async fn fetch(&self, stage: SecretStage) -> Result<Option<AppSecrets>, SecretError> {
-        let result = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .version_stage(stage.as_aws())
-            .send()
-            .await;
+        let result =
+            self.client.get_secret_value().secret_id(&self.secret_id).version_stage(stage.as_aws()).send().await;
         match result {
             Ok(output) => {
-                let text = output
-                    .secret_string()
-                    .ok_or_else(|| SecretError::Malformed("no SecretString".into()))?;
-                AppSecrets::from_json(text)
-                    .map(Some)
-                    .map_err(SecretError::Malformed)
+                let text = output.secret_string().ok_or_else(|| SecretError::Malformed("no SecretString".into()))?;
+                AppSecrets::from_json(text).map(Some).map_err(SecretError::Malformed)
             }
             Err(e)
                 if stage != SecretStage::Current
-                    && e.as_service_error()
-                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                    && e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
                 Ok(None)
             }
@@ -117,60 +101,33 @@ pub struct CachedSecrets<F> {
 impl<F: SecretFetch> CachedSecrets<F> {
     /// A cache over `fetch` with `policy`.
     pub fn new(fetch: F, policy: CachePolicy) -> Self {
-        Self {
-            fetch,
-            policy,
-            entries: Mutex::new(HashMap::new()),
-        }
+        Self { fetch, policy, entries: Mutex::new(HashMap::new()) }
     }
 
-    async fn load(
-        &self,
-        stage: SecretStage,
-        force: bool,
-    ) -> Result<Option<Arc<AppSecrets>>, SecretError> {
+    async fn load(&self, stage: SecretStage, force: bool) -> Result<Option<Arc<AppSecrets>>, SecretError> {
         let mut entries = self.entries.lock().await;
         let now = Instant::now();
         if let Some(entry) = entries.get(&stage) {
             let age = now.saturating_duration_since(entry.fetched_at);
-            let recently_forced = entry.forced_at.is_some_and(|t| {
-                now.saturating_duration_since(t) < self.policy.min_refresh_interval
-            });
-            let fresh = if force {
-                recently_forced
-            } else {
-                age < self.policy.ttl
-            };
-            let backing_off = entry.failed_at.is_some_and(|failed| {
-                now.saturating_duration_since(failed) < self.policy.min_refresh_interval
-            });
+            let recently_forced =
+                entry.forced_at.is_some_and(|t| now.saturating_duration_since(t) < self.policy.min_refresh_interval);
+            let fresh = if force { recently_forced } else { age < self.policy.ttl };
+            let backing_off = entry
+                .failed_at
+                .is_some_and(|failed| now.saturating_duration_since(failed) < self.policy.min_refresh_interval);
             if fresh || (backing_off && age < self.policy.max_stale) {
                 return Ok(entry.value.clone());
             }
         }
-        let forced_at = if force {
-            Some(now)
-        } else {
-            entries.get(&stage).and_then(|e| e.forced_at)
-        };
+        let forced_at = if force { Some(now) } else { entries.get(&stage).and_then(|e| e.forced_at) };
         match self.fetch.fetch(stage).await {
             Ok(value) => {
                 let value = value.map(Arc::new);
-                entries.insert(
-                    stage,
-                    Entry {
-                        value: value.clone(),
-                        fetched_at: now,
-                        failed_at: None,
-                        forced_at,
-                    },
-                );
+                entries.insert(stage, Entry { value: value.clone(), fetched_at: now, failed_at: None, forced_at });
                 Ok(value)
             }
             Err(error) => match entries.get_mut(&stage) {
-                Some(entry)
-                    if now.saturating_duration_since(entry.fetched_at) < self.policy.max_stale =>
-                {
+                Some(entry) if now.saturating_duration_since(entry.fetched_at) < self.policy.max_stale => {
                     tracing::warn!(stage = stage.as_aws(), %error, "secret store unreachable; serving last good value");
                     entry.failed_at = Some(now);
                     entry.forced_at = forced_at;
@@ -224,96 +181,38 @@ mod tests {
     }
 
     fn cache() -> CachedSecrets<Fake> {
-        let fake = Fake {
-            calls: AtomicU32::new(0),
-            down: AtomicBool::new(false),
-            version: AtomicU32::new(1),
-        };
+        let fake = Fake { calls: AtomicU32::new(0), down: AtomicBool::new(false), version: AtomicU32::new(1) };
         CachedSecrets::new(fake, CachePolicy::default())
     }
 
     #[tokio::test(start_paused = true)]
     async fn ttl_refresh_rate_limit_and_last_good() {
         let c = cache();
-        assert_eq!(
-            c.get(SecretStage::Current)
-                .await
-                .unwrap()
-                .unwrap()
-                .app_secret,
-            "secret-1"
-        );
+        assert_eq!(c.get(SecretStage::Current).await.unwrap().unwrap().app_secret, "secret-1");
         c.get(SecretStage::Current).await.unwrap();
-        assert_eq!(
-            c.fetch.calls.load(Ordering::SeqCst),
-            1,
-            "second read is cached"
-        );
+        assert_eq!(c.fetch.calls.load(Ordering::SeqCst), 1, "second read is cached");
         assert!(c.get(SecretStage::Pending).await.unwrap().is_none());
         c.get(SecretStage::Pending).await.unwrap();
-        assert_eq!(
-            c.fetch.calls.load(Ordering::SeqCst),
-            2,
-            "absence is cached too"
-        );
+        assert_eq!(c.fetch.calls.load(Ordering::SeqCst), 2, "absence is cached too");
 
         c.fetch.version.store(2, Ordering::SeqCst);
-        assert_eq!(
-            c.refresh(SecretStage::Current)
-                .await
-                .unwrap()
-                .unwrap()
-                .app_secret,
-            "secret-2",
-            "first refresh"
-        );
+        assert_eq!(c.refresh(SecretStage::Current).await.unwrap().unwrap().app_secret, "secret-2", "first refresh");
         c.fetch.version.store(3, Ordering::SeqCst);
-        assert_eq!(
-            c.refresh(SecretStage::Current)
-                .await
-                .unwrap()
-                .unwrap()
-                .app_secret,
-            "secret-2",
-            "rate-limited"
-        );
+        assert_eq!(c.refresh(SecretStage::Current).await.unwrap().unwrap().app_secret, "secret-2", "rate-limited");
         tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(c.refresh(SecretStage::Current).await.unwrap().unwrap().app_secret, "secret-3");
         assert_eq!(
-            c.refresh(SecretStage::Current)
-                .await
-                .unwrap()
-                .unwrap()
-                .app_secret,
-            "secret-3"
-        );
-        assert_eq!(
-            c.get(SecretStage::Current)
-                .await
-                .unwrap()
-                .unwrap()
-                .app_secret,
+            c.get(SecretStage::Current).await.unwrap().unwrap().app_secret,
             "secret-3",
             "refresh fills the cache"
         );
 
         c.fetch.down.store(true, Ordering::SeqCst);
         tokio::time::advance(Duration::from_secs(301)).await;
-        assert_eq!(
-            c.get(SecretStage::Current)
-                .await
-                .unwrap()
-                .unwrap()
-                .app_secret,
-            "secret-3",
-            "last good"
-        );
+        assert_eq!(c.get(SecretStage::Current).await.unwrap().unwrap().app_secret, "secret-3", "last good");
         let calls = c.fetch.calls.load(Ordering::SeqCst);
         c.get(SecretStage::Current).await.unwrap();
-        assert_eq!(
-            c.fetch.calls.load(Ordering::SeqCst),
-            calls,
-            "no new attempt right after a failure"
-        );
+        assert_eq!(c.fetch.calls.load(Ordering::SeqCst), calls, "no new attempt right after a failure");
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(c.get(SecretStage::Current).await.is_err(), "too stale");
     }
@@ -322,9 +221,6 @@ mod tests {
     async fn cold_start_with_store_down_is_an_error() {
         let c = cache();
         c.fetch.down.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            c.get(SecretStage::Current).await,
-            Err(SecretError::Unavailable(_))
-        ));
+        assert!(matches!(c.get(SecretStage::Current).await, Err(SecretError::Unavailable(_))));
     }
 }

@@ -29,11 +29,7 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// A publisher for `queue_url`, whose `MaximumMessageSize` is `max_message_bytes`.
     #[must_use]
-    pub fn new(
-        client: aws_sdk_sqs::Client,
-        queue_url: impl Into<String>,
-        max_message_bytes: usize,
-    ) -> Self {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
         Self {
             client,
             queue_url: queue_url.into(),
@@ -87,17 +83,7 @@ impl SqsQueue {
             }
             last_reason = failed
                 .iter()
-                .map(|f| {
-                    format!(
-                        "{}{}",
-                        f.code(),
-                        if f.sender_fault() {
-                            " (sender fault)"
-                        } else {
-                            ""
-                        }
-                    )
-                })
+                .map(|f| format!("{}{}", f.code(), if f.sender_fault() { " (sender fault)" } else { "" }))
                 .collect::<Vec<_>>()
                 .join(", ");
             tracing::warn!(attempt = attempt + 1, failed = failed.len(), reason = %last_reason, "sqs entries failed; retrying");
@@ -119,9 +105,7 @@ pub fn batches(bodies: &[String]) -> Vec<Vec<(usize, &String)>> {
     let mut current: Vec<(usize, &String)> = Vec::new();
     let mut bytes = 0;
     for (index, body) in bodies.iter().enumerate() {
-        if !current.is_empty()
-            && (current.len() == MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES)
-        {
+        if !current.is_empty() && (current.len() == MAX_BATCH_ENTRIES || bytes + body.len() > MAX_BATCH_BYTES) {
             out.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -141,10 +125,7 @@ impl EventQueue for SqsQueue {
 
     async fn publish(&self, bodies: &[String]) -> Result<(), QueueError> {
         if let Some(big) = bodies.iter().find(|b| b.len() > self.max_message_bytes) {
-            return Err(QueueError::TooLarge {
-                size: big.len(),
-                limit: self.max_message_bytes,
-            });
+            return Err(QueueError::TooLarge { size: big.len(), limit: self.max_message_bytes });
         }
         let groups = batches(bodies);
         if groups.len() == 1 {
@@ -153,10 +134,7 @@ impl EventQueue for SqsQueue {
         // Every batch is attempted, even when one fails, so that a partial outage costs only the
         // failed part on Meta's redelivery (the rest is deduplicated downstream).
         let sends: Vec<_> = groups.iter().map(|group| self.send_batch(group)).collect();
-        let results: Vec<Result<(), QueueError>> = stream::iter(sends)
-            .buffered(self.concurrency)
-            .collect()
-            .await;
+        let results: Vec<Result<(), QueueError>> = stream::iter(sends).buffered(self.concurrency).collect().await;
         let mut failed = 0;
         let mut first_error = None;
         for (group, result) in groups.iter().zip(results) {
@@ -170,9 +148,7 @@ impl EventQueue for SqsQueue {
         }
         match first_error {
             None => Ok(()),
-            Some(QueueError::Unavailable(reason)) if failed == bodies.len() => {
-                Err(QueueError::Unavailable(reason))
-            }
+            Some(QueueError::Unavailable(reason)) if failed == bodies.len() => Err(QueueError::Unavailable(reason)),
             Some(e) => Err(QueueError::Rejected {
                 failed,
                 total: bodies.len(),
@@ -195,11 +171,7 @@ mod tests {
         let big: Vec<String> = (0..5).map(|_| "x".repeat(400_000)).collect();
         let sizes: Vec<usize> = batches(&big).iter().map(Vec::len).collect();
         assert_eq!(sizes, [2, 2, 1]);
-        let order: Vec<usize> = batches(&small)
-            .into_iter()
-            .flatten()
-            .map(|(i, _)| i)
-            .collect();
+        let order: Vec<usize> = batches(&small).into_iter().flatten().map(|(i, _)| i).collect();
         assert_eq!(order, (0..25).collect::<Vec<_>>());
         assert!(batches(&[]).is_empty());
     }

@@ -22,9 +22,7 @@ pub fn init_logs() {
 /// Milliseconds since the Unix epoch.
 #[must_use]
 pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Renders one EMF line: counts under `function`, each with the given dimension.
@@ -37,10 +35,8 @@ pub fn emf_line(function: &str, dimension: Option<(&str, &str)>, counts: &[(&str
         dimensions.push(name.into());
         root.insert(name.into(), value.into());
     }
-    let metrics: Vec<serde_json::Value> = counts
-        .iter()
-        .map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"}))
-        .collect();
+    let metrics: Vec<serde_json::Value> =
+        counts.iter().map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"})).collect();
     for (name, value) in counts {
         root.insert((*name).into(), (*value).into());
     }
@@ -65,18 +61,11 @@ mod tests {
 
     #[test]
     fn emf_shape() {
-        let line = emf_line(
-            "webhook-ingest",
-            Some(("Kind", "message")),
-            &[("EventsIn", 3.0)],
-        );
+        let line = emf_line("webhook-ingest", Some(("Kind", "message")), &[("EventsIn", 3.0)]);
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["EventsIn"], 3.0);
         assert_eq!(v["Kind"], "message");
-        assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1],
-            "Kind"
-        );
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1], "Kind");
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
     }
 }

@@ -51,13 +51,9 @@ impl FaultProxy {
             batch_calls: AtomicUsize::new(0),
             failed_entries: AtomicUsize::new(0),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = axum::Router::new()
-            .fallback(forward)
-            .with_state(shared.clone());
+        let app = axum::Router::new().fallback(forward).with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -84,9 +80,7 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let is_batch = headers
-        .get("x-amz-target")
-        .is_some_and(|t| t == "AmazonSQS.SendMessageBatch");
+    let is_batch = headers.get("x-amz-target").is_some_and(|t| t == "AmazonSQS.SendMessageBatch");
     if !is_batch {
         return pass(&shared, method, &uri, &headers, body).await;
     }
@@ -111,32 +105,16 @@ async fn forward(
         .filter(|(_, f)| **f)
         .map(|(e, _)| json!({"Id": e["Id"], "SenderFault": false, "Code": "InternalError", "Message": "injected by the test proxy"}))
         .collect();
-    shared
-        .failed_entries
-        .fetch_add(failed.len(), Ordering::SeqCst);
-    let kept: Vec<Value> = entries
-        .into_iter()
-        .zip(&fail)
-        .filter(|(_, f)| !**f)
-        .map(|(e, _)| e)
-        .collect();
+    shared.failed_entries.fetch_add(failed.len(), Ordering::SeqCst);
+    let kept: Vec<Value> = entries.into_iter().zip(&fail).filter(|(_, f)| !**f).map(|(e, _)| e).collect();
     let mut successful = Vec::new();
     if !kept.is_empty() {
         request["Entries"] = Value::Array(kept);
-        let upstream = pass(
-            &shared,
-            method,
-            &uri,
-            &headers,
-            Bytes::from(request.to_string()),
-        )
-        .await;
+        let upstream = pass(&shared, method, &uri, &headers, Bytes::from(request.to_string())).await;
         if upstream.status() != StatusCode::OK {
             return upstream;
         }
-        let bytes = axum::body::to_bytes(upstream.into_body(), usize::MAX)
-            .await
-            .expect("moto body");
+        let bytes = axum::body::to_bytes(upstream.into_body(), usize::MAX).await.expect("moto body");
         let answer: Value = serde_json::from_slice(&bytes).expect("moto JSON");
         successful = answer["Successful"].as_array().cloned().unwrap_or_default();
     }
@@ -144,18 +122,8 @@ async fn forward(
     ([("content-type", "application/x-amz-json-1.0")], body).into_response()
 }
 
-async fn pass(
-    shared: &Shared,
-    method: Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Response {
-    let url = format!(
-        "{}{}",
-        shared.upstream,
-        uri.path_and_query().map_or("/", |p| p.as_str())
-    );
+async fn pass(shared: &Shared, method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Response {
+    let url = format!("{}{}", shared.upstream, uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut request = shared.client.request(method, url).body(body);
     for (name, value) in headers {
         if name != "host" && name != "content-length" {

@@ -19,10 +19,7 @@ use base64::Engine;
 /// The repository root.
 #[must_use]
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// A running moto server.
@@ -53,11 +50,7 @@ fn python() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("local addr").port()
 }
 
 /// The shared moto server, started on first use. Panics (failing the test loudly) when moto cannot
@@ -111,9 +104,7 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            "testing", "testing", None, None, "wa-tests",
-        ))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "wa-tests"))
         .timeout_config(wa_infra::aws::timeouts())
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .load()
@@ -130,11 +121,7 @@ pub async fn moto_config() -> SdkConfig {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
 /// Creates a standard queue with the given `MaximumMessageSize`; returns its URL.
@@ -142,10 +129,7 @@ pub async fn create_queue(config: &SdkConfig, max_message_bytes: usize) -> Strin
     let sqs = aws_sdk_sqs::Client::new(config);
     sqs.create_queue()
         .queue_name(unique("inbound"))
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
-            max_message_bytes.to_string(),
-        )
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize, max_message_bytes.to_string())
         .send()
         .await
         .expect("create queue")
@@ -185,12 +169,7 @@ pub async fn drain_queue(config: &SdkConfig, queue_url: &str) -> Vec<String> {
 /// Creates a bucket; returns its name.
 pub async fn create_bucket(config: &SdkConfig) -> String {
     let name = unique("payloads");
-    wa_infra::aws::s3_client(config)
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("create bucket");
+    wa_infra::aws::s3_client(config).create_bucket().bucket(&name).send().await.expect("create bucket");
     name
 }
 
@@ -203,11 +182,7 @@ pub async fn list_keys(config: &SdkConfig, bucket: &str, prefix: &str) -> Vec<St
         .send()
         .await
         .expect("list objects");
-    out.contents
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|o| o.key)
-        .collect()
+    out.contents.unwrap_or_default().into_iter().filter_map(|o| o.key).collect()
 }
 
 /// The app secret JSON used by tests.
@@ -224,29 +199,14 @@ pub fn secret_json(app_secret: &str, verify_token: &str) -> String {
 
 /// Creates a secret with an AWSCURRENT value and optional AWSPREVIOUS and AWSPENDING ones;
 /// returns its name.
-pub async fn create_secret(
-    config: &SdkConfig,
-    current: &str,
-    previous: Option<&str>,
-    pending: Option<&str>,
-) -> String {
+pub async fn create_secret(config: &SdkConfig, current: &str, previous: Option<&str>, pending: Option<&str>) -> String {
     let sm = aws_sdk_secretsmanager::Client::new(config);
     let name = unique("whatsapp");
     let first = previous.unwrap_or(current);
-    sm.create_secret()
-        .name(&name)
-        .secret_string(first)
-        .send()
-        .await
-        .expect("create secret");
+    sm.create_secret().name(&name).secret_string(first).send().await.expect("create secret");
     if previous.is_some() {
         // Putting a new value moves AWSCURRENT to it and AWSPREVIOUS to the first one.
-        sm.put_secret_value()
-            .secret_id(&name)
-            .secret_string(current)
-            .send()
-            .await
-            .expect("put current");
+        sm.put_secret_value().secret_id(&name).secret_string(current).send().await.expect("put current");
     }
     if let Some(pending) = pending {
         sm.put_secret_value()
@@ -273,10 +233,7 @@ pub fn apigw_request(
     let header_map: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-        .chain([(
-            "host".to_owned(),
-            "abc123.execute-api.us-east-1.amazonaws.com".into(),
-        )])
+        .chain([("host".to_owned(), "abc123.execute-api.us-east-1.amazonaws.com".into())])
         .collect();
     let body_field = body.map(|b| {
         if base64 {
@@ -318,12 +275,7 @@ pub fn webhook_examples() -> Vec<(String, Vec<u8>)> {
         .expect("fixtures/meta/webhooks")
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            (
-                p.file_stem().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
         .collect();
     out.sort();
     out
@@ -332,8 +284,7 @@ pub fn webhook_examples() -> Vec<(String, Vec<u8>)> {
 /// The inbound event JSON Schema, compiled.
 #[must_use]
 pub fn inbound_event_schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(repo_root().join("schemas/inbound-event.v1.json"))
-        .expect("schema file");
+    let text = std::fs::read_to_string(repo_root().join("schemas/inbound-event.v1.json")).expect("schema file");
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
     jsonschema::validator_for(&schema).expect("schema compiles")
 }

@@ -85,12 +85,8 @@ pub async fn handle<Q: EventQueue, B: BlobStore, S: SecretSource>(
         Outcome::Unavailable(_) => "temporarily unavailable, retry",
     };
     let mut response = Response::new(Body::from(text));
-    *response.status_mut() =
-        lambda_http::http::StatusCode::from_u16(outcome.status()).unwrap_or_default();
-    response.headers_mut().insert(
-        "content-type",
-        lambda_http::http::HeaderValue::from_static("text/plain"),
-    );
+    *response.status_mut() = lambda_http::http::StatusCode::from_u16(outcome.status()).unwrap_or_default();
+    response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static("text/plain"));
     response
 }
 
@@ -104,11 +100,7 @@ pub async fn process<Q: EventQueue, B: BlobStore, S: SecretSource>(
         return Outcome::MethodNotAllowed;
     }
     let body: &[u8] = request.body().as_ref();
-    let headers = request
-        .headers()
-        .get_all(SIGNATURE_HEADER)
-        .iter()
-        .map(|v| v.as_bytes());
+    let headers = request.headers().get_all(SIGNATURE_HEADER).iter().map(|v| v.as_bytes());
     let signature = match Signature::from_header_values(headers) {
         Ok(signature) => signature,
         Err(reason) => return unauthorized(reason, body.len()),
@@ -140,10 +132,7 @@ pub async fn process<Q: EventQueue, B: BlobStore, S: SecretSource>(
         return Outcome::Unavailable(error.to_string());
     }
     record_events(&events, claim_checked);
-    Outcome::Enqueued {
-        events: count,
-        claim_checked,
-    }
+    Outcome::Enqueued { events: count, claim_checked }
 }
 
 enum Verification {
@@ -153,17 +142,9 @@ enum Verification {
 
 /// Current secret first, then the previous one (grace after a reset), then — rate-limited — a
 /// fresh read of the current one, in case the secret was changed since it was cached.
-async fn verify<S: SecretSource>(
-    secrets: &S,
-    signature: &Signature,
-    body: &[u8],
-) -> Result<(), Verification> {
-    let current = secrets
-        .get(SecretStage::Current)
-        .await
-        .map_err(|e| Verification::Unavailable(e.to_string()))?;
-    let current = current
-        .ok_or_else(|| Verification::Unavailable("the secret has no AWSCURRENT version".into()))?;
+async fn verify<S: SecretSource>(secrets: &S, signature: &Signature, body: &[u8]) -> Result<(), Verification> {
+    let current = secrets.get(SecretStage::Current).await.map_err(|e| Verification::Unavailable(e.to_string()))?;
+    let current = current.ok_or_else(|| Verification::Unavailable("the secret has no AWSCURRENT version".into()))?;
     if signature.verify(body, current.app_secret.as_bytes()) {
         return Ok(());
     }
@@ -177,9 +158,7 @@ async fn verify<S: SecretSource>(
         Err(error) => tracing::warn!(%error, "cannot read the previous app secret"),
     }
     if let Ok(Some(fresh)) = secrets.refresh(SecretStage::Current).await {
-        if fresh.app_secret != current.app_secret
-            && signature.verify(body, fresh.app_secret.as_bytes())
-        {
+        if fresh.app_secret != current.app_secret && signature.verify(body, fresh.app_secret.as_bytes()) {
             return Ok(());
         }
     }
@@ -228,19 +207,9 @@ async fn serialize<Q: EventQueue, B: BlobStore>(
         let sha256 = hex::encode(Sha256::digest(body.as_bytes()));
         let key = format!("{CLAIM_CHECK_PREFIX}{sha256}.json");
         let size = body.len() as u64;
-        blobs
-            .put(&key, body.into_bytes(), "application/json")
-            .await
-            .map_err(|e| e.to_string())?;
-        let reference = PayloadRef {
-            bucket: blobs.bucket().to_owned(),
-            key,
-            size,
-            sha256,
-        };
-        bodies.push(
-            serde_json::to_string(&event.to_claim_check(reference)).map_err(|e| e.to_string())?,
-        );
+        blobs.put(&key, body.into_bytes(), "application/json").await.map_err(|e| e.to_string())?;
+        let reference = PayloadRef { bucket: blobs.bucket().to_owned(), key, size, sha256 };
+        bodies.push(serde_json::to_string(&event.to_claim_check(reference)).map_err(|e| e.to_string())?);
         claim_checked += 1;
     }
     Ok((bodies, claim_checked))

@@ -15,18 +15,10 @@ async fn main() -> Result<(), Error> {
     telemetry::init_logs();
     let config = IngestConfig::from_env(&process_env())?;
     let sdk = aws::load().await;
-    let fetch =
-        SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&sdk), config.secret_id);
-    let policy = CachePolicy {
-        ttl: Duration::from_secs(config.secret_ttl_seconds),
-        ..CachePolicy::default()
-    };
+    let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&sdk), config.secret_id);
+    let policy = CachePolicy { ttl: Duration::from_secs(config.secret_ttl_seconds), ..CachePolicy::default() };
     let deps = Ingest {
-        queue: SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            config.inbound_queue_url,
-            config.max_message_bytes,
-        ),
+        queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.inbound_queue_url, config.max_message_bytes),
         blobs: S3Blobs::new(aws::s3_client(&sdk), config.payload_bucket),
         secrets: CachedSecrets::new(fetch, policy),
     };

@@ -15,16 +15,10 @@ pub async fn handle<S: SecretSource>(secrets: &S, request: &Request) -> Response
     if request.method() != Method::GET {
         return respond(405, "method not allowed");
     }
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-    let param = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let query = SubscriptionQuery {
         mode: param("hub.mode"),
         verify_token: param("hub.verify_token"),
@@ -65,11 +59,7 @@ async fn accepted_tokens<S: SecretSource>(
 ) -> Result<Vec<String>, wa_core::ports::SecretError> {
     let mut tokens = Vec::with_capacity(2);
     for stage in [SecretStage::Current, SecretStage::Pending] {
-        let value = if refresh {
-            secrets.refresh(stage).await
-        } else {
-            secrets.get(stage).await
-        };
+        let value = if refresh { secrets.refresh(stage).await } else { secrets.get(stage).await };
         match value {
             Ok(Some(secret)) => tokens.push(secret.verify_token.clone()),
             Ok(None) => {}
@@ -85,9 +75,6 @@ async fn accepted_tokens<S: SecretSource>(
 fn respond(status: u16, text: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(text));
     *response.status_mut() = lambda_http::http::StatusCode::from_u16(status).unwrap_or_default();
-    response.headers_mut().insert(
-        "content-type",
-        lambda_http::http::HeaderValue::from_static("text/plain"),
-    );
+    response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static("text/plain"));
     response
 }

@@ -12,12 +12,8 @@ async fn main() -> Result<(), Error> {
     telemetry::init_logs();
     let config = VerifyConfig::from_env(&process_env())?;
     let sdk = aws::load().await;
-    let fetch =
-        SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&sdk), config.secret_id);
-    let policy = CachePolicy {
-        ttl: Duration::from_secs(config.secret_ttl_seconds),
-        ..CachePolicy::default()
-    };
+    let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&sdk), config.secret_id);
+    let policy = CachePolicy { ttl: Duration::from_secs(config.secret_ttl_seconds), ..CachePolicy::default() };
     let secrets = CachedSecrets::new(fetch, policy);
     let secrets = &secrets;
     lambda_http::run(service_fn(move |request: Request| async move {

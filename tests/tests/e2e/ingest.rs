@@ -8,9 +8,7 @@ use wa_core::signature::sign;
 use wa_core::webhook::{Message, MessageType, WebhookPayload};
 use wa_infra::s3::S3Blobs;
 use wa_tests::fault_proxy::{FaultPlan, FaultProxy};
-use wa_tests::{
-    apigw_request, inbound_event_schema, list_keys, moto, sdk_config, secret_json, webhook_examples,
-};
+use wa_tests::{apigw_request, inbound_event_schema, list_keys, moto, sdk_config, secret_json, webhook_examples};
 use webhook_ingest::{CLAIM_CHECK_PREFIX, QUARANTINE_PREFIX};
 
 use crate::stack::{APP_SECRET, Stack, closed_port_config};
@@ -24,10 +22,7 @@ fn signed_with(body: &[u8], secret: &str, base64: bool) -> lambda_http::Request 
     apigw_request(
         "POST",
         "",
-        &[
-            ("x-hub-signature-256", &signature),
-            ("content-type", "application/json"),
-        ],
+        &[("x-hub-signature-256", &signature), ("content-type", "application/json")],
         Some(body),
         base64,
     )
@@ -42,17 +37,8 @@ fn expected_items(body: &Value) -> Vec<(String, String, Value)> {
             let field = change["field"].as_str().unwrap().to_owned();
             let value = &change["value"];
             let mut split = false;
-            for (key, kind) in [
-                ("messages", "message"),
-                ("statuses", "status"),
-                ("errors", "error"),
-            ] {
-                for item in value
-                    .get(key)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
+            for (key, kind) in [("messages", "message"), ("statuses", "status"), ("errors", "error")] {
+                for item in value.get(key).and_then(Value::as_array).into_iter().flatten() {
                     out.push((kind.to_owned(), field.clone(), item.clone()));
                     split = true;
                 }
@@ -74,8 +60,7 @@ async fn every_spec_example_reaches_the_queue_item_for_item() {
     assert_eq!(examples.len(), 16, "Meta's spec has 16 webhook examples");
     for (name, body) in examples {
         // The typed model accepts every example too.
-        let typed: WebhookPayload =
-            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let typed: WebhookPayload = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
         for change in typed.entry.iter().flat_map(|e| &e.changes) {
             change.typed().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
@@ -85,72 +70,40 @@ async fn every_spec_example_reaches_the_queue_item_for_item() {
         let raw_messages = stack.raw_messages().await;
         let original: Value = serde_json::from_slice(&body).unwrap();
         let mut expected = expected_items(&original);
-        assert_eq!(
-            raw_messages.len(),
-            expected.len(),
-            "{name}: one event per item"
-        );
+        assert_eq!(raw_messages.len(), expected.len(), "{name}: one event per item");
         let body_text = std::str::from_utf8(&body).unwrap();
         for raw in &raw_messages {
             let event: Value = serde_json::from_str(raw).unwrap();
             if let Err(error) = schema.validate(&event) {
-                panic!(
-                    "{name}: event does not match schemas/inbound-event.v1.json: {error}\n{event:#}"
-                );
+                panic!("{name}: event does not match schemas/inbound-event.v1.json: {error}\n{event:#}");
             }
             // Byte for byte: the payload text is a slice of what Meta sent.
             let parsed: wa_core::event::InboundEvent<'_> = serde_json::from_str(raw).unwrap();
-            assert!(
-                body_text.contains(parsed.payload.unwrap().get()),
-                "{name}: payload altered"
-            );
+            assert!(body_text.contains(parsed.payload.unwrap().get()), "{name}: payload altered");
             let position = expected
                 .iter()
                 .position(|(kind, field, payload)| {
-                    event["payload"] == *payload
-                        && event["field"] == *field.as_str()
-                        && event["kind"] == *kind.as_str()
+                    event["payload"] == *payload && event["field"] == *field.as_str() && event["kind"] == *kind.as_str()
                 })
                 .unwrap_or_else(|| panic!("{name}: unexpected event {event:#}"));
             expected.remove(position);
             let entry = &original["entry"][0];
             assert_eq!(event["waba_id"], entry["id"], "{name}");
-            assert_eq!(
-                event["phone_number_id"],
-                entry["changes"][0]["value"]["metadata"]["phone_number_id"],
-                "{name}"
-            );
+            assert_eq!(event["phone_number_id"], entry["changes"][0]["value"]["metadata"]["phone_number_id"], "{name}");
             if event["kind"] == "message" {
                 let message: Message = parsed.payload_as().unwrap();
                 assert_eq!(event["event_id"], message.id.as_str(), "{name}");
                 assert_eq!(event["user_id"].as_str(), message.user_id(), "{name}");
-                assert!(
-                    !matches!(message.kind, MessageType::Unknown(_)),
-                    "{name}: {:?}",
-                    message.kind
-                );
+                assert!(!matches!(message.kind, MessageType::Unknown(_)), "{name}: {:?}", message.kind);
                 if let Some(contacts) = entry["changes"][0]["value"]["contacts"].as_array() {
-                    assert_eq!(
-                        event["contact"], contacts[0],
-                        "{name}: contact profile attached"
-                    );
+                    assert_eq!(event["contact"], contacts[0], "{name}: contact profile attached");
                 }
-                assert_eq!(
-                    event["timestamp"],
-                    message.timestamp.unwrap().as_unix_seconds().unwrap(),
-                    "{name}"
-                );
+                assert_eq!(event["timestamp"], message.timestamp.unwrap().as_unix_seconds().unwrap(), "{name}");
             } else {
-                assert!(
-                    event["event_id"].as_str().unwrap().starts_with("sha256:"),
-                    "{name}"
-                );
+                assert!(event["event_id"].as_str().unwrap().starts_with("sha256:"), "{name}");
             }
         }
-        assert!(
-            expected.is_empty(),
-            "{name}: items without an event: {expected:?}"
-        );
+        assert!(expected.is_empty(), "{name}: items without an event: {expected:?}");
     }
 }
 
@@ -159,28 +112,16 @@ async fn redelivery_produces_the_same_event_ids() {
     let stack = Stack::new(262_144).await;
     let deps = stack.ingest();
     let ids = |events: Vec<Value>| {
-        let mut ids: Vec<String> = events
-            .iter()
-            .map(|e| e["event_id"].as_str().unwrap().to_owned())
-            .collect();
+        let mut ids: Vec<String> = events.iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
         ids.sort();
         ids
     };
     for (name, body) in webhook_examples() {
-        assert_eq!(
-            webhook_ingest::handle(&deps, &signed(&body)).await.status(),
-            200
-        );
+        assert_eq!(webhook_ingest::handle(&deps, &signed(&body)).await.status(), 200);
         let first = ids(stack.drain().await);
         // Meta may re-batch or re-format a redelivery; ids must not change.
-        let reformatted =
-            serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
-        assert_eq!(
-            webhook_ingest::handle(&deps, &signed(&reformatted))
-                .await
-                .status(),
-            200
-        );
+        let reformatted = serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap()).unwrap();
+        assert_eq!(webhook_ingest::handle(&deps, &signed(&reformatted)).await.status(), 200);
         assert_eq!(first, ids(stack.drain().await), "{name}");
     }
 }
@@ -196,10 +137,7 @@ async fn bad_signatures_are_401_and_enqueue_nothing() {
         vec![],
         vec![("x-hub-signature-256", String::new())],
         vec![("x-hub-signature-256", format!("sha1={digest}"))],
-        vec![(
-            "x-hub-signature-256",
-            format!("sha256={}", digest.to_uppercase()),
-        )],
+        vec![("x-hub-signature-256", format!("sha256={}", digest.to_uppercase()))],
         vec![("x-hub-signature-256", format!("sha256={}", &digest[1..]))],
         vec![("x-hub-signature-256", format!("sha256={}xy", &digest[2..]))],
         // API Gateway joins a repeated header with a comma.
@@ -217,13 +155,7 @@ async fn bad_signatures_are_401_and_enqueue_nothing() {
     let mut tampered = body.clone();
     let last = tampered.len() - 3;
     tampered[last] ^= 1;
-    let request = apigw_request(
-        "POST",
-        "",
-        &[("x-hub-signature-256", &good)],
-        Some(&tampered),
-        false,
-    );
+    let request = apigw_request("POST", "", &[("x-hub-signature-256", &good)], Some(&tampered), false);
     assert_eq!(webhook_ingest::handle(&deps, &request).await.status(), 401);
     // Two header values (a direct HTTP request, as the local stack receives it).
     let request = lambda_http::http::Request::builder()
@@ -235,20 +167,11 @@ async fn bad_signatures_are_401_and_enqueue_nothing() {
         .unwrap();
     assert_eq!(webhook_ingest::handle(&deps, &request).await.status(), 401);
     // Wrong method.
-    let request = apigw_request(
-        "GET",
-        "",
-        &[("x-hub-signature-256", &good)],
-        Some(&body),
-        false,
-    );
+    let request = apigw_request("GET", "", &[("x-hub-signature-256", &good)], Some(&body), false);
     assert_eq!(webhook_ingest::handle(&deps, &request).await.status(), 405);
 
     assert!(stack.drain().await.is_empty(), "nothing may be enqueued");
-    assert!(
-        list_keys(&stack.aws, &stack.bucket, "").await.is_empty(),
-        "nothing may be parked"
-    );
+    assert!(list_keys(&stack.aws, &stack.bucket, "").await.is_empty(), "nothing may be parked");
 }
 
 fn text_webhook(text_json: &str) -> String {
@@ -263,70 +186,38 @@ async fn unicode_escaped_and_base64_bodies_verify_and_arrive_intact() {
     let stack = Stack::new(262_144).await;
     let deps = stack.ingest();
     let cases = [
-        (
-            "\"Olá! 🎉👍🏽 J'ai mangé des pâtes\"",
-            "Olá! 🎉👍🏽 J'ai mangé des pâtes",
-        ),
-        (
-            "\"\u{202B}مرحبا\u{202C} שלום עולם\"",
-            "\u{202B}مرحبا\u{202C} שלום עולם",
-        ),
+        ("\"Olá! 🎉👍🏽 J'ai mangé des pâtes\"", "Olá! 🎉👍🏽 J'ai mangé des pâtes"),
+        ("\"\u{202B}مرحبا\u{202C} שלום עולם\"", "\u{202B}مرحبا\u{202C} שלום עולם"),
         (r#""\u00e4\u00f6\u00e5 \ud83d\ude00""#, "äöå 😀"),
-        (
-            r#""mail: a@b.com, path a\/b/c <tag> 100%""#,
-            "mail: a@b.com, path a/b/c <tag> 100%",
-        ),
+        (r#""mail: a@b.com, path a\/b/c <tag> 100%""#, "mail: a@b.com, path a/b/c <tag> 100%"),
     ];
     for (json_text, decoded) in cases {
         let body = text_webhook(json_text);
         for base64 in [false, true] {
-            let response =
-                webhook_ingest::handle(&deps, &signed_with(body.as_bytes(), APP_SECRET, base64))
-                    .await;
+            let response = webhook_ingest::handle(&deps, &signed_with(body.as_bytes(), APP_SECRET, base64)).await;
             assert_eq!(response.status(), 200, "{json_text} base64={base64}");
             let raw = stack.raw_messages().await;
             assert_eq!(raw.len(), 1);
             let event: wa_core::event::InboundEvent<'_> = serde_json::from_str(&raw[0]).unwrap();
-            assert!(
-                body.contains(event.payload.unwrap().get()),
-                "payload must be byte-identical"
-            );
+            assert!(body.contains(event.payload.unwrap().get()), "payload must be byte-identical");
             let message: Message = event.payload_as().unwrap();
             assert_eq!(message.text.unwrap().body, decoded);
-            assert!(
-                event.contact.unwrap().get().contains(r"Zo\u00eb")
-                    || event.contact.unwrap().get().contains("Zoë")
-            );
+            assert!(event.contact.unwrap().get().contains(r"Zo\u00eb") || event.contact.unwrap().get().contains("Zoë"));
         }
     }
 }
 
 #[tokio::test]
 async fn previous_app_secret_is_accepted_during_the_grace_period() {
-    let stack = Stack::with_secret(
-        262_144,
-        &secret_json("new-secret", "vt"),
-        Some(&secret_json("old-secret", "vt")),
-        None,
-    )
-    .await;
+    let stack =
+        Stack::with_secret(262_144, &secret_json("new-secret", "vt"), Some(&secret_json("old-secret", "vt")), None)
+            .await;
     let deps = stack.ingest();
     let body = webhook_examples().remove(0).1;
     for secret in ["new-secret", "old-secret"] {
-        assert_eq!(
-            webhook_ingest::handle(&deps, &signed_with(&body, secret, false))
-                .await
-                .status(),
-            200,
-            "{secret}"
-        );
+        assert_eq!(webhook_ingest::handle(&deps, &signed_with(&body, secret, false)).await.status(), 200, "{secret}");
     }
-    assert_eq!(
-        webhook_ingest::handle(&deps, &signed_with(&body, "older-secret", false))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(webhook_ingest::handle(&deps, &signed_with(&body, "older-secret", false)).await.status(), 401);
     assert_eq!(stack.drain().await.len(), 2);
 }
 
@@ -335,10 +226,7 @@ async fn an_app_secret_changed_after_caching_is_picked_up() {
     let stack = Stack::new(262_144).await;
     let deps = stack.ingest();
     let body = webhook_examples().remove(0).1;
-    assert_eq!(
-        webhook_ingest::handle(&deps, &signed(&body)).await.status(),
-        200
-    );
+    assert_eq!(webhook_ingest::handle(&deps, &signed(&body)).await.status(), 200);
     // The operator stores a reset app secret; the cached one is stale, the refresh finds the new one.
     aws_sdk_secretsmanager::Client::new(&stack.aws)
         .put_secret_value()
@@ -347,12 +235,7 @@ async fn an_app_secret_changed_after_caching_is_picked_up() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        webhook_ingest::handle(&deps, &signed_with(&body, "reset-secret", false))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(webhook_ingest::handle(&deps, &signed_with(&body, "reset-secret", false)).await.status(), 200);
     assert_eq!(stack.drain().await.len(), 2);
 }
 
@@ -388,25 +271,12 @@ async fn a_batch_of_1000_statuses_of_3_mb_goes_through_in_100_calls() {
     assert!(body.len() > 2_900_000, "about 3 MB: {}", body.len());
     let response = webhook_ingest::handle(&deps, &signed(&body)).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        proxy.batch_calls(),
-        100,
-        "one SendMessageBatch per 10 events"
-    );
+    assert_eq!(proxy.batch_calls(), 100, "one SendMessageBatch per 10 events");
     let events = stack.drain().await;
-    let mut ids: Vec<&str> = events
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap())
-        .collect();
+    let mut ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     let mut expected: Vec<String> = (0..1000)
-        .map(|i| {
-            format!(
-                "{}:{}",
-                status(i)["id"].as_str().unwrap(),
-                status(i)["status"].as_str().unwrap()
-            )
-        })
+        .map(|i| format!("{}:{}", status(i)["id"].as_str().unwrap(), status(i)["status"].as_str().unwrap()))
         .collect();
     expected.sort();
     assert_eq!(ids, expected);
@@ -440,10 +310,7 @@ async fn queue_endpoint_down_makes_a_503() {
     let stack = Stack::new(262_144).await;
     let deps = stack.ingest_via(&closed_port_config().await, &stack.aws, &stack.aws);
     let body = webhook_examples().remove(0).1;
-    assert_eq!(
-        webhook_ingest::handle(&deps, &signed(&body)).await.status(),
-        503
-    );
+    assert_eq!(webhook_ingest::handle(&deps, &signed(&body)).await.status(), 503);
 }
 
 #[tokio::test]
@@ -451,10 +318,7 @@ async fn secrets_manager_down_makes_a_503_never_an_unverified_200() {
     let stack = Stack::new(262_144).await;
     let deps = stack.ingest_via(&stack.aws, &stack.aws, &closed_port_config().await);
     let body = webhook_examples().remove(0).1;
-    assert_eq!(
-        webhook_ingest::handle(&deps, &signed(&body)).await.status(),
-        503
-    );
+    assert_eq!(webhook_ingest::handle(&deps, &signed(&body)).await.status(), 503);
     assert!(stack.drain().await.is_empty());
 }
 
@@ -464,17 +328,16 @@ async fn an_event_too_big_for_sqs_is_claim_checked_intact() {
     let deps = stack.ingest();
     // A flow reply whose response_json is larger than a queue message, next to a normal message.
     let big = "é".repeat(200_000);
-    let body = serde_json::to_vec(&json!({"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{
+    let body = serde_json::to_vec(
+        &json!({"object":"whatsapp_business_account","entry":[{"id":"W","changes":[{"field":"messages","value":{
         "metadata":{"phone_number_id":"P"},
         "messages":[
             {"from":"1","id":"wamid.big","timestamp":"1","type":"interactive",
              "interactive":{"type":"nfm_reply","nfm_reply":{"name":"flow","body":"Sent","response_json":big}}},
-            {"from":"1","id":"wamid.small","timestamp":"2","type":"text","text":{"body":"hi"}}]}}]}]}))
+            {"from":"1","id":"wamid.small","timestamp":"2","type":"text","text":{"body":"hi"}}]}}]}]}),
+    )
     .unwrap();
-    assert_eq!(
-        webhook_ingest::handle(&deps, &signed(&body)).await.status(),
-        200
-    );
+    assert_eq!(webhook_ingest::handle(&deps, &signed(&body)).await.status(), 200);
     let raw = stack.raw_messages().await;
     assert_eq!(raw.len(), 2);
     let schema = inbound_event_schema();
@@ -487,29 +350,17 @@ async fn an_event_too_big_for_sqs_is_claim_checked_intact() {
         let full = resolve_event(&blobs, message).await.unwrap();
         let event: Value = serde_json::from_str(&full).unwrap();
         assert!(schema.validate(&event).is_ok());
-        resolved.insert(
-            event["event_id"].as_str().unwrap().to_owned(),
-            (value, event),
-        );
+        resolved.insert(event["event_id"].as_str().unwrap().to_owned(), (value, event));
     }
     let (queued, full) = &resolved["wamid.big"];
     assert!(
         queued.get("payload").is_none()
-            && queued["payload_ref"]["key"]
-                .as_str()
-                .unwrap()
-                .starts_with(CLAIM_CHECK_PREFIX)
+            && queued["payload_ref"]["key"].as_str().unwrap().starts_with(CLAIM_CHECK_PREFIX)
     );
-    assert_eq!(
-        full["payload"]["interactive"]["nfm_reply"]["response_json"],
-        big
-    );
+    assert_eq!(full["payload"]["interactive"]["nfm_reply"]["response_json"], big);
     assert_eq!(full["kind"], "message");
     let (queued, _) = &resolved["wamid.small"];
-    assert_eq!(
-        queued["payload"]["text"]["body"], "hi",
-        "small events stay inline"
-    );
+    assert_eq!(queued["payload"]["text"]["body"], "hi", "small events stay inline");
 }
 
 #[tokio::test]
@@ -542,10 +393,5 @@ async fn unusable_verified_bodies_are_parked_and_acknowledged() {
 async fn parking_failure_makes_a_503() {
     let stack = Stack::new(262_144).await;
     let deps = stack.ingest_via(&stack.aws, &closed_port_config().await, &stack.aws);
-    assert_eq!(
-        webhook_ingest::handle(&deps, &signed(b"{broken"))
-            .await
-            .status(),
-        503
-    );
+    assert_eq!(webhook_ingest::handle(&deps, &signed(b"{broken")).await.status(), 503);
 }

@@ -23,13 +23,7 @@ pub struct Stack {
 impl Stack {
     /// A queue whose `MaximumMessageSize` is `max_message_bytes`, a bucket, and a secret.
     pub async fn new(max_message_bytes: usize) -> Self {
-        Self::with_secret(
-            max_message_bytes,
-            &secret_json(APP_SECRET, VERIFY_TOKEN),
-            None,
-            None,
-        )
-        .await
+        Self::with_secret(max_message_bytes, &secret_json(APP_SECRET, VERIFY_TOKEN), None, None).await
     }
 
     pub async fn with_secret(
@@ -42,20 +36,11 @@ impl Stack {
         let queue_url = create_queue(&aws, max_message_bytes).await;
         let bucket = create_bucket(&aws).await;
         let secret_id = create_secret(&aws, current, previous, pending).await;
-        Self {
-            aws,
-            queue_url,
-            bucket,
-            secret_id,
-            max_message_bytes,
-        }
+        Self { aws, queue_url, bucket, secret_id, max_message_bytes }
     }
 
     pub fn secrets_with(&self, aws: &SdkConfig) -> CachedSecrets<SecretsManagerFetch> {
-        let fetch = SecretsManagerFetch::new(
-            aws_sdk_secretsmanager::Client::new(aws),
-            self.secret_id.clone(),
-        );
+        let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(aws), self.secret_id.clone());
         CachedSecrets::new(fetch, CachePolicy::default())
     }
 
@@ -72,11 +57,7 @@ impl Stack {
     /// (a fault proxy, or a closed port).
     pub fn ingest_via(&self, sqs: &SdkConfig, s3: &SdkConfig, secrets: &SdkConfig) -> Deps {
         Ingest {
-            queue: SqsQueue::new(
-                aws_sdk_sqs::Client::new(sqs),
-                self.queue_url.clone(),
-                self.max_message_bytes,
-            ),
+            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sqs), self.queue_url.clone(), self.max_message_bytes),
             blobs: S3Blobs::new(wa_infra::aws::s3_client(s3), self.bucket.clone()),
             secrets: self.secrets_with(secrets),
         }

@@ -17,16 +17,14 @@ fn text(body: &Body) -> String {
 async fn current_token_gets_the_challenge_verbatim() {
     let stack = Stack::new(262_144).await;
     let secrets = stack.secrets();
-    let query =
-        format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444");
+    let query = format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444");
     let response = webhook_verify::handle(&secrets, &get(&query)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(text(response.body()), "1158201444");
     assert_eq!(response.headers()["content-type"], "text/plain");
 
     // Percent-encoded challenge is decoded and echoed as Meta sent it.
-    let query =
-        format!("hub.mode=subscribe&hub.challenge=a%20b%2Bc&hub.verify_token={VERIFY_TOKEN}");
+    let query = format!("hub.mode=subscribe&hub.challenge=a%20b%2Bc&hub.verify_token={VERIFY_TOKEN}");
     let response = webhook_verify::handle(&secrets, &get(&query)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(text(response.body()), "a b+c");
@@ -34,13 +32,8 @@ async fn current_token_gets_the_challenge_verbatim() {
 
 #[tokio::test]
 async fn pending_token_is_accepted_during_a_rotation() {
-    let stack = Stack::with_secret(
-        262_144,
-        &secret_json("s", "current-vt"),
-        None,
-        Some(&secret_json("s", "pending-vt")),
-    )
-    .await;
+    let stack =
+        Stack::with_secret(262_144, &secret_json("s", "current-vt"), None, Some(&secret_json("s", "pending-vt"))).await;
     let secrets = stack.secrets();
     for token in ["current-vt", "pending-vt"] {
         let query = format!("hub.mode=subscribe&hub.verify_token={token}&hub.challenge=42");
@@ -55,10 +48,7 @@ async fn a_rotation_started_after_caching_is_seen() {
     let stack = Stack::new(262_144).await;
     let secrets = stack.secrets();
     let ok = format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1");
-    assert_eq!(
-        webhook_verify::handle(&secrets, &get(&ok)).await.status(),
-        200
-    );
+    assert_eq!(webhook_verify::handle(&secrets, &get(&ok)).await.status(), 200);
     // The rotation's createSecret writes AWSPENDING; setSecret makes Meta call us with it at once.
     aws_sdk_secretsmanager::Client::new(&stack.aws)
         .put_secret_value()
@@ -84,10 +74,7 @@ async fn everything_else_is_403_without_the_challenge() {
         "hub.mode=subscribe&hub.challenge=CHALLENGE".to_owned(),
         format!("hub.verify_token={VERIFY_TOKEN}&hub.challenge=CHALLENGE"),
         format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge="),
-        format!(
-            "hub.mode=subscribe&hub.verify_token={}&hub.challenge=CHALLENGE",
-            VERIFY_TOKEN.to_uppercase()
-        ),
+        format!("hub.mode=subscribe&hub.verify_token={}&hub.challenge=CHALLENGE", VERIFY_TOKEN.to_uppercase()),
         String::new(),
     ] {
         let response = webhook_verify::handle(&secrets, &get(&query)).await;
