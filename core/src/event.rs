@@ -532,4 +532,19 @@ mod tests {
         assert_eq!(events.len(), 1000);
         assert_eq!(events[999]["event_id"], "wamid.999:delivered");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = split_webhook(&body, 0);
+        }
+
+        #[test]
+        fn arbitrary_json_in_the_envelope_never_panics(value in "[\\[\\]{}:,\"a-z0-9 ]{0,64}", field in "[a-z_]{0,12}") {
+            let body = format!(r#"{{"object":"whatsapp_business_account","entry":[{{"id":"W","changes":[{{"field":"{field}","value":{value}}}]}}]}}"#);
+            let _ = split_webhook(body.as_bytes(), 0);
+            let body = format!(r#"{{"object":"whatsapp_business_account","entry":[{{"id":"W","changes":[{{"field":"messages","value":{{"messages":[{value}],"statuses":{value}}}}}]}}]}}"#);
+            let _ = split_webhook(body.as_bytes(), 0);
+        }
+    }
 }
