@@ -3,7 +3,10 @@
 //! No AWS crates and no I/O here.
 
 pub mod event;
+pub mod graph_error;
+pub mod outcome;
 pub mod ports;
+pub mod ratelimit;
 pub mod secrets;
 pub mod send;
 pub mod signature;

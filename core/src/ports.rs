@@ -88,3 +88,120 @@ pub trait SecretSource: Send + Sync {
     /// when a signature or token suggests the cached value is stale.
     fn refresh(&self, stage: SecretStage) -> impl Future<Output = Result<Option<Arc<AppSecrets>>, SecretError>> + Send;
 }
+
+/// Meta accepted a send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GraphAccepted {
+    /// The wamid (absent for read receipts).
+    pub wamid: Option<String>,
+    /// `messages[0].message_status`, when given.
+    pub message_status: Option<String>,
+}
+
+/// A send that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GraphFailure {
+    /// Meta answered with an error object.
+    #[error("graph error {} (HTTP {http_status}): {}", error.code, error.message)]
+    Api {
+        /// The HTTP status.
+        http_status: u16,
+        /// Meta's error.
+        error: crate::graph_error::GraphErrorBody,
+    },
+    /// The request may have reached Meta (timeout, 5xx without an error object, connection lost
+    /// after sending): retrying may send the message twice.
+    #[error("ambiguous: {0}")]
+    Ambiguous(String),
+    /// The request certainly did not reach Meta (connection refused, DNS).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// The Graph API `/{phone_number_id}/messages` endpoint.
+pub trait GraphApi: Send + Sync {
+    /// Posts `body` as the business number with `token`.
+    fn send_message(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> impl Future<Output = Result<GraphAccepted, GraphFailure>> + Send;
+}
+
+/// A state store failure.
+#[derive(Debug, Clone, Error)]
+#[error("state store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller owns the request until the claim expires.
+    Acquired,
+    /// Another attempt is in flight (its claim has not expired).
+    InProgress,
+    /// Done before: the stored outcome (JSON), and whether it was already published.
+    Completed {
+        /// The outcome event.
+        outcome: String,
+        /// Whether the outcome reached the events queue.
+        published: bool,
+    },
+}
+
+/// Idempotency records: a conditional claim, then the completed outcome.
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` until `in_progress_until_ms`; succeeds when the key is new, its claim expired,
+    /// or its record is past its TTL.
+    fn claim(
+        &self,
+        key: &str,
+        now_ms: u64,
+        in_progress_until_ms: u64,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Records the outcome (unpublished); the record lives until `expires_at_s`.
+    fn complete(
+        &self,
+        key: &str,
+        outcome: &str,
+        expires_at_s: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Marks the outcome published.
+    fn mark_published(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Drops a claim so that a retry can proceed at once (only when nothing was sent).
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Shared rate-limit state: per-number send slots and per-recipient pair-rate backoff.
+pub trait ThrottleStore: Send + Sync {
+    /// Reserves `count` send slots for the number (see [`crate::ratelimit::reserve`]).
+    fn reserve(
+        &self,
+        phone_number_id: &str,
+        count: u32,
+        rate_per_second: u32,
+        now_us: u64,
+        horizon_us: u64,
+    ) -> impl Future<Output = Result<Option<crate::ratelimit::Reservation>, StoreError>> + Send;
+
+    /// Records a pair-rate hit (131056) for the recipient and returns how many consecutive hits it
+    /// has had (1 for the first; the count restarts when the last hit is older than 15 minutes).
+    /// The FIFO group of the recipient is what holds its later messages back meanwhile.
+    fn pair_hit(
+        &self,
+        phone_number_id: &str,
+        to: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+}
+
+/// Delays the redelivery of a queue message that will be retried (SQS ChangeMessageVisibility),
+/// so that throttling and pair-rate backoff do not burn its receive count.
+pub trait Redelivery: Send + Sync {
+    /// The message comes back after `seconds` (0–43200).
+    fn delay(&self, receipt_handle: &str, seconds: u32) -> impl Future<Output = Result<(), QueueError>> + Send;
+}

@@ -146,3 +146,84 @@ mod tests {
         assert_eq!(ok.secret_ttl_seconds, 300);
     }
 }
+
+/// `STATE_TABLE`: the DynamoDB state table.
+pub const STATE_TABLE: &str = "STATE_TABLE";
+/// `EVENTS_QUEUE_URL`: where outcomes (and later enriched events) go.
+pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
+/// `OUTBOUND_QUEUE_URL`: the FIFO queue of send requests.
+pub const OUTBOUND_QUEUE_URL: &str = "OUTBOUND_QUEUE_URL";
+/// `GRAPH_API_BASE`: the Graph API host (the simulator's URL locally).
+pub const GRAPH_API_BASE: &str = "GRAPH_API_BASE";
+/// `GRAPH_API_VERSION`: the pinned Graph API version.
+pub const GRAPH_API_VERSION: &str = "GRAPH_API_VERSION";
+/// `GRAPH_TIMEOUT_MS`: the Graph client's timeout.
+pub const GRAPH_TIMEOUT_MS: &str = "GRAPH_TIMEOUT_MS";
+/// `MESSAGES_PER_SECOND`: throughput per business number.
+pub const MESSAGES_PER_SECOND: &str = "MESSAGES_PER_SECOND";
+/// `MESSAGES_PER_SECOND_BY_NUMBER`: per-number overrides, `id=rate,id=rate`.
+pub const MESSAGES_PER_SECOND_BY_NUMBER: &str = "MESSAGES_PER_SECOND_BY_NUMBER";
+
+/// What the sender needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderEnv {
+    /// See [`SECRET_ID`].
+    pub secret_id: String,
+    /// See [`SECRET_CACHE_TTL_SECONDS`].
+    pub secret_ttl_seconds: u64,
+    /// See [`STATE_TABLE`].
+    pub state_table: String,
+    /// See [`EVENTS_QUEUE_URL`].
+    pub events_queue_url: String,
+    /// See [`OUTBOUND_QUEUE_URL`].
+    pub outbound_queue_url: String,
+    /// See [`GRAPH_API_BASE`].
+    pub graph_api_base: String,
+    /// See [`GRAPH_API_VERSION`].
+    pub graph_api_version: String,
+    /// See [`GRAPH_TIMEOUT_MS`].
+    pub graph_timeout_ms: u64,
+    /// See [`MESSAGES_PER_SECOND`].
+    pub messages_per_second: u32,
+    /// See [`MESSAGES_PER_SECOND_BY_NUMBER`].
+    pub rates: std::collections::HashMap<String, u32>,
+}
+
+impl SenderEnv {
+    /// Reads and validates the variables.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let verify = VerifyConfig::from_env(env)?;
+        let mut rates = std::collections::HashMap::new();
+        if let Some(text) = (env.0)(MESSAGES_PER_SECOND_BY_NUMBER).filter(|t| !t.trim().is_empty()) {
+            for pair in text.split(',') {
+                let parsed = pair
+                    .split_once('=')
+                    .and_then(|(id, rate)| Some((id.trim().to_owned(), rate.trim().parse::<u32>().ok()?)))
+                    .filter(|(id, rate)| !id.is_empty() && (1..=1000).contains(rate));
+                let Some((id, rate)) = parsed else {
+                    return Err(ConfigError::Invalid {
+                        name: MESSAGES_PER_SECOND_BY_NUMBER,
+                        reason: format!("{pair:?} is not phone_number_id=rate with a rate from 1 to 1000"),
+                    });
+                };
+                rates.insert(id, rate);
+            }
+        }
+        Ok(Self {
+            secret_id: verify.secret_id,
+            secret_ttl_seconds: verify.secret_ttl_seconds,
+            state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
+            events_queue_url: env.required(EVENTS_QUEUE_URL, "the URL of the events SQS queue (outcomes)")?,
+            outbound_queue_url: env.required(OUTBOUND_QUEUE_URL, "the URL of the outbound FIFO queue")?,
+            graph_api_base: (env.0)(GRAPH_API_BASE)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| crate::graph::DEFAULT_BASE.into()),
+            graph_api_version: (env.0)(GRAPH_API_VERSION)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| crate::graph::DEFAULT_VERSION.into()),
+            graph_timeout_ms: env.number(GRAPH_TIMEOUT_MS, 10_000, 100, 60_000)?,
+            messages_per_second: u32::try_from(env.number(MESSAGES_PER_SECOND, 80, 1, 1000)?).unwrap_or(80),
+            rates,
+        })
+    }
+}

@@ -3,6 +3,8 @@
 
 pub mod aws;
 pub mod config;
+pub mod dynamo;
+pub mod graph;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures_util::{StreamExt, stream};
-use wa_core::ports::{EventQueue, QueueError};
+use wa_core::ports::{EventQueue, QueueError, Redelivery};
 
 use crate::aws::describe;
 
@@ -95,6 +95,20 @@ impl SqsQueue {
             attempts: self.max_attempts,
             reason: last_reason,
         })
+    }
+}
+
+impl Redelivery for SqsQueue {
+    async fn delay(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(i32::try_from(seconds.min(43_200)).unwrap_or(43_200))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError::Unavailable(describe(&e)))
     }
 }
 

@@ -1,0 +1,457 @@
+//! The sender: SQS (FIFO outbound queue) → Graph API `/{phone_number_id}/messages`.
+//!
+//! Per batch: requests are parsed and checked first (an invalid one ends with a failed outcome, no
+//! Graph call); send slots are reserved per business number in the shared state table, so that all
+//! concurrent senders together stay under the number's throughput; message groups (one per
+//! business number and recipient) run concurrently, the records of one group in order.
+//!
+//! Per record: a conditional idempotency claim in DynamoDB (a completed request makes no Graph call
+//! and at most re-publishes its outcome), the send at its slot, then exactly one outcome event on
+//! the events queue. Failures are classified by Meta's code: permanent → failed outcome; retryable
+//! → batch item failure with a redelivery delay (4^X seconds for the pair rate, for that recipient
+//! only); token errors → reload the secret and retry once; account blocks → stop the line (every
+//! remaining record is retried later, nothing is dropped). A panic in one record fails only that
+//! record and the later ones of its group; item identifiers are always the input message ids.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures_util::FutureExt;
+use wa_core::graph_error::{self, ErrorClass};
+use wa_core::outcome::SendOutcome;
+use wa_core::ports::{
+    Claim, EventQueue, GraphAccepted, GraphApi, GraphFailure, IdempotencyStore, Redelivery, SecretSource, ThrottleStore,
+};
+use wa_core::ratelimit::Reservation;
+use wa_core::secrets::SecretStage;
+use wa_core::send::{SendRequest, Violation};
+use wa_infra::telemetry;
+
+/// The function name used in metrics.
+pub const FUNCTION: &str = "sender";
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Messages per second per business number unless overridden (Meta's default: 80).
+    pub default_rate: u32,
+    /// Per-number overrides (up to 1000).
+    pub rates: HashMap<String, u32>,
+    /// How long idempotency records live (≥ 30 days).
+    pub record_ttl: Duration,
+    /// How far ahead send slots may be reserved; busier than that, records are retried later.
+    pub slot_horizon: Duration,
+    /// Redelivery delay after a throughput throttle (130429, 4, 80007).
+    pub throttle_delay_s: u32,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            default_rate: 80,
+            rates: HashMap::new(),
+            record_ttl: Duration::from_secs(30 * 86_400),
+            slot_horizon: Duration::from_secs(10),
+            throttle_delay_s: 2,
+        }
+    }
+}
+
+impl SenderConfig {
+    fn rate(&self, phone_number_id: &str) -> u32 {
+        self.rates.get(phone_number_id).copied().unwrap_or(self.default_rate).clamp(1, 1000)
+    }
+}
+
+/// What the sender needs.
+pub struct Sender<G, I, T, Q, R, S> {
+    /// The Graph API.
+    pub graph: G,
+    /// Idempotency records.
+    pub idempotency: I,
+    /// Shared rate-limit state.
+    pub throttle: T,
+    /// The events queue (outcomes).
+    pub events: Q,
+    /// Redelivery delays on the outbound queue.
+    pub redelivery: R,
+    /// Access tokens.
+    pub secrets: S,
+    /// Tunables.
+    pub config: SenderConfig,
+}
+
+/// How one record ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Finished (accepted or failed for good); the record is deleted.
+    Done,
+    /// Try again later, after `delay_s` when given.
+    Retry {
+        /// Redelivery delay.
+        delay_s: Option<u32>,
+    },
+    /// Stop sending: this and every record not yet processed are retried later.
+    StopLine(String),
+}
+
+struct Prepared<'a> {
+    message_id: &'a str,
+    receipt_handle: Option<&'a str>,
+    group: String,
+    /// The request, when it parsed.
+    request: Option<SendRequest>,
+    /// The rule it broke, when it did not parse or is invalid.
+    violation: Option<Violation>,
+    key: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn prepare(record: &SqsMessage) -> Option<Prepared<'_>> {
+    let message_id = record.message_id.as_deref().filter(|id| !id.is_empty())?;
+    let (request, violation) = match SendRequest::from_json(record.body.as_deref().unwrap_or_default()) {
+        Ok(request) => {
+            let violation = request.validate().err();
+            (Some(request), violation)
+        }
+        Err(violation) => (None, Some(violation)),
+    };
+    let group = record.attributes.get("MessageGroupId").cloned().unwrap_or_else(|| format!("msg:{message_id}"));
+    let derived = record.attributes.get("MessageDeduplicationId").map_or(message_id, String::as_str);
+    let key = match &request {
+        Some(SendRequest { idempotency_key: Some(key), .. }) => key.clone(),
+        _ => format!("sqs:{derived}"),
+    };
+    Some(Prepared { message_id, receipt_handle: record.receipt_handle.as_deref(), group, request, violation, key })
+}
+
+impl<G, I, T, Q, R, S> Sender<G, I, T, Q, R, S>
+where
+    G: GraphApi,
+    I: IdempotencyStore,
+    T: ThrottleStore,
+    Q: EventQueue,
+    R: Redelivery,
+    S: SecretSource,
+{
+    /// Handles one SQS batch; `deadline_ms` is the invocation's deadline (Unix ms), which bounds
+    /// idempotency claims.
+    pub async fn handle(&self, event: &SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
+        let prepared: Vec<Prepared<'_>> = event.records.iter().filter_map(prepare).collect();
+        if prepared.len() != event.records.len() {
+            tracing::error!(
+                records = event.records.len(),
+                usable = prepared.len(),
+                "records without a message id were skipped"
+            );
+        }
+        let slots = self.reserve_slots(&prepared).await;
+
+        // Records of one group, in order; groups run concurrently.
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, record) in prepared.iter().enumerate() {
+            groups.entry(record.group.as_str()).or_default().push(index);
+        }
+        let stop = AtomicBool::new(false);
+        let runs = groups.values().map(|indices| self.run_group(&prepared, indices, &slots, &stop, deadline_ms));
+        let mut verdicts: Vec<(usize, Verdict)> =
+            futures_util::future::join_all(runs).await.into_iter().flatten().collect();
+        verdicts.sort_by_key(|(index, _)| *index);
+
+        let mut response = SqsBatchResponse::default();
+        for (index, verdict) in verdicts {
+            let record = &prepared[index];
+            let delay = match verdict {
+                Verdict::Done => continue,
+                Verdict::Retry { delay_s } => delay_s,
+                Verdict::StopLine(_) => None,
+            };
+            if let (Some(seconds), Some(receipt)) = (delay, record.receipt_handle) {
+                if let Err(error) = self.redelivery.delay(receipt, seconds).await {
+                    tracing::warn!(%error, "cannot delay the redelivery; the visibility timeout applies");
+                }
+            }
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.to_owned();
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    /// Reserves one slot per record for each business number, in one shared write per number.
+    async fn reserve_slots(&self, prepared: &[Prepared<'_>]) -> HashMap<usize, Option<u64>> {
+        let mut per_number: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, record) in prepared.iter().enumerate() {
+            if let (Some(request), None) = (&record.request, &record.violation) {
+                per_number.entry(request.phone_number_id.as_str()).or_default().push(index);
+            }
+        }
+        let mut slots = HashMap::new();
+        for (number, indices) in per_number {
+            let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
+            let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
+            let reservation: Option<Reservation> =
+                match self.throttle.reserve(number, count, self.config.rate(number), now_us(), horizon).await {
+                    Ok(reservation) => reservation,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot reserve send slots; retrying these records later");
+                        None
+                    }
+                };
+            if reservation.is_none() {
+                telemetry::emit(FUNCTION, None, &[("SlotsUnavailable", indices.len() as f64)]);
+            }
+            for (i, index) in indices.into_iter().enumerate() {
+                let slot = reservation.map(|r| r.slot_us(u32::try_from(i).unwrap_or(u32::MAX)));
+                slots.insert(index, slot);
+            }
+        }
+        slots
+    }
+
+    async fn run_group(
+        &self,
+        prepared: &[Prepared<'_>],
+        indices: &[usize],
+        slots: &HashMap<usize, Option<u64>>,
+        stop: &AtomicBool,
+        deadline_ms: u64,
+    ) -> Vec<(usize, Verdict)> {
+        let mut out = Vec::with_capacity(indices.len());
+        let mut blocked = false;
+        for &index in indices {
+            if blocked || stop.load(Ordering::SeqCst) {
+                out.push((index, Verdict::Retry { delay_s: None }));
+                continue;
+            }
+            let record = &prepared[index];
+            let slot = slots.get(&index).copied().flatten();
+            let verdict =
+                AssertUnwindSafe(self.process(record, slot, deadline_ms)).catch_unwind().await.unwrap_or_else(|_| {
+                    tracing::error!("a record panicked; it and the rest of its group will be retried");
+                    telemetry::emit(FUNCTION, None, &[("RecordPanics", 1.0)]);
+                    Verdict::Retry { delay_s: None }
+                });
+            if let Verdict::StopLine(reason) = &verdict {
+                tracing::error!(%reason, "stopping the line: no more sends in this batch");
+                telemetry::emit(FUNCTION, None, &[("StopTheLine", 1.0)]);
+                stop.store(true, Ordering::SeqCst);
+            }
+            blocked = verdict != Verdict::Done;
+            out.push((index, verdict));
+        }
+        out
+    }
+
+    async fn process(&self, record: &Prepared<'_>, slot_us: Option<u64>, deadline_ms: u64) -> Verdict {
+        let request = record.request.as_ref();
+        let base = SendOutcome::new(
+            &record.key,
+            request.and_then(|r| r.callback_data.as_deref()),
+            request.map(|r| r.phone_number_id.as_str()),
+            request.and_then(|r| r.to.as_deref()),
+            0,
+        );
+        match self.idempotency.claim(&record.key, now_ms(), deadline_ms).await {
+            Ok(Claim::Acquired) => {}
+            Ok(Claim::InProgress) => return Verdict::Retry { delay_s: None },
+            Ok(Claim::Completed { outcome, published }) => {
+                telemetry::emit(FUNCTION, None, &[("DuplicatesSkipped", 1.0)]);
+                if published {
+                    return Verdict::Done;
+                }
+                return self.publish_stored(&record.key, &outcome).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim the request; retrying later");
+                return Verdict::Retry { delay_s: None };
+            }
+        }
+        let (Some(request), None) = (request, &record.violation) else {
+            let reason = record.violation.as_ref().map_or_else(|| "invalid request".to_owned(), Violation::to_string);
+            tracing::warn!(%reason, "invalid send request: failed outcome, no Graph call");
+            telemetry::emit(FUNCTION, Some(("Class", "permanent")), &[("SendFailures", 1.0)]);
+            let mut outcome = base.failed(None, ErrorClass::Permanent, reason);
+            outcome.at = now_ms();
+            return self.finish(&record.key, &outcome).await;
+        };
+        let Some(slot_us) = slot_us else {
+            self.release(&record.key).await;
+            return Verdict::Retry { delay_s: Some(1) };
+        };
+        let wait = slot_us.saturating_sub(now_us());
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_micros(wait)).await;
+        }
+
+        let result = self.send(request, false).await;
+        let result = match result {
+            // The window is closed: send the fallback template instead, when there is one.
+            Err(GraphFailure::Api { error, .. })
+                if error.code == graph_error::WINDOW_CLOSED && request.fallback.is_some() =>
+            {
+                self.send(request, true).await.map(|accepted| (accepted, true))
+            }
+            other => other.map(|accepted| (accepted, false)),
+        };
+        match result {
+            Ok((accepted, used_fallback)) => {
+                telemetry::emit(FUNCTION, Some(("Outcome", "accepted")), &[("Sends", 1.0)]);
+                let mut outcome = base.accepted(accepted.wamid, accepted.message_status);
+                outcome.used_fallback = used_fallback;
+                outcome.at = now_ms();
+                self.finish(&record.key, &outcome).await
+            }
+            Err(GraphFailure::Api { error, http_status }) => {
+                let class = graph_error::classify(error.code);
+                tracing::warn!(code = error.code, http_status, class = class.as_str(), fbtrace_id = ?error.fbtrace_id, "graph refused the send");
+                telemetry::emit(FUNCTION, Some(("Class", class.as_str())), &[("SendFailures", 1.0)]);
+                match class {
+                    ErrorClass::Permanent => {
+                        let mut outcome = base.failed(Some(error.code), class, error.message.clone());
+                        outcome.at = now_ms();
+                        self.finish(&record.key, &outcome).await
+                    }
+                    ErrorClass::Retryable => {
+                        self.release(&record.key).await;
+                        self.retry_delay(request, error.code).await
+                    }
+                    ErrorClass::RefreshToken => {
+                        self.release(&record.key).await;
+                        Verdict::StopLine(format!("the access token was refused twice (code {})", error.code))
+                    }
+                    ErrorClass::StopTheLine => {
+                        self.release(&record.key).await;
+                        Verdict::StopLine(format!("account-level block (code {})", error.code))
+                    }
+                }
+            }
+            Err(GraphFailure::Ambiguous(reason)) => {
+                // The message may have been accepted: keep the claim until it expires, so that a
+                // retry (which may duplicate it) happens only after this invocation is over.
+                tracing::warn!(%reason, ambiguous = true, "send outcome unknown; will retry after the claim expires");
+                telemetry::emit(FUNCTION, None, &[("AmbiguousSends", 1.0)]);
+                Verdict::Retry { delay_s: None }
+            }
+            Err(GraphFailure::Unreachable(reason)) => {
+                tracing::warn!(%reason, "graph unreachable; retrying later");
+                self.release(&record.key).await;
+                Verdict::Retry { delay_s: None }
+            }
+        }
+    }
+
+    /// One Graph call, with one token refresh on 190/0.
+    async fn send(&self, request: &SendRequest, use_fallback: bool) -> Result<GraphAccepted, GraphFailure> {
+        let body = match request.graph_body(use_fallback) {
+            Ok(body) => body,
+            Err(violation) => {
+                return Err(GraphFailure::Api {
+                    http_status: 0,
+                    error: wa_core::graph_error::GraphErrorBody {
+                        code: 100,
+                        message: violation.to_string(),
+                        ..Default::default()
+                    },
+                });
+            }
+        };
+        let token = self.token(&request.phone_number_id, false).await?;
+        let first = self.graph.send_message(&request.phone_number_id, &token, &body).await;
+        match first {
+            Err(GraphFailure::Api { ref error, .. })
+                if graph_error::classify(error.code) == ErrorClass::RefreshToken =>
+            {
+                tracing::warn!(code = error.code, "access token refused; reloading the secret and retrying once");
+                let token = self.token(&request.phone_number_id, true).await?;
+                self.graph.send_message(&request.phone_number_id, &token, &body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn token(&self, phone_number_id: &str, refresh: bool) -> Result<String, GraphFailure> {
+        let secret = if refresh {
+            self.secrets.refresh(SecretStage::Current).await
+        } else {
+            self.secrets.get(SecretStage::Current).await
+        };
+        match secret {
+            Ok(Some(secret)) => {
+                Ok(secret.phone_number_tokens.get(phone_number_id).unwrap_or(&secret.access_token).clone())
+            }
+            Ok(None) => Err(GraphFailure::Unreachable("the secret has no AWSCURRENT version".into())),
+            Err(error) => Err(GraphFailure::Unreachable(format!("cannot read the access token: {error}"))),
+        }
+    }
+
+    async fn retry_delay(&self, request: &SendRequest, code: i64) -> Verdict {
+        if code == graph_error::PAIR_RATE_LIMIT {
+            let to = request.to.as_deref().unwrap_or_default();
+            let hits = self.throttle.pair_hit(&request.phone_number_id, to, now_ms()).await.unwrap_or(1);
+            let seconds = graph_error::pair_rate_backoff_seconds(hits.saturating_sub(1));
+            telemetry::emit(FUNCTION, None, &[("PairRateHits", 1.0)]);
+            return Verdict::Retry { delay_s: Some(u32::try_from(seconds).unwrap_or(900)) };
+        }
+        if matches!(code, 4 | 80_007 | graph_error::THROUGHPUT_LIMIT) {
+            telemetry::emit(FUNCTION, None, &[("Throttled", 1.0)]);
+            return Verdict::Retry { delay_s: Some(self.config.throttle_delay_s) };
+        }
+        Verdict::Retry { delay_s: None }
+    }
+
+    async fn release(&self, key: &str) {
+        if let Err(error) = self.idempotency.release(key).await {
+            tracing::warn!(%error, "cannot release the claim; the retry waits for it to expire");
+        }
+    }
+
+    /// Records the outcome, publishes it, marks it published.
+    async fn finish(&self, key: &str, outcome: &SendOutcome) -> Verdict {
+        let text = match serde_json::to_string(outcome) {
+            Ok(text) => text,
+            Err(error) => return Verdict::StopLine(format!("cannot serialize an outcome: {error}")),
+        };
+        let expires = now_ms() / 1000 + self.config.record_ttl.as_secs();
+        let mut recorded = false;
+        for attempt in 0..3u64 {
+            match self.idempotency.complete(key, &text, expires).await {
+                Ok(()) => {
+                    recorded = true;
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, attempt, "cannot record a finished send");
+                    tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+                }
+            }
+        }
+        if !recorded {
+            // The claim stays INPROGRESS until it expires; the retry after that may resend.
+            telemetry::emit(FUNCTION, None, &[("AmbiguousSends", 1.0)]);
+            return Verdict::Retry { delay_s: None };
+        }
+        self.publish_stored(key, &text).await
+    }
+
+    async fn publish_stored(&self, key: &str, outcome: &str) -> Verdict {
+        if let Err(error) = self.events.publish(&[outcome.to_owned()]).await {
+            tracing::warn!(%error, "cannot publish the outcome; the redelivery will");
+            return Verdict::Retry { delay_s: None };
+        }
+        if let Err(error) = self.idempotency.mark_published(key).await {
+            tracing::warn!(%error, "outcome published but not marked; a redelivery may publish it again");
+        }
+        Verdict::Done
+    }
+}

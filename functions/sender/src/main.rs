@@ -1,0 +1,43 @@
+//! Lambda entry point: wires the Graph client, DynamoDB, SQS and the cached secret to the handler.
+
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use sender::{Sender, SenderConfig};
+use wa_infra::config::{SenderEnv, process_env};
+use wa_infra::dynamo::StateTable;
+use wa_infra::graph::GraphClient;
+use wa_infra::secrets::{CachePolicy, CachedSecrets, SecretsManagerFetch};
+use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
+use wa_infra::{aws, telemetry};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    telemetry::init_logs();
+    let env = SenderEnv::from_env(&process_env())?;
+    let sdk = aws::load().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&sdk), env.secret_id);
+    let policy = CachePolicy { ttl: Duration::from_secs(env.secret_ttl_seconds), ..CachePolicy::default() };
+    let table = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), env.state_table);
+    let sender = Sender {
+        graph: GraphClient::new(
+            &env.graph_api_base,
+            &env.graph_api_version,
+            Duration::from_millis(env.graph_timeout_ms),
+        )?,
+        idempotency: table.clone(),
+        throttle: table,
+        events: SqsQueue::new(sqs.clone(), env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
+        redelivery: SqsQueue::new(sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
+        secrets: CachedSecrets::new(fetch, policy),
+        config: SenderConfig { default_rate: env.messages_per_second, rates: env.rates, ..SenderConfig::default() },
+    };
+    let sender = &sender;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = u64::try_from(event.context.deadline).unwrap_or(0);
+        Ok::<SqsBatchResponse, std::convert::Infallible>(sender.handle(&event.payload, deadline).await)
+    }))
+    .await
+}

@@ -1,0 +1,240 @@
+//! The state table (`STATE_TABLE`) in DynamoDB: single-table design, string keys `pk` and `sk`,
+//! TTL attribute `expires_at` (Unix seconds). Items written here:
+//!
+//! | pk | sk | attributes | purpose |
+//! |---|---|---|---|
+//! | `SEND#<idempotency key>` | `SEND` | `state` (INPROGRESS, COMPLETED), `in_progress_until` (ms), `outcome` (JSON), `published`, `expires_at` | never send twice |
+//! | `RATE#<phone_number_id>` | `RATE` | `tat_us` | per-number send slots shared by all senders |
+//! | `PAIR#<phone_number_id>#<recipient>` | `PAIR` | `last_ms`, `hits`, `expires_at` | consecutive 131056 hits of a recipient (4^X backoff) |
+//!
+//! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use wa_core::ports::{Claim, IdempotencyStore, StoreError, ThrottleStore};
+use wa_core::ratelimit::{Reservation, reserve};
+
+use crate::aws::describe;
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+/// How long consecutive pair-rate hits are remembered.
+const PAIR_MEMORY_MS: u64 = 15 * 60 * 1000;
+
+/// The state table.
+#[derive(Debug, Clone)]
+pub struct StateTable {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn store_error<E: std::error::Error>(error: &E) -> StoreError {
+    StoreError(describe(error))
+}
+
+impl StateTable {
+    /// The table named `table`.
+    #[must_use]
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(out.item)
+    }
+
+    fn send_pk(idempotency_key: &str) -> String {
+        format!("SEND#{idempotency_key}")
+    }
+
+    fn pair_pk(phone_number_id: &str, to: &str) -> String {
+        format!("PAIR#{phone_number_id}#{}", to.trim_start_matches('+'))
+    }
+}
+
+fn claim_from(item: &HashMap<String, AttributeValue>) -> Claim {
+    let state = item.get("state").and_then(|v| v.as_s().ok()).map(String::as_str);
+    if state == Some(COMPLETED) {
+        Claim::Completed {
+            outcome: item.get("outcome").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+            published: item.get("published").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        }
+    } else {
+        Claim::InProgress
+    }
+}
+
+impl IdempotencyStore for StateTable {
+    async fn claim(&self, key_text: &str, now_ms: u64, in_progress_until_ms: u64) -> Result<Claim, StoreError> {
+        let mut item = key(Self::send_pk(key_text), "SEND");
+        item.insert("state".into(), s(IN_PROGRESS));
+        item.insert("in_progress_until".into(), n(in_progress_until_ms));
+        // The claim itself expires with the record's TTL after a day if the process never returns.
+        item.insert("expires_at".into(), n(now_ms / 1000 + 86_400));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#state = :inprogress AND in_progress_until < :now_ms) OR expires_at < :now_s",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":inprogress", s(IN_PROGRESS))
+            .expression_attribute_values(":now_ms", n(now_ms))
+            .expression_attribute_values(":now_s", n(now_ms / 1000))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Acquired),
+            Err(e) => {
+                let Some(failure) = e.as_service_error().filter(|s| s.is_conditional_check_failed_exception()) else {
+                    return Err(store_error(&e));
+                };
+                let old = match failure {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                        c.item.clone()
+                    }
+                    _ => None,
+                };
+                let old = match old {
+                    Some(item) => Some(item),
+                    None => self.get(Self::send_pk(key_text), "SEND").await?,
+                };
+                Ok(old.as_ref().map_or(Claim::InProgress, claim_from))
+            }
+        }
+    }
+
+    async fn complete(&self, key_text: &str, outcome: &str, expires_at_s: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(Self::send_pk(key_text), "SEND")))
+            .update_expression("SET #state = :completed, outcome = :outcome, published = :false, expires_at = :expires REMOVE in_progress_until")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":outcome", s(outcome))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":expires", n(expires_at_s))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
+    async fn mark_published(&self, key_text: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(Self::send_pk(key_text), "SEND")))
+            .update_expression("SET published = :true")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
+    async fn release(&self, key_text: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(Self::send_pk(key_text), "SEND")))
+            .condition_expression("#state = :inprogress")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":inprogress", s(IN_PROGRESS))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+}
+
+impl ThrottleStore for StateTable {
+    async fn reserve(
+        &self,
+        phone_number_id: &str,
+        count: u32,
+        rate_per_second: u32,
+        now_us: u64,
+        horizon_us: u64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let pk = format!("RATE#{phone_number_id}");
+        // Optimistic concurrency: retry when another sender moved the slot pointer meanwhile.
+        for _ in 0..20 {
+            let current = self.get(pk.clone(), "RATE").await?.as_ref().and_then(|item| number(item, "tat_us"));
+            let Some(reservation) = reserve(current, now_us, count, rate_per_second, horizon_us) else {
+                return Ok(None);
+            };
+            let mut request = self.client.put_item().table_name(&self.table).set_item(Some({
+                let mut item = key(pk.clone(), "RATE");
+                item.insert("tat_us".into(), n(reservation.new_tat_us));
+                item
+            }));
+            request = match current {
+                Some(old) => request.condition_expression("tat_us = :old").expression_attribute_values(":old", n(old)),
+                None => request.condition_expression("attribute_not_exists(pk)"),
+            };
+            match request.send().await {
+                Ok(_) => return Ok(Some(reservation)),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(store_error(&e)),
+            }
+        }
+        Err(StoreError("rate slot pointer kept changing; try again".into()))
+    }
+
+    async fn pair_hit(&self, phone_number_id: &str, to: &str, now_ms: u64) -> Result<u32, StoreError> {
+        let pk = Self::pair_pk(phone_number_id, to);
+        let previous = self.get(pk.clone(), "PAIR").await?;
+        let recent = previous
+            .as_ref()
+            .and_then(|item| Some((number(item, "last_ms")?, number(item, "hits").unwrap_or(0))))
+            .filter(|(last, _)| now_ms.saturating_sub(*last) < PAIR_MEMORY_MS);
+        let hits = recent.map_or(1, |(_, hits)| u32::try_from(hits).unwrap_or(u32::MAX).saturating_add(1));
+        let mut item = key(pk, "PAIR");
+        item.insert("last_ms".into(), n(now_ms));
+        item.insert("hits".into(), n(hits));
+        item.insert("expires_at".into(), n(now_ms / 1000 + PAIR_MEMORY_MS / 1000));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(hits)
+    }
+}

@@ -1,0 +1,128 @@
+//! [`GraphApi`] over HTTPS with reqwest (rustls): `POST {base}/{version}/{phone_number_id}/messages`.
+//!
+//! Failures are sorted by what they mean for a retry: Meta's error object (classified by code);
+//! ambiguous (timeout, connection lost after sending, 5xx without an error object: the message may
+//! have been accepted); unreachable (the request never left: connection refused, DNS).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use wa_core::graph_error::GraphErrorBody;
+use wa_core::ports::{GraphAccepted, GraphApi, GraphFailure};
+
+/// Meta's Graph API host.
+pub const DEFAULT_BASE: &str = "https://graph.facebook.com";
+/// The Graph API version we pin.
+pub const DEFAULT_VERSION: &str = "v23.0";
+
+/// A Graph API client; build it once per process.
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+    base: String,
+    version: String,
+}
+
+impl GraphClient {
+    /// A client for `base` (e.g. [`DEFAULT_BASE`] or the simulator) and `version`, whose requests
+    /// give up after `timeout` (keep it well below the function timeout).
+    pub fn new(base: &str, version: &str, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(3)))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .user_agent(concat!("wa-pipeline/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the Graph HTTP client: {e}"))?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), version: version.trim_matches('/').to_owned() })
+    }
+
+    /// The messages endpoint of a number.
+    #[must_use]
+    pub fn messages_url(&self, phone_number_id: &str) -> String {
+        format!("{}/{}/{}/messages", self.base, self.version, phone_number_id)
+    }
+}
+
+#[derive(Deserialize)]
+struct SendResponse {
+    #[serde(default)]
+    messages: Vec<SentMessage>,
+}
+
+#[derive(Deserialize)]
+struct SentMessage {
+    id: Option<String>,
+    message_status: Option<String>,
+}
+
+/// Interprets a Graph response.
+#[must_use]
+pub fn interpret(status: u16, body: &[u8]) -> Result<GraphAccepted, GraphFailure> {
+    if (200..300).contains(&status) {
+        let parsed: Option<SendResponse> = serde_json::from_slice(body).ok();
+        let first = parsed.and_then(|r| r.messages.into_iter().next());
+        return Ok(GraphAccepted {
+            wamid: first.as_ref().and_then(|m| m.id.clone()),
+            message_status: first.and_then(|m| m.message_status),
+        });
+    }
+    if let Some(error) = GraphErrorBody::parse(body) {
+        return Err(GraphFailure::Api { http_status: status, error });
+    }
+    match status {
+        429 => Err(GraphFailure::Api {
+            http_status: status,
+            error: GraphErrorBody { code: 4, message: "HTTP 429 without an error object".into(), ..Default::default() },
+        }),
+        500.. => Err(GraphFailure::Ambiguous(format!("HTTP {status} without an error object"))),
+        _ => Err(GraphFailure::Api {
+            http_status: status,
+            error: GraphErrorBody {
+                code: 100,
+                message: format!("HTTP {status} without an error object"),
+                ..Default::default()
+            },
+        }),
+    }
+}
+
+impl GraphApi for GraphClient {
+    async fn send_message(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<GraphAccepted, GraphFailure> {
+        let response = self.http.post(self.messages_url(phone_number_id)).bearer_auth(token).json(body).send().await;
+        let response = match response {
+            Ok(response) => response,
+            Err(e) if e.is_connect() => return Err(GraphFailure::Unreachable(e.without_url().to_string())),
+            Err(e) => return Err(GraphFailure::Ambiguous(e.without_url().to_string())),
+        };
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| GraphFailure::Ambiguous(e.without_url().to_string()))?;
+        interpret(status, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_interpreted() {
+        let ok = interpret(
+            200,
+            br#"{"messaging_product":"whatsapp","messages":[{"id":"wamid.1","message_status":"accepted"}]}"#,
+        );
+        assert_eq!(ok.unwrap().wamid.as_deref(), Some("wamid.1"));
+        assert_eq!(interpret(200, br#"{"success":true}"#).unwrap().wamid, None);
+        match interpret(400, br#"{"error":{"code":131056,"message":"pair"}}"#) {
+            Err(GraphFailure::Api { error, .. }) => assert_eq!(error.code, 131_056),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(interpret(502, b"<html>bad gateway</html>"), Err(GraphFailure::Ambiguous(_))));
+        assert!(matches!(interpret(429, b""), Err(GraphFailure::Api { error, .. }) if error.code == 4));
+    }
+}

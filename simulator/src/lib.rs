@@ -1,0 +1,566 @@
+//! A WhatsApp Cloud API simulator on loopback.
+//!
+//! `POST /{version}/{phone_number_id}/messages` is checked the way Meta checks it (a valid bearer
+//! token, `messaging_product`, the required fields per type and the documented limits; 400 or 401
+//! with Meta-shaped error JSON and the right code when not), enforces the per-number throughput
+//! (130429) and the pair rate (131056), returns wamids, and then posts status webhooks
+//! (sent → delivered → read, with pricing) signed with the app secret to the configured webhook
+//! URL, as Meta does. Latency and faults (any error code, HTTP 5xx, timeouts — optionally after the
+//! message was accepted, the ambiguous case) are configurable, in process or over HTTP:
+//! `POST /_sim/faults`, `GET /_sim/messages`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use wa_core::send::{Recipient, RequestKind, SendRequest, Violation};
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The bearer token it accepts (others get 401, code 190).
+    pub access_token: String,
+    /// The app secret that signs its webhooks.
+    pub app_secret: String,
+    /// Where it posts status webhooks; none: no webhooks.
+    pub webhook_url: Option<String>,
+    /// The WABA id in its webhooks.
+    pub waba_id: String,
+    /// Messages per second per business number (Meta: 80 by default, up to 1000).
+    pub messages_per_second: u32,
+    /// Pair rate: burst of messages to one recipient.
+    pub pair_burst: u32,
+    /// Pair rate: one more message per this interval.
+    pub pair_interval: Duration,
+    /// Added to every send.
+    pub latency: Duration,
+    /// Between two status webhooks of one message.
+    pub status_delay: Duration,
+    /// The pricing category of template messages in status webhooks.
+    pub template_category: String,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            access_token: "sim-access-token".into(),
+            app_secret: "sim-app-secret".into(),
+            webhook_url: None,
+            waba_id: "102290129340398".into(),
+            messages_per_second: 80,
+            pair_burst: 45,
+            pair_interval: Duration::from_secs(6),
+            latency: Duration::ZERO,
+            status_delay: Duration::from_millis(20),
+            template_category: "utility".into(),
+        }
+    }
+}
+
+/// A fault to inject into the next matching sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer with Meta's error `code` and this HTTP status.
+    Error {
+        /// Meta's code.
+        code: i64,
+        /// HTTP status (400 for most).
+        #[serde(default = "default_error_status")]
+        http_status: u16,
+    },
+    /// Answer with a bare HTTP status (a 5xx without an error object). With `accepted`, the
+    /// message is accepted first (the ambiguous case).
+    HttpStatus {
+        /// The status.
+        status: u16,
+        /// Accept the message before failing the response.
+        #[serde(default)]
+        accepted: bool,
+    },
+    /// Hold the response for `millis` (past the client's timeout). With `accepted`, the message
+    /// is accepted first.
+    Delay {
+        /// How long.
+        millis: u64,
+        /// Accept the message before delaying the response.
+        #[serde(default)]
+        accepted: bool,
+    },
+}
+
+fn default_error_status() -> u16 {
+    400
+}
+
+/// A fault with its scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What to do.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// How many sends it applies to.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Only sends to this recipient, when set.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A message the simulator accepted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    /// The wamid it returned.
+    pub wamid: String,
+    /// The business number.
+    pub phone_number_id: String,
+    /// The request body as received.
+    pub body: Value,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+}
+
+/// One request as seen, with the answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seen {
+    /// The business number.
+    pub phone_number_id: String,
+    /// HTTP status answered.
+    pub status: u16,
+    /// Meta error code answered, if any.
+    pub code: Option<i64>,
+    /// Milliseconds since the simulator started.
+    pub at_ms: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: Vec<Accepted>,
+    seen: Vec<Seen>,
+    per_number: HashMap<String, VecDeque<Instant>>,
+    pair: HashMap<(String, String), (f64, Instant)>,
+    faults: Vec<Fault>,
+    webhooks_delivered: u64,
+}
+
+struct Shared {
+    config: Mutex<SimConfig>,
+    counters: Mutex<Counters>,
+    started: Instant,
+    next_id: AtomicU64,
+    http: reqwest::Client,
+}
+
+/// A running simulator.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The simulator could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("simulator cannot listen on {addr}: {source}")]
+pub struct StartError {
+    addr: String,
+    source: std::io::Error,
+}
+
+impl Simulator {
+    /// Starts on `addr` (use `127.0.0.1:0` for a free port) on the current tokio runtime.
+    pub async fn start(addr: &str, config: SimConfig) -> Result<Self, StartError> {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError { addr: addr.to_owned(), source })?;
+        let local = listener.local_addr().map_err(|source| StartError { addr: addr.to_owned(), source })?;
+        let shared = Arc::new(Shared {
+            config: Mutex::new(config),
+            counters: Mutex::new(Counters::default()),
+            started: Instant::now(),
+            next_id: AtomicU64::new(1),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+        });
+        let app = axum::Router::new()
+            .route("/{version}/{phone_number_id}/messages", post(send_message))
+            .route("/_sim/faults", post(add_fault))
+            .route("/_sim/messages", get(list_messages))
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr: local, shared, task })
+    }
+
+    /// `http://127.0.0.1:<port>`: use as `GRAPH_API_BASE`.
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Injects a fault.
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.shared.counters).faults.push(fault);
+    }
+
+    /// Every message accepted so far, in order.
+    #[must_use]
+    pub fn accepted(&self) -> Vec<Accepted> {
+        lock(&self.shared.counters).accepted.clone()
+    }
+
+    /// Every send request seen so far, in order, with its answer.
+    #[must_use]
+    pub fn seen(&self) -> Vec<Seen> {
+        lock(&self.shared.counters).seen.clone()
+    }
+
+    /// Status webhooks the webhook URL acknowledged with 200.
+    #[must_use]
+    pub fn webhooks_delivered(&self) -> u64 {
+        lock(&self.shared.counters).webhooks_delivered
+    }
+
+    /// Changes the configuration (token, webhook URL, limits, latency) while running.
+    pub fn configure(&self, change: impl FnOnce(&mut SimConfig)) {
+        change(&mut lock(&self.shared.config));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Meta's error JSON.
+#[must_use]
+pub fn meta_error(code: i64, message: &str, details: Option<&str>, trace: u64) -> Value {
+    let mut error = json!({
+        "message": format!("(#{code}) {message}"),
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": format!("Sim{trace:08X}"),
+    });
+    if let Some(details) = details {
+        error["error_data"] = json!({"messaging_product": "whatsapp", "details": details});
+    }
+    json!({ "error": error })
+}
+
+fn error_title(code: i64) -> &'static str {
+    match code {
+        190 => "Error validating access token: Session has expired",
+        100 => "Invalid parameter",
+        130_429 => "Rate limit hit",
+        131_056 => "(Business Account, Consumer Account) pair rate limit hit",
+        131_047 => "Re-engagement message",
+        131_026 => "Message undeliverable",
+        131_008 => "Required parameter is missing",
+        131_009 => "Parameter value is not valid",
+        131_000 => "Something went wrong",
+        368 => "Temporarily blocked for policies violations",
+        _ => "Simulated error",
+    }
+}
+
+/// Meta's code for a broken rule.
+#[must_use]
+pub fn code_for(violation: &Violation) -> i64 {
+    let rule = violation.rule;
+    if rule.ends_with(".required")
+        || matches!(
+            rule,
+            "message.type"
+                | "message.content"
+                | "context.message_id"
+                | "read.message_id"
+                | "reaction.message_id"
+                | "template.name"
+                | "template.language"
+                | "media.source"
+                | "location.coordinates"
+        )
+    {
+        131_008
+    } else if rule == "to.format" || rule == "request.json" {
+        100
+    } else {
+        131_009
+    }
+}
+
+fn respond(status: u16, body: Value) -> Response {
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
+}
+
+async fn send_message(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let config = lock(&shared.config).clone();
+    if !config.latency.is_zero() {
+        tokio::time::sleep(config.latency).await;
+    }
+    let trace = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let answer = |status: u16, code: Option<i64>, body: Value| {
+        lock(&shared.counters).seen.push(Seen {
+            phone_number_id: phone_number_id.clone(),
+            status,
+            code,
+            at_ms: elapsed_ms(shared.started),
+        });
+        respond(status, body)
+    };
+    let fail = |code: i64, status: u16, details: Option<&str>| {
+        answer(status, Some(code), meta_error(code, error_title(code), details, trace))
+    };
+
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if token != Some(config.access_token.as_str()) {
+        return fail(190, 401, None);
+    }
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
+        return fail(100, 400, Some("The request body is not a JSON object"));
+    };
+    if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
+        return fail(100, 400, Some("messaging_product must be \"whatsapp\""));
+    }
+    let request = match to_request(&phone_number_id, &body) {
+        Ok(request) => request,
+        Err(violation) => return fail(code_for(&violation), 400, Some(&violation.to_string())),
+    };
+    let kind = match request.validate() {
+        Ok(kind) => kind,
+        Err(violation) => return fail(code_for(&violation), 400, Some(&violation.to_string())),
+    };
+    if kind == RequestKind::ReadReceipt {
+        return answer(200, None, json!({"success": true}));
+    }
+    let to = request.to.clone().unwrap_or_default();
+
+    // Faults first (they model Meta's own failures), then the limits.
+    let fault = take_fault(&shared, &to);
+    let mut accept_then: Option<FaultKind> = None;
+    match fault {
+        Some(FaultKind::Error { code, http_status }) => {
+            return fail(code, http_status, Some("injected by the simulator"));
+        }
+        Some(kind @ (FaultKind::HttpStatus { accepted: true, .. } | FaultKind::Delay { accepted: true, .. })) => {
+            accept_then = Some(kind);
+        }
+        Some(FaultKind::HttpStatus { status, accepted: false }) => {
+            return answer(status, None, json!({"error": {"message": "Service temporarily unavailable"}}));
+        }
+        Some(FaultKind::Delay { millis, accepted: false }) => {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            return fail(131_000, 500, Some("delayed by the simulator"));
+        }
+        None => {}
+    }
+    if let Err(code) = check_limits(&shared, &config, &phone_number_id, &to) {
+        return fail(code, 400, None);
+    }
+
+    let wamid = format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(format!("SIM:{phone_number_id}:{trace:012}"))
+    );
+    let body = Value::Object(body);
+    {
+        let mut counters = lock(&shared.counters);
+        counters.accepted.push(Accepted {
+            wamid: wamid.clone(),
+            phone_number_id: phone_number_id.clone(),
+            body: body.clone(),
+            at_ms: elapsed_ms(shared.started),
+        });
+    }
+    if let Some(url) = config.webhook_url.clone() {
+        let is_template = body.get("type").and_then(Value::as_str) == Some("template");
+        let statuses = StatusPlan {
+            url,
+            wamid: wamid.clone(),
+            phone_number_id: phone_number_id.clone(),
+            to: to.clone(),
+            callback: request.callback_data.clone(),
+            category: if is_template { config.template_category.clone() } else { "service".into() },
+            config: config.clone(),
+        };
+        tokio::spawn(post_statuses(shared.clone(), statuses));
+    }
+    match accept_then {
+        Some(FaultKind::HttpStatus { status, .. }) => {
+            return answer(status, None, json!({"error": {"message": "Service temporarily unavailable"}}));
+        }
+        Some(FaultKind::Delay { millis, .. }) => tokio::time::sleep(Duration::from_millis(millis)).await,
+        _ => {}
+    }
+    let wa_id: String = to.chars().filter(char::is_ascii_digit).collect();
+    answer(
+        200,
+        None,
+        json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": wa_id}],
+            "messages": [{"id": wamid, "message_status": "accepted"}],
+        }),
+    )
+}
+
+/// Turns a Graph body back into a SendRequest so that the documented rules can be checked.
+fn to_request(phone_number_id: &str, body: &Map<String, Value>) -> Result<SendRequest, Violation> {
+    let mut message = body.clone();
+    for key in ["messaging_product", "recipient_type", "to", "recipient", "biz_opaque_callback_data"] {
+        message.remove(key);
+    }
+    let to = body
+        .get("to")
+        .or_else(|| body.get("recipient"))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Violation { rule: "to.format", detail: "to must be a string".into() })
+        })
+        .transpose()?;
+    if let Some(to) = &to {
+        Recipient::parse(to)?;
+    }
+    let callback_data = body.get("biz_opaque_callback_data").and_then(Value::as_str).map(str::to_owned);
+    Ok(SendRequest {
+        phone_number_id: phone_number_id.to_owned(),
+        to,
+        message,
+        idempotency_key: None,
+        callback_data,
+        fallback: None,
+        category: None,
+    })
+}
+
+fn take_fault(shared: &Shared, to: &str) -> Option<FaultKind> {
+    let mut counters = lock(&shared.counters);
+    let index = counters.faults.iter().position(|f| f.count > 0 && f.to.as_deref().is_none_or(|t| t == to))?;
+    let fault = &mut counters.faults[index];
+    fault.count -= 1;
+    let kind = fault.kind.clone();
+    if fault.count == 0 {
+        counters.faults.remove(index);
+    }
+    Some(kind)
+}
+
+/// Throughput per number over a sliding second (130429), then the pair rate (131056).
+fn check_limits(shared: &Shared, config: &SimConfig, phone_number_id: &str, to: &str) -> Result<(), i64> {
+    let now = Instant::now();
+    let mut counters = lock(&shared.counters);
+    let window = counters.per_number.entry(phone_number_id.to_owned()).or_default();
+    while window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+        window.pop_front();
+    }
+    if window.len() >= config.messages_per_second as usize {
+        return Err(130_429);
+    }
+    let burst = f64::from(config.pair_burst.max(1));
+    let refill = 1.0 / config.pair_interval.as_secs_f64().max(0.001);
+    let (tokens, last) = counters.pair.entry((phone_number_id.to_owned(), to.to_owned())).or_insert((burst, now));
+    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * refill).min(burst);
+    *last = now;
+    if *tokens < 1.0 {
+        return Err(131_056);
+    }
+    *tokens -= 1.0;
+    counters.per_number.entry(phone_number_id.to_owned()).or_default().push_back(now);
+    Ok(())
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+struct StatusPlan {
+    url: String,
+    wamid: String,
+    phone_number_id: String,
+    to: String,
+    callback: Option<String>,
+    category: String,
+    config: SimConfig,
+}
+
+/// Posts sent → delivered → read for one message, signed like Meta, retrying a few times.
+async fn post_statuses(shared: Arc<Shared>, plan: StatusPlan) {
+    let billable = plan.category != "service";
+    for status in ["sent", "delivered", "read"] {
+        tokio::time::sleep(plan.config.status_delay).await;
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut item = json!({
+            "id": plan.wamid,
+            "status": status,
+            "timestamp": timestamp.to_string(),
+            "recipient_id": plan.to.trim_start_matches('+'),
+            "pricing": {
+                "billable": billable,
+                "pricing_model": "PMP",
+                "category": plan.category,
+                "type": if billable { "regular" } else { "free_customer_service" },
+            },
+        });
+        if let Some(callback) = &plan.callback {
+            item["biz_opaque_callback_data"] = json!(callback);
+        }
+        let payload = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": plan.config.waba_id, "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550783881", "phone_number_id": plan.phone_number_id},
+                "statuses": [item],
+            }}]}],
+        });
+        let body = payload.to_string();
+        let signature = wa_core::signature::sign(plan.config.app_secret.as_bytes(), body.as_bytes());
+        for attempt in 0..5u32 {
+            let response = shared
+                .http
+                .post(&plan.url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", &signature)
+                .body(body.clone())
+                .send()
+                .await;
+            if response.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+                lock(&shared.counters).webhooks_delivered += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+        }
+    }
+}
+
+async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) -> Response {
+    lock(&shared.counters).faults.push(fault);
+    respond(200, json!({"ok": true}))
+}
+
+async fn list_messages(State(shared): State<Arc<Shared>>) -> Response {
+    let accepted = lock(&shared.counters).accepted.clone();
+    respond(200, serde_json::to_value(accepted).unwrap_or_default())
+}
