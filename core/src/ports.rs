@@ -107,7 +107,7 @@ pub enum GraphFailure {
         /// The HTTP status.
         http_status: u16,
         /// Meta's error.
-        error: crate::graph_error::GraphErrorBody,
+        error: Box<crate::graph_error::GraphErrorBody>,
     },
     /// The request may have reached Meta (timeout, 5xx without an error object, connection lost
     /// after sending): retrying may send the message twice.
@@ -147,6 +147,8 @@ pub enum Claim {
         outcome: String,
         /// Whether the outcome reached the events queue.
         published: bool,
+        /// Until when the attempt that completed it may still be publishing (Unix ms).
+        owner_until_ms: u64,
     },
 }
 
@@ -178,12 +180,12 @@ pub trait IdempotencyStore: Send + Sync {
 
 /// Shared rate-limit state: per-number send slots and per-recipient pair-rate backoff.
 pub trait ThrottleStore: Send + Sync {
-    /// Reserves `count` send slots for the number (see [`crate::ratelimit::reserve`]).
+    /// Reserves `count` send slots `interval_us` apart for the number (see [`crate::ratelimit::reserve`]).
     fn reserve(
         &self,
         phone_number_id: &str,
         count: u32,
-        rate_per_second: u32,
+        interval_us: u64,
         now_us: u64,
         horizon_us: u64,
     ) -> impl Future<Output = Result<Option<crate::ratelimit::Reservation>, StoreError>> + Send;

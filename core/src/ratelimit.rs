@@ -34,18 +34,21 @@ pub fn interval_us(rate_per_second: u32) -> u64 {
     1_000_000u64.div_ceil(u64::from(rate_per_second.max(1)))
 }
 
-/// Reserves `count` slots at `rate_per_second` given the stored `tat_us` (None when no send yet).
+/// The spacing of slots when pacing at `fraction` (e.g. 0.97) of `rate_per_second`, leaving a
+/// margin for network jitter between the sender and Meta's counter.
+#[must_use]
+pub fn paced_interval_us(rate_per_second: u32, fraction: f64) -> u64 {
+    let rate = f64::from(rate_per_second.max(1)) * fraction.clamp(0.01, 1.0);
+    // Whole microseconds, rounded up so that the pace never exceeds the fraction.
+    let interval = (1_000_000.0 / rate).ceil();
+    if interval.is_finite() && interval >= 1.0 { interval as u64 } else { interval_us(rate_per_second) }
+}
+
+/// Reserves `count` slots spaced `interval_us` apart given the stored `tat_us` (None when no send yet).
 /// Slots are never handed out more than `horizon_us` ahead of `now_us`: past that, `None` means
 /// "too busy, try again later" (the caller re-queues instead of sleeping for long).
 #[must_use]
-pub fn reserve(
-    tat_us: Option<u64>,
-    now_us: u64,
-    count: u32,
-    rate_per_second: u32,
-    horizon_us: u64,
-) -> Option<Reservation> {
-    let interval = interval_us(rate_per_second);
+pub fn reserve(tat_us: Option<u64>, now_us: u64, count: u32, interval: u64, horizon_us: u64) -> Option<Reservation> {
     let start = tat_us.unwrap_or(0).max(now_us);
     if start.saturating_sub(now_us) > horizon_us {
         return None;
@@ -60,17 +63,25 @@ mod tests {
 
     #[test]
     fn reservations_follow_each_other() {
-        let a = reserve(None, 1_000_000, 10, 80, 5_000_000).unwrap();
+        let a = reserve(None, 1_000_000, 10, interval_us(80), 5_000_000).unwrap();
         assert_eq!(a.start_us, 1_000_000);
         assert_eq!(a.interval_us, 12_500);
         assert_eq!(a.new_tat_us, 1_125_000);
-        let b = reserve(Some(a.new_tat_us), 1_010_000, 10, 80, 5_000_000).unwrap();
+        let b = reserve(Some(a.new_tat_us), 1_010_000, 10, interval_us(80), 5_000_000).unwrap();
         assert_eq!(b.start_us, 1_125_000);
         // Idle time is not banked: after a pause the next reservation starts now.
-        let c = reserve(Some(b.new_tat_us), 9_000_000, 1, 80, 5_000_000).unwrap();
+        let c = reserve(Some(b.new_tat_us), 9_000_000, 1, interval_us(80), 5_000_000).unwrap();
         assert_eq!(c.start_us, 9_000_000);
         // Too far ahead: refuse.
-        assert!(reserve(Some(20_000_000), 9_000_000, 1, 80, 5_000_000).is_none());
+        assert!(reserve(Some(20_000_000), 9_000_000, 1, interval_us(80), 5_000_000).is_none());
+    }
+
+    #[test]
+    fn pacing_leaves_a_margin() {
+        assert_eq!(paced_interval_us(80, 1.0), 12_500);
+        assert_eq!(paced_interval_us(80, 0.97), 12_887);
+        assert!(1_000_000.0 / paced_interval_us(20, 0.97) as f64 >= 19.39);
+        assert_eq!(paced_interval_us(0, 0.97), 1_030_928);
     }
 
     proptest! {
@@ -83,7 +94,7 @@ mod tests {
             let mut slots = Vec::new();
             for (advance, count) in steps {
                 now += advance;
-                if let Some(r) = reserve(tat, now, count, rate, u64::MAX) {
+                if let Some(r) = reserve(tat, now, count, interval_us(rate), u64::MAX) {
                     tat = Some(r.new_tat_us);
                     slots.extend((0..r.count).map(|i| r.slot_us(i)));
                 }

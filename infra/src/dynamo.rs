@@ -84,6 +84,7 @@ fn claim_from(item: &HashMap<String, AttributeValue>) -> Claim {
         Claim::Completed {
             outcome: item.get("outcome").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
             published: item.get("published").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+            owner_until_ms: number(item, "in_progress_until").unwrap_or(0),
         }
     } else {
         Claim::InProgress
@@ -138,7 +139,7 @@ impl IdempotencyStore for StateTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(Self::send_pk(key_text), "SEND")))
-            .update_expression("SET #state = :completed, outcome = :outcome, published = :false, expires_at = :expires REMOVE in_progress_until")
+            .update_expression("SET #state = :completed, outcome = :outcome, published = :false, expires_at = :expires")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":completed", s(COMPLETED))
             .expression_attribute_values(":outcome", s(outcome))
@@ -187,28 +188,59 @@ impl ThrottleStore for StateTable {
         &self,
         phone_number_id: &str,
         count: u32,
-        rate_per_second: u32,
+        interval_us: u64,
         now_us: u64,
         horizon_us: u64,
     ) -> Result<Option<Reservation>, StoreError> {
         let pk = format!("RATE#{phone_number_id}");
-        // Optimistic concurrency: retry when another sender moved the slot pointer meanwhile.
+        let span = u64::from(count) * interval_us;
+        let horizon_end = now_us.saturating_add(horizon_us);
         for _ in 0..20 {
-            let current = self.get(pk.clone(), "RATE").await?.as_ref().and_then(|item| number(item, "tat_us"));
-            let Some(reservation) = reserve(current, now_us, count, rate_per_second, horizon_us) else {
+            // Busy number: append to the reserved time (one conditional write, no read).
+            let busy = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk.clone(), "RATE")))
+                .update_expression("SET tat_us = tat_us + :span")
+                .condition_expression("tat_us >= :now AND tat_us <= :horizon_end")
+                .expression_attribute_values(":span", n(span))
+                .expression_attribute_values(":now", n(now_us))
+                .expression_attribute_values(":horizon_end", n(horizon_end))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let old = match busy {
+                Ok(out) => {
+                    let new_tat = out.attributes.as_ref().and_then(|a| number(a, "tat_us")).unwrap_or(now_us + span);
+                    return Ok(Some(Reservation { start_us: new_tat - span, interval_us, count, new_tat_us: new_tat }));
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c),
+                    ) => c.item.as_ref().and_then(|item| number(item, "tat_us")),
+                    _ => return Err(store_error(&e)),
+                },
+            };
+            if old.is_some_and(|tat| tat > horizon_end) {
                 return Ok(None);
-            };
-            let mut request = self.client.put_item().table_name(&self.table).set_item(Some({
-                let mut item = key(pk.clone(), "RATE");
-                item.insert("tat_us".into(), n(reservation.new_tat_us));
-                item
-            }));
-            request = match current {
-                Some(old) => request.condition_expression("tat_us = :old").expression_attribute_values(":old", n(old)),
-                None => request.condition_expression("attribute_not_exists(pk)"),
-            };
-            match request.send().await {
-                Ok(_) => return Ok(Some(reservation)),
+            }
+            // Idle number (or first use): start now.
+            let idle = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk.clone(), "RATE")))
+                .update_expression("SET tat_us = :new_tat")
+                .condition_expression("attribute_not_exists(tat_us) OR tat_us < :now")
+                .expression_attribute_values(":new_tat", n(now_us + span))
+                .expression_attribute_values(":now", n(now_us))
+                .send()
+                .await;
+            match idle {
+                Ok(_) => return Ok(reserve(None, now_us, count, interval_us, horizon_us)),
+                // Another sender moved the pointer meanwhile: go round again.
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
                 Err(e) => return Err(store_error(&e)),
             }

@@ -57,7 +57,6 @@ struct SentMessage {
 }
 
 /// Interprets a Graph response.
-#[must_use]
 pub fn interpret(status: u16, body: &[u8]) -> Result<GraphAccepted, GraphFailure> {
     if (200..300).contains(&status) {
         let parsed: Option<SendResponse> = serde_json::from_slice(body).ok();
@@ -68,21 +67,25 @@ pub fn interpret(status: u16, body: &[u8]) -> Result<GraphAccepted, GraphFailure
         });
     }
     if let Some(error) = GraphErrorBody::parse(body) {
-        return Err(GraphFailure::Api { http_status: status, error });
+        return Err(GraphFailure::Api { http_status: status, error: Box::new(error) });
     }
     match status {
         429 => Err(GraphFailure::Api {
             http_status: status,
-            error: GraphErrorBody { code: 4, message: "HTTP 429 without an error object".into(), ..Default::default() },
+            error: Box::new(GraphErrorBody {
+                code: 4,
+                message: "HTTP 429 without an error object".into(),
+                ..Default::default()
+            }),
         }),
         500.. => Err(GraphFailure::Ambiguous(format!("HTTP {status} without an error object"))),
         _ => Err(GraphFailure::Api {
             http_status: status,
-            error: GraphErrorBody {
+            error: Box::new(GraphErrorBody {
                 code: 100,
                 message: format!("HTTP {status} without an error object"),
                 ..Default::default()
-            },
+            }),
         }),
     }
 }

@@ -121,7 +121,7 @@ fn one() -> u32 {
     1
 }
 
-/// A message the simulator accepted.
+/// A request the simulator accepted (read receipts have an empty wamid).
 #[derive(Debug, Clone, Serialize)]
 pub struct Accepted {
     /// The wamid it returned.
@@ -165,16 +165,19 @@ struct Shared {
     http: reqwest::Client,
 }
 
-/// A running simulator.
+/// A running simulator. It serves on a thread and runtime of its own, like a remote service: a
+/// busy test or benchmark runtime does not distort what it observes. Dropping it stops it.
 pub struct Simulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for Simulator {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
     }
 }
 
@@ -187,11 +190,12 @@ pub struct StartError {
 }
 
 impl Simulator {
-    /// Starts on `addr` (use `127.0.0.1:0` for a free port) on the current tokio runtime.
+    /// Starts on `addr` (use `127.0.0.1:0` for a free port).
     pub async fn start(addr: &str, config: SimConfig) -> Result<Self, StartError> {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError { addr: addr.to_owned(), source })?;
-        let local = listener.local_addr().map_err(|source| StartError { addr: addr.to_owned(), source })?;
+        let error = |source| StartError { addr: addr.to_owned(), source };
+        let listener = std::net::TcpListener::bind(addr).map_err(error)?;
+        listener.set_nonblocking(true).map_err(error)?;
+        let local = listener.local_addr().map_err(error)?;
         let shared = Arc::new(Shared {
             config: Mutex::new(config),
             counters: Mutex::new(Counters::default()),
@@ -204,10 +208,22 @@ impl Simulator {
             .route("/_sim/faults", post(add_fault))
             .route("/_sim/messages", get(list_messages))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr: local, shared, task })
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(error)?;
+        std::thread::Builder::new()
+            .name("wa-simulator".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                });
+            })
+            .map_err(error)?;
+        Ok(Self { addr: local, shared, shutdown: Some(shutdown) })
     }
 
     /// `http://127.0.0.1:<port>`: use as `GRAPH_API_BASE`.
@@ -353,6 +369,12 @@ async fn send_message(
         Err(violation) => return fail(code_for(&violation), 400, Some(&violation.to_string())),
     };
     if kind == RequestKind::ReadReceipt {
+        lock(&shared.counters).accepted.push(Accepted {
+            wamid: String::new(),
+            phone_number_id: phone_number_id.clone(),
+            body: Value::Object(body),
+            at_ms: elapsed_ms(shared.started),
+        });
         return answer(200, None, json!({"success": true}));
     }
     let to = request.to.clone().unwrap_or_default();

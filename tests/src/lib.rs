@@ -288,3 +288,52 @@ pub fn inbound_event_schema() -> jsonschema::Validator {
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
+
+pub mod esm;
+pub mod send_stack;
+
+/// Creates a FIFO queue (as the outbound queue is) with a short visibility timeout; returns its URL.
+pub async fn create_fifo_queue(config: &SdkConfig, visibility_timeout_s: u32) -> String {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    sqs.create_queue()
+        .queue_name(format!("{}.fifo", unique("outbound")))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, visibility_timeout_s.to_string())
+        .send()
+        .await
+        .expect("create fifo queue")
+        .queue_url
+        .expect("queue url")
+}
+
+/// Creates the state table as template.yaml does (pk/sk strings, TTL on expires_at).
+pub async fn create_state_table(config: &SdkConfig) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    let name = unique("state");
+    let attr = |n: &str| {
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
+    };
+    let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    ddb.create_table()
+        .table_name(&name)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    ddb.update_time_to_live()
+        .table_name(&name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().enabled(true).attribute_name("expires_at").build().unwrap(),
+        )
+        .send()
+        .await
+        .expect("enable ttl");
+    name
+}

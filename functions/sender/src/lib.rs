@@ -23,15 +23,23 @@ use futures_util::FutureExt;
 use wa_core::graph_error::{self, ErrorClass};
 use wa_core::outcome::SendOutcome;
 use wa_core::ports::{
-    Claim, EventQueue, GraphAccepted, GraphApi, GraphFailure, IdempotencyStore, Redelivery, SecretSource, ThrottleStore,
+    Claim, EventQueue, GraphAccepted, GraphApi, GraphFailure, IdempotencyStore, Redelivery, SecretSource, StoreError,
+    ThrottleStore,
 };
-use wa_core::ratelimit::Reservation;
+use wa_core::ratelimit::paced_interval_us;
 use wa_core::secrets::SecretStage;
 use wa_core::send::{SendRequest, Violation};
 use wa_infra::telemetry;
 
 /// The function name used in metrics.
 pub const FUNCTION: &str = "sender";
+
+/// How late after its slot a send may still go out (see `wait_for_slot`). With pacing at 97 % of
+/// the limit, sends within 20 ms of their own slots never put more than the limit in one second.
+const MAX_LATENESS_US: u64 = 20_000;
+
+/// The reason given when no send slot could be had within the horizon.
+const NO_SLOT: &str = "no send slot within the horizon";
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -46,6 +54,11 @@ pub struct SenderConfig {
     pub slot_horizon: Duration,
     /// Redelivery delay after a throughput throttle (130429, 4, 80007).
     pub throttle_delay_s: u32,
+    /// The fraction of the limit to pace at (a margin for network jitter).
+    pub pacing: f64,
+    /// How far ahead of now a slot is reserved, so that the reservation's own round trip does not
+    /// make the send late (a few DynamoDB round trips).
+    pub slot_lead: Duration,
 }
 
 impl Default for SenderConfig {
@@ -56,6 +69,8 @@ impl Default for SenderConfig {
             record_ttl: Duration::from_secs(30 * 86_400),
             slot_horizon: Duration::from_secs(10),
             throttle_delay_s: 2,
+            pacing: 0.97,
+            slot_lead: Duration::from_millis(30),
         }
     }
 }
@@ -117,6 +132,19 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// Sleeps until the slot; false when the wake-up came later than `MAX_LATENESS_US`.
+async fn wait_until(slot_us: u64) -> bool {
+    let wait = slot_us.saturating_sub(now_us());
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_micros(wait)).await;
+    }
+    let on_time = now_us().saturating_sub(slot_us) <= MAX_LATENESS_US;
+    if !on_time {
+        telemetry::emit(FUNCTION, None, &[("LateSlots", 1.0)]);
+    }
+    on_time
+}
+
 fn prepare(record: &SqsMessage) -> Option<Prepared<'_>> {
     let message_id = record.message_id.as_deref().filter(|id| !id.is_empty())?;
     let (request, violation) = match SendRequest::from_json(record.body.as_deref().unwrap_or_default()) {
@@ -155,15 +183,25 @@ where
                 "records without a message id were skipped"
             );
         }
-        let slots = self.reserve_slots(&prepared).await;
-
-        // Records of one group, in order; groups run concurrently.
+        // 1. Claim every record at once (one conditional write each).
+        let now = now_ms();
+        let claims: Vec<Result<Claim, StoreError>> =
+            futures_util::future::join_all(prepared.iter().map(|r| self.idempotency.claim(&r.key, now, deadline_ms)))
+                .await;
+        // 2. One block of consecutive send slots per business number for the records to send, so
+        //    that this batch finishes in one stretch instead of waiting on slots spread over others'.
+        // Warm the token cache before taking slots (a cold read must not make the first sends late).
+        if let Err(error) = self.secrets.get(SecretStage::Current).await {
+            tracing::warn!(%error, "cannot read the access token");
+        }
+        let slots = self.reserve_slots(&prepared, &claims).await;
+        // 3. Records of one group in order; groups concurrently.
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, record) in prepared.iter().enumerate() {
             groups.entry(record.group.as_str()).or_default().push(index);
         }
         let stop = AtomicBool::new(false);
-        let runs = groups.values().map(|indices| self.run_group(&prepared, indices, &slots, &stop, deadline_ms));
+        let runs = groups.values().map(|indices| self.run_group(&prepared, &claims, &slots, indices, &stop));
         let mut verdicts: Vec<(usize, Verdict)> =
             futures_util::future::join_all(runs).await.into_iter().flatten().collect();
         verdicts.sort_by_key(|(index, _)| *index);
@@ -188,32 +226,34 @@ where
         response
     }
 
-    /// Reserves one slot per record for each business number, in one shared write per number.
-    async fn reserve_slots(&self, prepared: &[Prepared<'_>]) -> HashMap<usize, Option<u64>> {
+    /// Reserves, per business number, one block of consecutive slots for the records that were
+    /// claimed and are valid; returns each such record's slot.
+    async fn reserve_slots(
+        &self,
+        prepared: &[Prepared<'_>],
+        claims: &[Result<Claim, StoreError>],
+    ) -> HashMap<usize, u64> {
         let mut per_number: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, record) in prepared.iter().enumerate() {
-            if let (Some(request), None) = (&record.request, &record.violation) {
+            if let (Some(request), None, Ok(Claim::Acquired)) = (&record.request, &record.violation, &claims[index]) {
                 per_number.entry(request.phone_number_id.as_str()).or_default().push(index);
             }
         }
+        let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
+        let lead = u64::try_from(self.config.slot_lead.as_micros()).unwrap_or(0);
         let mut slots = HashMap::new();
         for (number, indices) in per_number {
+            let interval = paced_interval_us(self.config.rate(number), self.config.pacing);
             let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
-            let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
-            let reservation: Option<Reservation> =
-                match self.throttle.reserve(number, count, self.config.rate(number), now_us(), horizon).await {
-                    Ok(reservation) => reservation,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot reserve send slots; retrying these records later");
-                        None
+            match self.throttle.reserve(number, count, interval, now_us() + lead, horizon).await {
+                Ok(Some(reservation)) => {
+                    for (i, index) in indices.into_iter().enumerate() {
+                        slots.insert(index, reservation.slot_us(u32::try_from(i).unwrap_or(u32::MAX)));
                     }
-                };
-            if reservation.is_none() {
-                telemetry::emit(FUNCTION, None, &[("SlotsUnavailable", indices.len() as f64)]);
-            }
-            for (i, index) in indices.into_iter().enumerate() {
-                let slot = reservation.map(|r| r.slot_us(u32::try_from(i).unwrap_or(u32::MAX)));
-                slots.insert(index, slot);
+                }
+                // Each record then asks for a slot of its own when its turn comes.
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot reserve send slots for the batch"),
             }
         }
         slots
@@ -222,22 +262,27 @@ where
     async fn run_group(
         &self,
         prepared: &[Prepared<'_>],
+        claims: &[Result<Claim, StoreError>],
+        slots: &HashMap<usize, u64>,
         indices: &[usize],
-        slots: &HashMap<usize, Option<u64>>,
         stop: &AtomicBool,
-        deadline_ms: u64,
     ) -> Vec<(usize, Verdict)> {
         let mut out = Vec::with_capacity(indices.len());
         let mut blocked = false;
         for &index in indices {
+            let record = &prepared[index];
             if blocked || stop.load(Ordering::SeqCst) {
+                if matches!(claims[index], Ok(Claim::Acquired)) {
+                    self.release(&record.key).await;
+                }
                 out.push((index, Verdict::Retry { delay_s: None }));
                 continue;
             }
-            let record = &prepared[index];
-            let slot = slots.get(&index).copied().flatten();
-            let verdict =
-                AssertUnwindSafe(self.process(record, slot, deadline_ms)).catch_unwind().await.unwrap_or_else(|_| {
+            let slot = slots.get(&index).copied();
+            let verdict = AssertUnwindSafe(self.process(record, &claims[index], slot))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
                     tracing::error!("a record panicked; it and the rest of its group will be retried");
                     telemetry::emit(FUNCTION, None, &[("RecordPanics", 1.0)]);
                     Verdict::Retry { delay_s: None }
@@ -253,7 +298,7 @@ where
         out
     }
 
-    async fn process(&self, record: &Prepared<'_>, slot_us: Option<u64>, deadline_ms: u64) -> Verdict {
+    async fn process(&self, record: &Prepared<'_>, claim: &Result<Claim, StoreError>, slot_us: Option<u64>) -> Verdict {
         let request = record.request.as_ref();
         let base = SendOutcome::new(
             &record.key,
@@ -262,15 +307,19 @@ where
             request.and_then(|r| r.to.as_deref()),
             0,
         );
-        match self.idempotency.claim(&record.key, now_ms(), deadline_ms).await {
+        match claim {
             Ok(Claim::Acquired) => {}
             Ok(Claim::InProgress) => return Verdict::Retry { delay_s: None },
-            Ok(Claim::Completed { outcome, published }) => {
+            Ok(Claim::Completed { outcome, published, owner_until_ms }) => {
                 telemetry::emit(FUNCTION, None, &[("DuplicatesSkipped", 1.0)]);
-                if published {
+                if *published {
                     return Verdict::Done;
                 }
-                return self.publish_stored(&record.key, &outcome).await;
+                if now_ms() <= *owner_until_ms {
+                    // The attempt that completed it may be publishing right now: let it.
+                    return Verdict::Retry { delay_s: None };
+                }
+                return self.publish_stored(&record.key, outcome).await;
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot claim the request; retrying later");
@@ -285,22 +334,14 @@ where
             outcome.at = now_ms();
             return self.finish(&record.key, &outcome).await;
         };
-        let Some(slot_us) = slot_us else {
-            self.release(&record.key).await;
-            return Verdict::Retry { delay_s: Some(1) };
-        };
-        let wait = slot_us.saturating_sub(now_us());
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_micros(wait)).await;
-        }
 
-        let result = self.send(request, false).await;
+        let result = self.send(request, false, slot_us).await;
         let result = match result {
             // The window is closed: send the fallback template instead, when there is one.
             Err(GraphFailure::Api { error, .. })
                 if error.code == graph_error::WINDOW_CLOSED && request.fallback.is_some() =>
             {
-                self.send(request, true).await.map(|accepted| (accepted, true))
+                self.send(request, true, None).await.map(|accepted| (accepted, true))
             }
             other => other.map(|accepted| (accepted, false)),
         };
@@ -343,6 +384,11 @@ where
                 telemetry::emit(FUNCTION, None, &[("AmbiguousSends", 1.0)]);
                 Verdict::Retry { delay_s: None }
             }
+            Err(GraphFailure::Unreachable(reason)) if reason == NO_SLOT => {
+                self.release(&record.key).await;
+                telemetry::emit(FUNCTION, None, &[("SlotsUnavailable", 1.0)]);
+                Verdict::Retry { delay_s: Some(1) }
+            }
             Err(GraphFailure::Unreachable(reason)) => {
                 tracing::warn!(%reason, "graph unreachable; retrying later");
                 self.release(&record.key).await;
@@ -351,30 +397,72 @@ where
         }
     }
 
-    /// One Graph call, with one token refresh on 190/0.
-    async fn send(&self, request: &SendRequest, use_fallback: bool) -> Result<GraphAccepted, GraphFailure> {
+    /// Reserves a send slot for the number in the shared state and waits for it. A wake-up later
+    /// than `MAX_LATENESS` (a busy host) takes a fresh slot instead of sending late, so that sends
+    /// never bunch up: each goes out within `MAX_LATENESS` of a slot of its own. False when no
+    /// slot can be had within the horizon (the record is retried later).
+    async fn wait_for_slot(&self, phone_number_id: &str) -> bool {
+        let interval = paced_interval_us(self.config.rate(phone_number_id), self.config.pacing);
+        let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
+        let lead = u64::try_from(self.config.slot_lead.as_micros()).unwrap_or(0);
+        for _ in 0..5 {
+            let reservation = match self.throttle.reserve(phone_number_id, 1, interval, now_us() + lead, horizon).await
+            {
+                Ok(Some(reservation)) => reservation,
+                Ok(None) => return false,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reserve a send slot");
+                    return false;
+                }
+            };
+            if wait_until(reservation.start_us).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// One Graph call at a send slot of its own, with one token refresh (and a new slot) on 190/0.
+    async fn send(
+        &self,
+        request: &SendRequest,
+        use_fallback: bool,
+        slot_us: Option<u64>,
+    ) -> Result<GraphAccepted, GraphFailure> {
         let body = match request.graph_body(use_fallback) {
             Ok(body) => body,
             Err(violation) => {
                 return Err(GraphFailure::Api {
                     http_status: 0,
-                    error: wa_core::graph_error::GraphErrorBody {
+                    error: Box::new(wa_core::graph_error::GraphErrorBody {
                         code: 100,
                         message: violation.to_string(),
                         ..Default::default()
-                    },
+                    }),
                 });
             }
         };
-        let token = self.token(&request.phone_number_id, false).await?;
-        let first = self.graph.send_message(&request.phone_number_id, &token, &body).await;
+        let phone = request.phone_number_id.as_str();
+        // Everything that may take time happens before the slot, so that the send itself is on time.
+        let token = self.token(phone, false).await?;
+        let on_time = match slot_us {
+            Some(slot) => wait_until(slot).await,
+            None => false,
+        };
+        if !on_time && !self.wait_for_slot(phone).await {
+            return Err(GraphFailure::Unreachable(NO_SLOT.into()));
+        }
+        let first = self.graph.send_message(phone, &token, &body).await;
         match first {
             Err(GraphFailure::Api { ref error, .. })
                 if graph_error::classify(error.code) == ErrorClass::RefreshToken =>
             {
                 tracing::warn!(code = error.code, "access token refused; reloading the secret and retrying once");
-                let token = self.token(&request.phone_number_id, true).await?;
-                self.graph.send_message(&request.phone_number_id, &token, &body).await
+                let token = self.token(phone, true).await?;
+                if !self.wait_for_slot(phone).await {
+                    return Err(GraphFailure::Unreachable(NO_SLOT.into()));
+                }
+                self.graph.send_message(phone, &token, &body).await
             }
             other => other,
         }

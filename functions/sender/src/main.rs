@@ -36,7 +36,7 @@ async fn main() -> Result<(), Error> {
     };
     let sender = &sender;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = u64::try_from(event.context.deadline).unwrap_or(0);
+        let deadline = event.context.deadline;
         Ok::<SqsBatchResponse, std::convert::Infallible>(sender.handle(&event.payload, deadline).await)
     }))
     .await
