@@ -59,14 +59,15 @@ pub struct GraphErrorBody {
 }
 
 impl GraphErrorBody {
-    /// Parses a Graph error response body (`{"error": {...}}`).
+    /// Parses a Graph error response body (`{"error": {...}}`); `None` unless it carries a code.
     #[must_use]
     pub fn parse(body: &[u8]) -> Option<Self> {
-        #[derive(Deserialize)]
-        struct Envelope {
-            error: GraphErrorBody,
+        let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let error = value.get_mut("error")?.take();
+        if !error.get("code").is_some_and(serde_json::Value::is_i64) {
+            return None;
         }
-        serde_json::from_slice::<Envelope>(body).ok().map(|e| e.error)
+        serde_json::from_value(error).ok()
     }
 }
 
@@ -137,5 +138,6 @@ mod tests {
         assert_eq!(e.code, 131_056);
         assert_eq!(e.fbtrace_id.as_deref(), Some("Az8"));
         assert!(GraphErrorBody::parse(b"<html>").is_none());
+        assert!(GraphErrorBody::parse(br#"{"error":{"message":"unavailable"}}"#).is_none(), "no code, no Meta error");
     }
 }

@@ -1,8 +1,8 @@
 //! [`GraphApi`] over HTTPS with reqwest (rustls): `POST {base}/{version}/{phone_number_id}/messages`.
 //!
-//! Failures are sorted by what they mean for a retry: Meta's error object (classified by code);
-//! ambiguous (timeout, connection lost after sending, 5xx without an error object: the message may
-//! have been accepted); unreachable (the request never left: connection refused, DNS).
+//! Failures are sorted by what they mean for a retry: Meta's error object on a 4xx (classified by
+//! code); ambiguous (timeout, connection lost after sending, any 5xx: the message may have been
+//! accepted); unreachable (the request never left: connection refused, DNS).
 
 use std::time::Duration;
 
@@ -66,7 +66,13 @@ pub fn interpret(status: u16, body: &[u8]) -> Result<GraphAccepted, GraphFailure
             message_status: first.and_then(|m| m.message_status),
         });
     }
-    if let Some(error) = GraphErrorBody::parse(body) {
+    let error = GraphErrorBody::parse(body);
+    if status >= 500 {
+        // The request reached Meta and failed there: it may or may not have been processed.
+        let code = error.map_or_else(|| "no error object".to_owned(), |e| format!("code {}", e.code));
+        return Err(GraphFailure::Ambiguous(format!("HTTP {status} ({code})")));
+    }
+    if let Some(error) = error {
         return Err(GraphFailure::Api { http_status: status, error: Box::new(error) });
     }
     match status {
@@ -78,7 +84,6 @@ pub fn interpret(status: u16, body: &[u8]) -> Result<GraphAccepted, GraphFailure
                 ..Default::default()
             }),
         }),
-        500.. => Err(GraphFailure::Ambiguous(format!("HTTP {status} without an error object"))),
         _ => Err(GraphFailure::Api {
             http_status: status,
             error: Box::new(GraphErrorBody {
@@ -126,6 +131,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(interpret(502, b"<html>bad gateway</html>"), Err(GraphFailure::Ambiguous(_))));
+        assert!(matches!(
+            interpret(500, br#"{"error":{"code":131000,"message":"x"}}"#),
+            Err(GraphFailure::Ambiguous(_))
+        ));
         assert!(matches!(interpret(429, b""), Err(GraphFailure::Api { error, .. }) if error.code == 4));
     }
 }

@@ -54,10 +54,24 @@ impl SendStack {
     }
 
     pub fn sender(&self, config: SenderConfig) -> TestSender {
+        self.sender_with(self.graph(), config)
+    }
+
+    /// The Graph client pointed at the simulator.
+    pub fn graph(&self) -> GraphClient {
+        GraphClient::new(&self.sim.base_url(), "v23.0", Duration::from_millis(1500)).unwrap()
+    }
+
+    /// A sender with another Graph implementation (a fault wrapper).
+    pub fn sender_with<G: wa_core::ports::GraphApi>(
+        &self,
+        graph: G,
+        config: SenderConfig,
+    ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>> {
         let table = StateTable::new(aws_sdk_dynamodb::Client::new(&self.aws), self.table.clone());
         let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&self.aws), self.secret_id.clone());
         Sender {
-            graph: GraphClient::new(&self.sim.base_url(), "v23.0", Duration::from_millis(1500)).unwrap(),
+            graph,
             idempotency: table.clone(),
             throttle: table,
             events: SqsQueue::new(self.sqs.clone(), self.events.clone(), 262_144),

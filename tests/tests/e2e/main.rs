@@ -4,5 +4,6 @@
 
 mod ingest;
 mod sender;
+mod simulator;
 mod stack;
 mod verify;

@@ -264,7 +264,7 @@ async fn fifo_order_holds_after_a_failure() {
     let sender = stack.sender(SenderConfig::default());
     let to = "16505556001";
     stack.sim.inject(Fault {
-        kind: FaultKind::Error { code: 131_000, http_status: 500 },
+        kind: FaultKind::Error { code: 131_000, http_status: 400 },
         count: 1,
         to: Some(to.into()),
     });
@@ -291,7 +291,7 @@ async fn fifo_order_holds_after_a_failure() {
     let mut redelivery = batch.event.clone();
     redelivery.records.retain(|r| failed.contains(&r.message_id.as_deref().unwrap_or_default()));
     let response = sender.handle(&redelivery, now_ms() + 30_000).await;
-    assert!(response.batch_item_failures.is_empty());
+    assert!(response.batch_item_failures.is_empty(), "{:?} {:?}", response.batch_item_failures, stack.sim.seen());
     let texts: Vec<String> = stack
         .sim
         .accepted()
@@ -300,4 +300,92 @@ async fn fifo_order_holds_after_a_failure() {
         .map(|a| a.body["text"]["body"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(texts, ["a1", "a2", "a3"]);
+}
+
+/// Panics on the n-th send (a bug or a poisoned record), after which it behaves.
+struct PanicOnNth {
+    inner: wa_infra::graph::GraphClient,
+    calls: std::sync::atomic::AtomicUsize,
+    nth: usize,
+}
+
+impl wa_core::ports::GraphApi for PanicOnNth {
+    async fn send_message(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<wa_core::ports::GraphAccepted, wa_core::ports::GraphFailure> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        assert!(call != self.nth, "injected panic on send {call}");
+        self.inner.send_message(phone_number_id, token, body).await
+    }
+}
+
+fn batch_event(requests: &[(String, Value)]) -> aws_lambda_events::sqs::SqsEvent {
+    let records: Vec<Value> = requests
+        .iter()
+        .map(|(id, request)| {
+            json!({"messageId": id, "receiptHandle": format!("rh-{id}"), "body": request.to_string(),
+                   "attributes": {"MessageGroupId": format!("{PHONE}#{}", request["to"].as_str().unwrap())}})
+        })
+        .collect();
+    serde_json::from_value(json!({"Records": records})).unwrap()
+}
+
+#[tokio::test]
+async fn a_panic_in_one_record_fails_only_that_record() {
+    let stack = SendStack::new(SimConfig::default()).await;
+    let graph = PanicOnNth { inner: stack.graph(), calls: Default::default(), nth: 3 };
+    let sender = stack.sender_with(graph, SenderConfig::default());
+    let requests: Vec<(String, Value)> = (0..6)
+        .map(|i| (format!("m{i}"), text_request(&format!("1650555800{i}"), "hi", &format!("panic-{i}"))))
+        .collect();
+    let event = batch_event(&requests);
+    let claim_until = now_ms() + 1500;
+    let response = sender.handle(&event, claim_until).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "only the panicking record: {:?}", response.batch_item_failures);
+    assert!(response.batch_item_failures[0].item_identifier.starts_with('m'));
+    assert_eq!(stack.sim.accepted().len(), 5);
+    assert_eq!(stack.outcomes().await.len(), 5);
+    // Its claim holds until the invocation's deadline (it may have been sent); then it goes out.
+    while now_ms() <= claim_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = sender.handle(&event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stack.sim.accepted().len(), 6, "the five done before were not sent again");
+    assert_eq!(stack.outcomes().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_invocation_killed_mid_batch_sends_nothing_twice_that_had_completed() {
+    let stack = SendStack::new(SimConfig::default()).await;
+    let sender = stack.sender(SenderConfig { default_rate: 20, ..SenderConfig::default() });
+    let requests: Vec<(String, Value)> = (0..8)
+        .map(|i| (format!("k{i}"), text_request(&format!("1650555810{i}"), "hi", &format!("kill-{i}"))))
+        .collect();
+    let event = batch_event(&requests);
+    let claim_until = now_ms() + 1500;
+    // Killed (timeout, OOM) while its slots are still being served: about half is sent.
+    let killed = tokio::time::timeout(Duration::from_millis(220), sender.handle(&event, claim_until)).await;
+    assert!(killed.is_err(), "the invocation was cut short");
+    let completed: Vec<String> = stack.outcomes().await.iter().map(|o| o["to"].as_str().unwrap().to_owned()).collect();
+    assert!(!completed.is_empty() && completed.len() < 8, "{completed:?}");
+    // Lambda redelivers the whole batch after the visibility timeout (claims have expired by then).
+    while now_ms() <= claim_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = sender.handle(&event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty());
+    let mut sends: HashMap<String, usize> = HashMap::new();
+    for accepted in stack.sim.accepted() {
+        *sends.entry(accepted.body["to"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(sends.len(), 8, "every request sent");
+    for to in &completed {
+        assert_eq!(sends[to], 1, "{to} had completed before the kill and must not be sent again");
+    }
+    let outcomes = stack.outcomes().await;
+    assert_eq!(outcomes.len() + completed.len(), 8, "one outcome per request in all");
 }

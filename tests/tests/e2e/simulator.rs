@@ -1,0 +1,186 @@
+//! The Cloud API simulator: Meta-shaped errors, limits, faults, and signed status webhooks that
+//! the real ingest handler accepts.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wa_core::ports::{GraphApi, GraphFailure};
+use wa_infra::graph::GraphClient;
+use wa_simulator::{SimConfig, Simulator};
+use wa_tests::secret_json;
+
+use crate::stack::Stack;
+
+const TOKEN: &str = "sim-access-token";
+const PHONE: &str = "106540352242922";
+
+fn text(to: &str, body: &str) -> Value {
+    json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text", "text": {"body": body}})
+}
+
+async fn start(config: SimConfig) -> (Simulator, GraphClient) {
+    let sim = Simulator::start("127.0.0.1:0", config).await.unwrap();
+    let client = GraphClient::new(&sim.base_url(), "v23.0", Duration::from_millis(800)).unwrap();
+    (sim, client)
+}
+
+fn code(result: Result<wa_core::ports::GraphAccepted, GraphFailure>) -> i64 {
+    match result {
+        Err(GraphFailure::Api { error, .. }) => error.code,
+        other => panic!("expected a Graph error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn checks_like_meta_with_meta_shaped_errors() {
+    let (sim, graph) = start(SimConfig::default()).await;
+    let ok = graph.send_message(PHONE, TOKEN, &text("16505551234", "hi")).await.unwrap();
+    assert!(ok.wamid.unwrap().starts_with("wamid."));
+    assert_eq!(ok.message_status.as_deref(), Some("accepted"));
+
+    assert_eq!(code(graph.send_message(PHONE, "wrong", &text("16505551234", "hi")).await), 190);
+    let mut no_product = text("16505551234", "hi");
+    no_product.as_object_mut().unwrap().remove("messaging_product");
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &no_product).await), 100);
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &text("16505551234", &"x".repeat(4097))).await), 131_009);
+    let no_body = json!({"messaging_product": "whatsapp", "to": "16505551234", "type": "text", "text": {}});
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &no_body).await), 131_008);
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &text("12", "hi")).await), 100);
+
+    // The raw answer has Meta's shape.
+    let raw = reqwest::Client::new()
+        .post(format!("{}/v23.0/{PHONE}/messages", sim.base_url()))
+        .bearer_auth(TOKEN)
+        .json(&text("16505551234", &"x".repeat(4097)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let body: Value = raw.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 131_009);
+    assert_eq!(body["error"]["type"], "OAuthException");
+    assert!(body["error"]["fbtrace_id"].is_string());
+    assert!(body["error"]["error_data"]["details"].as_str().unwrap().contains("text.body.length"));
+    assert_eq!(sim.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn enforces_throughput_and_pair_rate() {
+    let config = SimConfig { messages_per_second: 5, pair_burst: 2, ..SimConfig::default() };
+    let (sim, graph) = start(config).await;
+    let sends = (0..8).map(|i| {
+        let graph = graph.clone();
+        async move { graph.send_message(PHONE, TOKEN, &text(&format!("1650555900{i}"), "burst")).await }
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let throttled =
+        results.iter().filter(|r| matches!(r, Err(GraphFailure::Api { error, .. }) if error.code == 130_429)).count();
+    assert_eq!(throttled, 3, "5 per second per number");
+    // Another number has its own budget.
+    assert!(graph.send_message("999000111", TOKEN, &text("16505559100", "other number")).await.is_ok());
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let to = "16505559200";
+    assert!(graph.send_message(PHONE, TOKEN, &text(to, "1")).await.is_ok());
+    assert!(graph.send_message(PHONE, TOKEN, &text(to, "2")).await.is_ok());
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &text(to, "3")).await), 131_056, "pair burst of 2");
+    assert!(graph.send_message(PHONE, TOKEN, &text("16505559201", "other user")).await.is_ok());
+    assert_eq!(sim.accepted().len(), 5 + 1 + 3);
+}
+
+#[tokio::test]
+async fn faults_are_injected_over_http() {
+    let (sim, graph) = start(SimConfig::default()).await;
+    let http = reqwest::Client::new();
+    let inject = |fault: Value| {
+        let http = http.clone();
+        let url = format!("{}/_sim/faults", sim.base_url());
+        async move { assert!(http.post(url).json(&fault).send().await.unwrap().status().is_success()) }
+    };
+    inject(json!({"kind": "error", "code": 131_047, "count": 1})).await;
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &text("16505551234", "late")).await), 131_047);
+    inject(json!({"kind": "http_status", "status": 503})).await;
+    assert!(matches!(
+        graph.send_message(PHONE, TOKEN, &text("16505551234", "x")).await,
+        Err(GraphFailure::Ambiguous(_))
+    ));
+    assert!(sim.accepted().is_empty());
+    // Accepted by "Meta", but the answer comes after the client gave up: ambiguous.
+    inject(json!({"kind": "delay", "millis": 2000, "accepted": true})).await;
+    assert!(matches!(
+        graph.send_message(PHONE, TOKEN, &text("16505551234", "y")).await,
+        Err(GraphFailure::Ambiguous(_))
+    ));
+    assert_eq!(sim.accepted().len(), 1);
+    inject(json!({"kind": "error", "code": 368, "to": "16505550000"})).await;
+    assert!(graph.send_message(PHONE, TOKEN, &text("16505551234", "not targeted")).await.is_ok());
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &text("16505550000", "targeted")).await), 368);
+    let listed: Value =
+        http.get(format!("{}/_sim/messages", sim.base_url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    // The graph client treats a refused connection as unreachable (nothing was sent).
+    drop(sim);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(
+        graph.send_message(PHONE, TOKEN, &text("16505551234", "z")).await,
+        Err(GraphFailure::Unreachable(_)) | Err(GraphFailure::Ambiguous(_))
+    ));
+}
+
+/// Serves the real ingest handler over HTTP on loopback (what the local stack does).
+async fn serve_ingest(deps: crate::stack::Deps) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let deps = std::sync::Arc::new(deps);
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let deps = deps.clone();
+        async move {
+            let mut request = lambda_http::http::Request::builder().method(method).uri(uri);
+            for (name, value) in &headers {
+                request = request.header(name, value);
+            }
+            let request = request.body(lambda_http::Body::from(body.to_vec())).unwrap();
+            let response = webhook_ingest::handle(&deps, &request).await;
+            (StatusCode::from_u16(response.status().as_u16()).unwrap(), response.body().to_vec())
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn status_webhooks_are_signed_like_meta_and_accepted_by_ingest() {
+    let stack = Stack::with_secret(262_144, &secret_json("sim-app-secret", "vt"), None, None).await;
+    let url = serve_ingest(stack.ingest()).await;
+    let config = SimConfig { webhook_url: Some(url), template_category: "marketing".into(), ..SimConfig::default() };
+    let (sim, graph) = start(config).await;
+    let mut template = json!({"messaging_product": "whatsapp", "to": "16505551234", "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}}});
+    template["biz_opaque_callback_data"] = json!("order-42");
+    let wamid = graph.send_message(PHONE, TOKEN, &template).await.unwrap().wamid.unwrap();
+
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events.extend(stack.drain().await);
+        if events.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sim.webhooks_delivered(), 3);
+    let statuses: Vec<&str> = events.iter().map(|e| e["payload"]["status"].as_str().unwrap()).collect();
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["delivered", "read", "sent"]);
+    for event in &events {
+        assert_eq!(event["kind"], "status");
+        assert_eq!(event["event_id"], format!("{wamid}:{}", event["payload"]["status"].as_str().unwrap()));
+        assert_eq!(event["user_id"], "16505551234");
+        assert_eq!(event["phone_number_id"], PHONE);
+        assert_eq!(event["payload"]["biz_opaque_callback_data"], "order-42");
+        assert_eq!(event["payload"]["pricing"]["category"], "marketing");
+        assert_eq!(event["payload"]["pricing"]["billable"], true);
+    }
+}
