@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 
-echo "==> cfn-lint template.yaml"
+echo "==> cfn-lint template.yaml, and the queue/function invariants"
 cfn-lint template.yaml
+python scripts/check_template.py template.yaml
 
 echo "==> cargo test --workspace (end-to-end tests start moto server on 127.0.0.1)"
 cargo test --workspace --locked "$@"

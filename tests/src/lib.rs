@@ -281,12 +281,18 @@ pub fn webhook_examples() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// A JSON Schema of `schemas/`, compiled.
+#[must_use]
+pub fn schema(file: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(repo_root().join("schemas").join(file)).expect("schema file");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
 /// The inbound event JSON Schema, compiled.
 #[must_use]
 pub fn inbound_event_schema() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(repo_root().join("schemas/inbound-event.v1.json")).expect("schema file");
-    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
-    jsonschema::validator_for(&schema).expect("schema compiles")
+    schema("inbound-event.v1.json")
 }
 
 pub mod esm;

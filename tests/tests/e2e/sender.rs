@@ -29,6 +29,8 @@ fn send_examples() -> Vec<(String, Value)> {
 async fn all_50_spec_examples_reach_the_graph_api_unchanged() {
     let stack = SendStack::new(SimConfig::default()).await;
     let sender = stack.sender(SenderConfig::default());
+    let request_schema = wa_tests::schema("send-request.v1.json");
+    let result_schema = wa_tests::schema("send-result.v1.json");
     let mut expected = BTreeMap::new();
     for (i, (name, example)) in send_examples().into_iter().enumerate() {
         let mut message = example.as_object().unwrap().clone();
@@ -41,6 +43,9 @@ async fn all_50_spec_examples_reach_the_graph_api_unchanged() {
             request["to"] = json!(to);
             body["to"] = json!(to);
             body["recipient_type"] = json!("individual");
+        }
+        if let Err(error) = request_schema.validate(&request) {
+            panic!("{name}: the request does not match schemas/send-request.v1.json: {error}");
         }
         stack.enqueue(&request, &name).await;
         expected.insert(name, body);
@@ -58,6 +63,7 @@ async fn all_50_spec_examples_reach_the_graph_api_unchanged() {
     let outcomes = stack.outcomes().await;
     assert_eq!(outcomes.len(), 50, "exactly one outcome per request");
     for outcome in &outcomes {
+        assert!(result_schema.validate(outcome).is_ok(), "{outcome}");
         assert_eq!(outcome["kind"], "send_result");
         assert_eq!(outcome["status"], "accepted", "{outcome}");
         assert!(expected.contains_key(outcome["idempotency_key"].as_str().unwrap()));
@@ -119,6 +125,13 @@ async fn invalid_requests_fail_permanently_without_a_graph_call() {
     }
     assert!(reasons["bad-callback"].starts_with("callback_data.length"));
     assert!(outcomes.iter().all(|o| o["status"] == "failed" && o["error"]["class"] == "permanent"));
+    let result_schema = wa_tests::schema("send-result.v1.json");
+    assert!(outcomes.iter().all(|o| result_schema.validate(o).is_ok()));
+    // The schema refuses what the sender refuses structurally.
+    let request_schema = wa_tests::schema("send-request.v1.json");
+    assert!(request_schema.validate(&long_callback).is_err());
+    assert!(request_schema.validate(&json!({"phone_number_id": PHONE, "to": "12", "message": {"type": "text"}})).is_err());
+    assert!(request_schema.validate(&text_request("16505550004", "hi", "k")).is_ok());
     let junk = outcomes.iter().find(|o| o["idempotency_key"].as_str().unwrap().starts_with("sqs:")).unwrap();
     assert!(junk["error"]["reason"].as_str().unwrap().starts_with("request.json"));
 }

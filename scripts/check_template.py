@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Checks template.yaml for the queue and function invariants the reliability design relies on.
+
+- every function: provided.al2023 on arm64, built with cargo-lambda;
+- every SQS event source: ReportBatchItemFailures; the queue's visibility timeout >= 6x the
+  function timeout; FIFO sources take batches of at most 10;
+- every queue with a DLQ: maxReceiveCount >= 5 and the DLQ keeps messages longer than its source.
+Exits non-zero with one line per broken rule.
+"""
+import sys
+
+import yaml
+
+
+class Loader(yaml.SafeLoader):
+    pass
+
+
+def tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node)}
+    return {suffix: loader.construct_mapping(node)}
+
+
+Loader.add_multi_constructor("!", tag)
+template = yaml.load(open(sys.argv[1] if len(sys.argv) > 1 else "template.yaml"), Loader=Loader)
+resources = template["Resources"]
+globals_ = template.get("Globals", {}).get("Function", {})
+problems = []
+
+
+def ref_name(value):
+    if isinstance(value, dict):
+        for key in ("Ref", "GetAtt"):
+            if key in value:
+                target = value[key]
+                return target.split(".")[0] if isinstance(target, str) else target[0]
+    return None
+
+
+for name, resource in resources.items():
+    if resource["Type"] != "AWS::Serverless::Function":
+        continue
+    props = {**globals_, **resource.get("Properties", {})}
+    if props.get("Runtime") != "provided.al2023" or props.get("Architectures") != ["arm64"]:
+        problems.append(f"{name}: must run on provided.al2023 / arm64")
+    if resource.get("Metadata", {}).get("BuildMethod") != "rust-cargolambda":
+        problems.append(f"{name}: BuildMethod must be rust-cargolambda")
+    timeout = int(props.get("Timeout", 3))
+    for event_name, event in props.get("Events", {}).items():
+        if event["Type"] != "SQS":
+            continue
+        eprops = event["Properties"]
+        queue_name = ref_name(eprops["Queue"])
+        queue = resources[queue_name]["Properties"]
+        if "ReportBatchItemFailures" not in eprops.get("FunctionResponseTypes", []):
+            problems.append(f"{name}.{event_name}: needs FunctionResponseTypes [ReportBatchItemFailures]")
+        if int(queue.get("VisibilityTimeout", 30)) < 6 * timeout:
+            problems.append(f"{queue_name}: VisibilityTimeout must be >= 6 x {name}'s Timeout ({6 * timeout})")
+        if queue.get("FifoQueue") and int(eprops.get("BatchSize", 10)) > 10:
+            problems.append(f"{name}.{event_name}: FIFO batches are at most 10")
+
+for name, resource in resources.items():
+    if resource["Type"] != "AWS::SQS::Queue":
+        continue
+    props = resource.get("Properties", {})
+    redrive = props.get("RedrivePolicy")
+    if not redrive:
+        continue
+    if int(redrive.get("maxReceiveCount", 0)) < 5:
+        problems.append(f"{name}: maxReceiveCount must be >= 5")
+    dlq_name = ref_name(redrive["deadLetterTargetArn"])
+    dlq = resources[dlq_name].get("Properties", {})
+    if int(dlq.get("MessageRetentionPeriod", 345600)) <= int(props.get("MessageRetentionPeriod", 345600)):
+        problems.append(f"{dlq_name}: must keep messages longer than {name}")
+    if bool(dlq.get("FifoQueue")) != bool(props.get("FifoQueue")):
+        problems.append(f"{dlq_name}: must be FIFO exactly when {name} is")
+
+for problem in problems:
+    print(f"template.yaml: {problem}")
+if problems:
+    sys.exit(1)
+print("template.yaml: queue and function invariants hold")
