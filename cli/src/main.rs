@@ -3,6 +3,7 @@
 //! - `wa simulator`: run the Cloud API simulator (the Graph API for local runs and tests).
 //! - `wa sign FILE`: print the `X-Hub-Signature-256` header Meta would send for a payload file.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -98,13 +99,16 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 };
-                println!("WhatsApp Cloud API simulator on {}", simulator.base_url());
-                println!(
-                    "  POST {}/v23.0/<phone_number_id>/messages  (Authorization: Bearer <token>)",
-                    simulator.base_url()
-                );
-                println!("  POST {}/_sim/faults   GET {}/_sim/messages", simulator.base_url(), simulator.base_url());
-                println!("  set GRAPH_API_BASE={} for the sender; Ctrl-C to stop", simulator.base_url());
+                let base = simulator.base_url();
+                // A closed stdout (a pipe whose reader left) must not stop the simulator.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "WhatsApp Cloud API simulator on {base}");
+                let _ =
+                    writeln!(out, "  POST {base}/v23.0/<phone_number_id>/messages  (Authorization: Bearer <token>)");
+                let _ = writeln!(out, "  POST {base}/_sim/faults   GET {base}/_sim/messages");
+                let _ = writeln!(out, "  set GRAPH_API_BASE={base} for the sender; Ctrl-C to stop");
+                let _ = out.flush();
+                drop(out);
                 let _ = tokio::signal::ctrl_c().await;
                 ExitCode::SUCCESS
             })

@@ -150,10 +150,10 @@ impl SendRequest {
                 return Err(violation("callback_data.length", format!("{n} characters, at most {MAX_CALLBACK_DATA}")));
             }
         }
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > 512 {
-                return Err(violation("idempotency_key.length", "must be 1-512 bytes"));
-            }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 512)
+        {
+            return Err(violation("idempotency_key.length", "must be 1-512 bytes"));
         }
         let kind = validate_message(&self.message, "message")?;
         match (&kind, &self.to) {
@@ -230,10 +230,10 @@ fn validate_message(message: &Map<String, Value>, at: &'static str) -> Result<Re
         if !message.get("message_id").is_some_and(Value::is_string) {
             return Err(violation("read.message_id", "a read receipt needs message_id"));
         }
-        if let Some(indicator) = message.get("typing_indicator") {
-            if indicator.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(violation("read.typing_indicator", "typing_indicator.type must be \"text\""));
-            }
+        if let Some(indicator) = message.get("typing_indicator")
+            && indicator.get("type").and_then(Value::as_str) != Some("text")
+        {
+            return Err(violation("read.typing_indicator", "typing_indicator.type must be \"text\""));
         }
         return Ok(RequestKind::ReadReceipt);
     }
@@ -258,10 +258,10 @@ fn validate_message(message: &Map<String, Value>, at: &'static str) -> Result<Re
     let Some(content) = message.get(kind).and_then(Value::as_object) else {
         return Err(violation("message.content", format!("type {kind} needs a {kind} object")));
     };
-    if let Some(context) = message.get("context") {
-        if !context.get("message_id").is_some_and(Value::is_string) {
-            return Err(violation("context.message_id", "context needs the message_id replied to"));
-        }
+    if let Some(context) = message.get("context")
+        && !context.get("message_id").is_some_and(Value::is_string)
+    {
+        return Err(violation("context.message_id", "context needs the message_id replied to"));
     }
     match kind {
         "text" => validate_text(content)?,
@@ -300,13 +300,10 @@ fn validate_interactive(interactive: &Map<String, Value>) -> Result<(), Violatio
     let kind = interactive.get("type").and_then(Value::as_str).unwrap_or_default();
     if let Some(header) = interactive.get("header") {
         max_len(header.get("text"), 60, "interactive.header.length", "header.text")?;
-        if let Some(media_type @ ("image" | "video" | "document")) = header.get("type").and_then(Value::as_str) {
-            if header.get(media_type).and_then(|m| m.get("id")).is_some() {
-                return Err(violation(
-                    "interactive.header.media_link",
-                    "interactive headers need a media link, not an id",
-                ));
-            }
+        if let Some(media_type @ ("image" | "video" | "document")) = header.get("type").and_then(Value::as_str)
+            && header.get(media_type).and_then(|m| m.get("id")).is_some()
+        {
+            return Err(violation("interactive.header.media_link", "interactive headers need a media link, not an id"));
         }
     }
     max_len(interactive.get("body").and_then(|b| b.get("text")), 1024, "interactive.body.length", "body.text")?;

@@ -4,7 +4,7 @@
 //! re-serialization, compare in constant time, and accept any of several secrets (the current app
 //! secret and, during a grace period after a manual reset, the previous one).
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 

@@ -59,6 +59,18 @@ impl SecretFetch for SecretsManagerFetch {
     }
 }
 
+/// The cached Secrets Manager source every function uses: `secret_id` read by stage, cached for
+/// `ttl_seconds` (≤ 300) with the default refresh and staleness policy.
+#[must_use]
+pub fn secrets_manager(
+    sdk: &aws_config::SdkConfig,
+    secret_id: String,
+    ttl_seconds: u64,
+) -> CachedSecrets<SecretsManagerFetch> {
+    let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id);
+    CachedSecrets::new(fetch, CachePolicy { ttl: Duration::from_secs(ttl_seconds.min(300)), ..CachePolicy::default() })
+}
+
 /// Cache settings.
 #[derive(Debug, Clone, Copy)]
 pub struct CachePolicy {

@@ -31,6 +31,7 @@ struct Shared {
     plan: std::sync::Mutex<FaultPlan>,
     batch_calls: AtomicUsize,
     failed_entries: AtomicUsize,
+    batch_bodies: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// A running proxy.
@@ -50,6 +51,7 @@ impl FaultProxy {
             plan: std::sync::Mutex::new(plan),
             batch_calls: AtomicUsize::new(0),
             failed_entries: AtomicUsize::new(0),
+            batch_bodies: std::sync::Mutex::new(std::collections::HashSet::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
@@ -64,6 +66,13 @@ impl FaultProxy {
     #[must_use]
     pub fn batch_calls(&self) -> usize {
         self.shared.batch_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many different SendMessageBatch requests reached the proxy (an SDK retry of the same
+    /// request after a timeout counts once).
+    #[must_use]
+    pub fn distinct_batches(&self) -> usize {
+        self.shared.batch_bodies.lock().expect("lock").len()
     }
 
     /// How many entries the proxy failed.
@@ -85,6 +94,7 @@ async fn forward(
         return pass(&shared, method, &uri, &headers, body).await;
     }
     shared.batch_calls.fetch_add(1, Ordering::SeqCst);
+    shared.batch_bodies.lock().expect("lock").insert(body.to_vec());
     let mut request: Value = serde_json::from_slice(&body).expect("SendMessageBatch JSON");
     let entries = request["Entries"].as_array().cloned().unwrap_or_default();
     let fail: Vec<bool> = {

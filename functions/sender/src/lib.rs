@@ -214,10 +214,10 @@ where
                 Verdict::Retry { delay_s } => delay_s,
                 Verdict::StopLine(_) => None,
             };
-            if let (Some(seconds), Some(receipt)) = (delay, record.receipt_handle) {
-                if let Err(error) = self.redelivery.delay(receipt, seconds).await {
-                    tracing::warn!(%error, "cannot delay the redelivery; the visibility timeout applies");
-                }
+            if let (Some(seconds), Some(receipt)) = (delay, record.receipt_handle)
+                && let Err(error) = self.redelivery.delay(receipt, seconds).await
+            {
+                tracing::warn!(%error, "cannot delay the redelivery; the visibility timeout applies");
             }
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = record.message_id.to_owned();

@@ -8,9 +8,8 @@ use sender::{Sender, SenderConfig};
 use wa_infra::config::{SenderEnv, process_env};
 use wa_infra::dynamo::StateTable;
 use wa_infra::graph::GraphClient;
-use wa_infra::secrets::{CachePolicy, CachedSecrets, SecretsManagerFetch};
 use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
-use wa_infra::{aws, telemetry};
+use wa_infra::{aws, secrets, telemetry};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -18,8 +17,6 @@ async fn main() -> Result<(), Error> {
     let env = SenderEnv::from_env(&process_env())?;
     let sdk = aws::load().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&sdk), env.secret_id);
-    let policy = CachePolicy { ttl: Duration::from_secs(env.secret_ttl_seconds), ..CachePolicy::default() };
     let table = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), env.state_table);
     let sender = Sender {
         graph: GraphClient::new(
@@ -31,7 +28,7 @@ async fn main() -> Result<(), Error> {
         throttle: table,
         events: SqsQueue::new(sqs.clone(), env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
         redelivery: SqsQueue::new(sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
-        secrets: CachedSecrets::new(fetch, policy),
+        secrets: secrets::secrets_manager(&sdk, env.secret_id, env.secret_ttl_seconds),
         config: SenderConfig { default_rate: env.messages_per_second, rates: env.rates, ..SenderConfig::default() },
     };
     let sender = &sender;

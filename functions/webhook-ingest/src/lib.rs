@@ -157,10 +157,11 @@ async fn verify<S: SecretSource>(secrets: &S, signature: &Signature, body: &[u8]
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "cannot read the previous app secret"),
     }
-    if let Ok(Some(fresh)) = secrets.refresh(SecretStage::Current).await {
-        if fresh.app_secret != current.app_secret && signature.verify(body, fresh.app_secret.as_bytes()) {
-            return Ok(());
-        }
+    if let Ok(Some(fresh)) = secrets.refresh(SecretStage::Current).await
+        && fresh.app_secret != current.app_secret
+        && signature.verify(body, fresh.app_secret.as_bytes())
+    {
+        return Ok(());
     }
     Err(Verification::Refused(SignatureError::Mismatch))
 }
