@@ -38,6 +38,9 @@ pub const FUNCTION: &str = "sender";
 /// the limit, sends within 20 ms of their own slots never put more than the limit in one second.
 const MAX_LATENESS_US: u64 = 20_000;
 
+/// The reason given when the line was stopped while a record waited for its slot.
+const STOPPED: &str = "the line was stopped";
+
 /// The reason given when no send slot could be had within the horizon.
 const NO_SLOT: &str = "no send slot within the horizon";
 
@@ -279,7 +282,7 @@ where
                 continue;
             }
             let slot = slots.get(&index).copied();
-            let verdict = AssertUnwindSafe(self.process(record, &claims[index], slot))
+            let verdict = AssertUnwindSafe(self.process(record, &claims[index], slot, stop))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
@@ -298,7 +301,13 @@ where
         out
     }
 
-    async fn process(&self, record: &Prepared<'_>, claim: &Result<Claim, StoreError>, slot_us: Option<u64>) -> Verdict {
+    async fn process(
+        &self,
+        record: &Prepared<'_>,
+        claim: &Result<Claim, StoreError>,
+        slot_us: Option<u64>,
+        stop: &AtomicBool,
+    ) -> Verdict {
         let request = record.request.as_ref();
         let base = SendOutcome::new(
             &record.key,
@@ -335,13 +344,13 @@ where
             return self.finish(&record.key, &outcome).await;
         };
 
-        let result = self.send(request, false, slot_us).await;
+        let result = self.send(request, false, slot_us, stop).await;
         let result = match result {
             // The window is closed: send the fallback template instead, when there is one.
             Err(GraphFailure::Api { error, .. })
                 if error.code == graph_error::WINDOW_CLOSED && request.fallback.is_some() =>
             {
-                self.send(request, true, None).await.map(|accepted| (accepted, true))
+                self.send(request, true, None, stop).await.map(|accepted| (accepted, true))
             }
             other => other.map(|accepted| (accepted, false)),
         };
@@ -382,6 +391,10 @@ where
                 // retry (which may duplicate it) happens only after this invocation is over.
                 tracing::warn!(%reason, ambiguous = true, "send outcome unknown; will retry after the claim expires");
                 telemetry::emit(FUNCTION, None, &[("AmbiguousSends", 1.0)]);
+                Verdict::Retry { delay_s: None }
+            }
+            Err(GraphFailure::Unreachable(reason)) if reason == STOPPED => {
+                self.release(&record.key).await;
                 Verdict::Retry { delay_s: None }
             }
             Err(GraphFailure::Unreachable(reason)) if reason == NO_SLOT => {
@@ -428,6 +441,7 @@ where
         request: &SendRequest,
         use_fallback: bool,
         slot_us: Option<u64>,
+        stop: &AtomicBool,
     ) -> Result<GraphAccepted, GraphFailure> {
         let body = match request.graph_body(use_fallback) {
             Ok(body) => body,
@@ -451,6 +465,10 @@ where
         };
         if !on_time && !self.wait_for_slot(phone).await {
             return Err(GraphFailure::Unreachable(NO_SLOT.into()));
+        }
+        // Another group of this batch may have stopped the line while this one waited.
+        if stop.load(Ordering::SeqCst) {
+            return Err(GraphFailure::Unreachable(STOPPED.into()));
         }
         let first = self.graph.send_message(phone, &token, &body).await;
         match first {

@@ -214,6 +214,7 @@ async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
     // Groups run concurrently, so a few may have been sent before the block was seen; the rest
     // (and the blocked one) are all reported for retry, none ends with an outcome.
     let sent_before_stop = stack.sim.accepted().len();
+    assert!(sent_before_stop < 4, "records waiting for their slots do not send after the stop: {sent_before_stop}");
     assert_eq!(response.batch_item_failures.len(), batch.event.records.len() - sent_before_stop);
     esm::settle(&stack.sqs, &stack.outbound, &batch, &response).await;
     stack.drain(&sender, 1, Duration::from_secs(30)).await;
