@@ -1,0 +1,262 @@
+//! Conversation rules, pure: the monotonic message-status machine, the 24-hour customer-service
+//! window and the 72-hour free-entry-point window, and marketing opt-out keywords.
+//! The event processor (DynamoDB) applies them; they are decided here.
+
+use crate::webhook::StatusKind;
+
+/// The customer-service window: free-form messages are allowed for 24 hours after the user's
+/// last message.
+pub const SERVICE_WINDOW_SECONDS: i64 = 24 * 3600;
+/// The free-entry-point window (click-to-WhatsApp ads, page CTAs): 72 hours.
+pub const FREE_ENTRY_POINT_SECONDS: i64 = 72 * 3600;
+
+/// Whether a window that opened at `opened_at` (Unix seconds) of `length` seconds is open at
+/// `now`: open from its start up to, not including, its end.
+#[must_use]
+pub fn window_open(opened_at: Option<i64>, length: i64, now: i64) -> bool {
+    opened_at.is_some_and(|start| now >= start && now < start.saturating_add(length))
+}
+
+/// Whether the customer-service window is open at `now`, given the user's last inbound message.
+#[must_use]
+pub fn service_window_open(last_inbound_at: Option<i64>, now: i64) -> bool {
+    window_open(last_inbound_at, SERVICE_WINDOW_SECONDS, now)
+}
+
+/// The order of the forward statuses; `None` for statuses the machine does not track.
+#[must_use]
+pub fn status_rank(status: &StatusKind) -> Option<u8> {
+    match status {
+        StatusKind::Sent => Some(1),
+        StatusKind::Delivered => Some(2),
+        StatusKind::Read => Some(3),
+        StatusKind::Played => Some(4),
+        StatusKind::Failed => Some(9),
+        _ => None,
+    }
+}
+
+/// Whether an incoming status replaces the stored one. Statuses only move forward
+/// (sent < delivered < read < played; delivered may be skipped); `failed` is terminal and applies
+/// only to a message not yet read; out-of-order and repeated updates never downgrade.
+#[must_use]
+pub fn status_advances(current: Option<&StatusKind>, incoming: &StatusKind) -> bool {
+    let Some(incoming_rank) = status_rank(incoming) else { return false };
+    let Some(current) = current else { return true };
+    let Some(current_rank) = status_rank(current) else { return true };
+    match (current, incoming) {
+        (StatusKind::Failed, _) => false,
+        (_, StatusKind::Failed) => current_rank < 3,
+        _ => incoming_rank > current_rank,
+    }
+}
+
+/// Marketing opt-out and opt-in keywords, matched against a whole message after normalization
+/// (case, accents, surrounding punctuation and spaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutKeywords {
+    /// Messages that opt the user out of marketing.
+    pub stop: Vec<String>,
+    /// Messages that opt the user back in.
+    pub start: Vec<String>,
+}
+
+/// What a message says about marketing consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// The user opts out of marketing.
+    OptOut,
+    /// The user opts back in.
+    OptIn,
+}
+
+impl Default for OptOutKeywords {
+    /// English, Spanish, Portuguese, French, German, Italian and Hindi (transliterated) keywords.
+    fn default() -> Self {
+        let list = |words: &[&str]| words.iter().map(|w| normalize(w)).collect();
+        Self {
+            stop: list(&[
+                "stop",
+                "stop all",
+                "unsubscribe",
+                "cancel",
+                "end",
+                "quit",
+                "opt out",
+                "optout",
+                "parar",
+                "pare",
+                "baja",
+                "darme de baja",
+                "cancelar",
+                "sair",
+                "descadastrar",
+                "arret",
+                "arrêt",
+                "stopp",
+                "abmelden",
+                "basta",
+                "annulla",
+                "band karo",
+                "bandh",
+            ]),
+            start: list(&["start", "unstop", "resume", "subscribe", "iniciar", "voltar", "reprendre", "anmelden"]),
+        }
+    }
+}
+
+impl OptOutKeywords {
+    /// Builds lists from comma-separated words (as configured in the environment).
+    #[must_use]
+    pub fn from_lists(stop: &str, start: &str) -> Self {
+        let split = |text: &str| text.split(',').map(normalize).filter(|w| !w.is_empty()).collect();
+        Self { stop: split(stop), start: split(start) }
+    }
+
+    /// What `text` says about consent, if anything.
+    #[must_use]
+    pub fn classify(&self, text: &str) -> Option<Consent> {
+        let text = normalize(text);
+        if self.stop.contains(&text) {
+            Some(Consent::OptOut)
+        } else if self.start.contains(&text) {
+            Some(Consent::OptIn)
+        } else {
+            None
+        }
+    }
+}
+
+/// Lowercase, common Latin accents removed, inner whitespace collapsed, surrounding punctuation
+/// and emoji trimmed.
+#[must_use]
+pub fn normalize(text: &str) -> String {
+    let folded: String = text
+        .chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'í' | 'ì' | 'î' | 'ï' => 'i',
+            'ó' | 'ò' | 'ô' | 'ö' | 'õ' => 'o',
+            'ú' | 'ù' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            other => other,
+        })
+        .collect();
+    let trimmed = folded.trim_matches(|c: char| !c.is_alphanumeric());
+    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The `YYYY-MM` month (UTC) of a Unix time, for the cost ledger.
+#[must_use]
+pub fn month_of(unix_seconds: i64) -> String {
+    // Civil-from-days (proleptic Gregorian), from days since 1970-01-01.
+    let days = unix_seconds.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn permutations(items: &[StatusKind]) -> Vec<Vec<StatusKind>> {
+        if items.len() <= 1 {
+            return vec![items.to_vec()];
+        }
+        let mut out = Vec::new();
+        for i in 0..items.len() {
+            let mut rest = items.to_vec();
+            let first = rest.remove(i);
+            for mut tail in permutations(&rest) {
+                tail.insert(0, first.clone());
+                out.push(tail);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn all_24_orderings_only_move_forward() {
+        let all = [StatusKind::Sent, StatusKind::Delivered, StatusKind::Read, StatusKind::Failed];
+        let orderings = permutations(&all);
+        assert_eq!(orderings.len(), 24);
+        for order in orderings {
+            let mut current: Option<StatusKind> = None;
+            let mut applied = Vec::new();
+            for status in &order {
+                if status_advances(current.as_ref(), status) {
+                    current = Some(status.clone());
+                    applied.push(status.clone());
+                }
+            }
+            // Never a downgrade: what was applied is strictly increasing in rank.
+            let ranks: Vec<u8> = applied.iter().filter_map(status_rank).collect();
+            assert!(ranks.windows(2).all(|w| w[0] < w[1]), "{order:?} applied {applied:?}");
+            // The end state: whichever of read and failed came first.
+            let first_final = order.iter().find(|s| matches!(s, StatusKind::Read | StatusKind::Failed)).cloned();
+            assert_eq!(current, first_final, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn repeats_and_unknown_statuses_change_nothing() {
+        assert!(!status_advances(Some(&StatusKind::Delivered), &StatusKind::Delivered));
+        assert!(!status_advances(Some(&StatusKind::Read), &StatusKind::Sent));
+        assert!(!status_advances(Some(&StatusKind::Sent), &StatusKind::Unknown("new".into())));
+        assert!(status_advances(Some(&StatusKind::Sent), &StatusKind::Read), "delivered may be skipped");
+        assert!(status_advances(Some(&StatusKind::Read), &StatusKind::Played));
+        assert!(!status_advances(Some(&StatusKind::Failed), &StatusKind::Read), "failed is terminal");
+    }
+
+    #[test]
+    fn window_edges() {
+        let last = 1_750_000_000;
+        assert!(service_window_open(Some(last), last));
+        assert!(service_window_open(Some(last), last + 23 * 3600 + 59 * 60 + 59), "23:59:59");
+        assert!(!service_window_open(Some(last), last + 24 * 3600), "24:00:00");
+        assert!(!service_window_open(Some(last), last + 24 * 3600 + 1), "24:00:01");
+        assert!(!service_window_open(None, last));
+        assert!(!service_window_open(Some(last), last - 5), "clock skew before the message");
+        assert!(window_open(Some(last), FREE_ENTRY_POINT_SECONDS, last + 71 * 3600));
+        assert!(!window_open(Some(last), FREE_ENTRY_POINT_SECONDS, last + 72 * 3600));
+    }
+
+    #[test]
+    fn opt_out_keywords_in_several_languages() {
+        let k = OptOutKeywords::default();
+        for text in ["STOP", " stop! ", "Stop.", "Darme de BAJA", "ARRÊT", "arret", "Descadastrar", "🛑 stop"] {
+            assert_eq!(k.classify(text), Some(Consent::OptOut), "{text}");
+        }
+        for text in ["START", "Resume", "iniciar"] {
+            assert_eq!(k.classify(text), Some(Consent::OptIn), "{text}");
+        }
+        for text in ["please don't stop", "stopwatch", "", "hello"] {
+            assert_eq!(k.classify(text), None, "{text}");
+        }
+        let custom = OptOutKeywords::from_lists("halt, Nein ", "weiter");
+        assert_eq!(custom.classify("NEIN"), Some(Consent::OptOut));
+        assert_eq!(custom.classify("stop"), None);
+        assert_eq!(custom.classify("Weiter"), Some(Consent::OptIn));
+    }
+
+    #[test]
+    fn months() {
+        assert_eq!(month_of(0), "1970-01");
+        assert_eq!(month_of(1_750_275_992), "2025-06");
+        assert_eq!(month_of(1_795_572_935), "2026-11");
+        assert_eq!(month_of(951_782_400), "2000-02"); // 2000-02-29
+        assert_eq!(month_of(951_868_799), "2000-02");
+        assert_eq!(month_of(951_868_800), "2000-03");
+        assert_eq!(month_of(-1), "1969-12");
+    }
+}
