@@ -7,6 +7,9 @@
 //! | `RATE#<phone_number_id>` | `RATE` | `tat_us` | per-number send slots shared by all senders |
 //! | `PAIR#<phone_number_id>#<recipient>` | `PAIR` | `last_ms`, `hits`, `expires_at` | consecutive 131056 hits of a recipient (4^X backoff) |
 //!
+//! | `EVENT#<event_id>` | `EVENT` | `expires_at` (14 days) | inbound event dedupe |
+//! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*` | message status (monotonic) |
+//!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
 
 use std::collections::HashMap;
@@ -89,6 +92,114 @@ fn claim_from(item: &HashMap<String, AttributeValue>) -> Claim {
     } else {
         Claim::InProgress
     }
+}
+
+/// How long inbound event ids are remembered (Meta redelivers for up to 7 days).
+pub const DEDUPE_TTL_SECONDS: u64 = 14 * 86_400;
+
+/// A status update to record for a message we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate<'a> {
+    /// The wamid.
+    pub wamid: &'a str,
+    /// The status (only tracked statuses are recorded).
+    pub status: &'a wa_core::webhook::StatusKind,
+    /// Meta's timestamp, Unix seconds.
+    pub at: Option<i64>,
+    /// The recipient (BSUID or wa_id).
+    pub recipient: Option<&'a str>,
+    /// `biz_opaque_callback_data`, linking it to its send request.
+    pub callback_data: Option<&'a str>,
+    /// `pricing.category`, `pricing.type`, `pricing.billable`.
+    pub pricing: Option<(&'a str, &'a str, bool)>,
+}
+
+impl StateTable {
+    /// Records an inbound event id; `true` the first time, `false` for a duplicate (sequential,
+    /// concurrent or days later). An expired record not yet deleted by TTL counts as absent.
+    pub async fn first_seen(&self, event_id: &str, now_s: u64) -> Result<bool, StoreError> {
+        let mut item = key(format!("EVENT#{event_id}"), "EVENT");
+        item.insert("expires_at".into(), n(now_s + DEDUPE_TTL_SECONDS));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", n(now_s))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+
+    /// Applies a status if it moves the message forward (see
+    /// [`wa_core::conversation::status_advances`]), atomically against concurrent updates; returns
+    /// whether it was applied. Pricing is kept whatever the order of arrival.
+    pub async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
+        let Some(rank) = wa_core::conversation::status_rank(update.status) else { return Ok(false) };
+        let pk = format!("MSG#{}", update.wamid);
+        if let Some((category, kind, billable)) = update.pricing {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk.clone(), "MSG")))
+                .update_expression(
+                    "SET pricing_category = :c, pricing_type = :t, billable = :b, expires_at = if_not_exists(expires_at, :e)",
+                )
+                .expression_attribute_values(":c", s(category))
+                .expression_attribute_values(":t", s(kind))
+                .expression_attribute_values(":b", AttributeValue::Bool(billable))
+                .expression_attribute_values(":e", n(now_seconds() + 90 * 86_400))
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        // failed (rank 9) applies only below read (3); anything else only above the stored rank.
+        let ceiling = if *update.status == wa_core::webhook::StatusKind::Failed { 3 } else { rank };
+        let mut assignments =
+            vec!["#status = :status", "#rank = :rank", "status_at = :at", "expires_at = if_not_exists(expires_at, :e)"];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, "MSG")))
+            .condition_expression("attribute_not_exists(#rank) OR #rank < :ceiling")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#rank", "rank")
+            .expression_attribute_values(":status", s(update.status.as_str()))
+            .expression_attribute_values(":rank", n(rank))
+            .expression_attribute_values(":ceiling", n(ceiling))
+            .expression_attribute_values(":at", n(update.at.unwrap_or(0)))
+            .expression_attribute_values(":e", n(now_seconds() + 90 * 86_400));
+        if let Some(recipient) = update.recipient {
+            assignments.push("recipient = :r");
+            request = request.expression_attribute_values(":r", s(recipient));
+        }
+        if let Some(callback) = update.callback_data {
+            assignments.push("callback_data = :cb");
+            request = request.expression_attribute_values(":cb", s(callback));
+        }
+        let request = request.update_expression(format!("SET {}", assignments.join(", ")));
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+
+    /// The stored status of a message.
+    pub async fn message_status(&self, wamid: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get(format!("MSG#{wamid}"), "MSG").await?;
+        Ok(item.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()))
+    }
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl IdempotencyStore for StateTable {

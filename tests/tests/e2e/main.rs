@@ -6,4 +6,5 @@ mod ingest;
 mod sender;
 mod simulator;
 mod stack;
+mod state;
 mod verify;
