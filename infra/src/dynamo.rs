@@ -9,6 +9,8 @@
 //!
 //! | `EVENT#<event_id>` | `EVENT` | `expires_at` (14 days) | inbound event dedupe |
 //! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*` | message status (monotonic) |
+//! | `CONV#<phone_number_id>#<user_id>` | `CONV` | `last_inbound_at`, `profile_name`, `marketing_opt_out`, `consent_at` | the customer-service window and consent |
+//! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
 
@@ -189,6 +191,111 @@ impl StateTable {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(store_error(&e)),
         }
+    }
+
+    /// Records an inbound message from a user: `last_inbound_at` only moves forward (an old,
+    /// redelivered message never shortens the window); the profile name is kept up to date.
+    pub async fn record_inbound(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        at_s: i64,
+        profile_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let pk = format!("CONV#{phone_number_id}#{user_id}");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk.clone(), "CONV")))
+            .update_expression("SET last_inbound_at = :at")
+            .condition_expression("attribute_not_exists(last_inbound_at) OR last_inbound_at < :at")
+            .expression_attribute_values(":at", n(at_s));
+        if let Some(name) = profile_name {
+            request = request
+                .update_expression("SET last_inbound_at = :at, profile_name = :name")
+                .expression_attribute_values(":name", s(name));
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+
+    /// Records a marketing consent change (STOP / START keyword, `user_preferences`, 131050); only
+    /// a change newer than the stored one applies.
+    pub async fn set_marketing_opt_out(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        opted_out: bool,
+        at_s: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("CONV#{phone_number_id}#{user_id}"), "CONV")))
+            .update_expression("SET marketing_opt_out = :out, consent_at = :at")
+            .condition_expression("attribute_not_exists(consent_at) OR consent_at <= :at")
+            .expression_attribute_values(":out", AttributeValue::Bool(opted_out))
+            .expression_attribute_values(":at", n(at_s))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+
+    /// A user's conversation: (last inbound Unix seconds, marketing opt-out, profile name).
+    pub async fn conversation(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+    ) -> Result<Option<(Option<i64>, bool, Option<String>)>, StoreError> {
+        let item = self.get(format!("CONV#{phone_number_id}#{user_id}"), "CONV").await?;
+        Ok(item.map(|i| {
+            let last = i.get("last_inbound_at").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+            let out = i.get("marketing_opt_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+            let name = i.get("profile_name").and_then(|v| v.as_s().ok()).cloned();
+            (last, out, name)
+        }))
+    }
+
+    /// Counts one billable message in the month's ledger of the number.
+    pub async fn add_cost(
+        &self,
+        phone_number_id: &str,
+        month: &str,
+        category: &str,
+        pricing_type: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("COST#{phone_number_id}#{month}"), "COST")))
+            .update_expression("ADD #counter :one")
+            .expression_attribute_names("#counter", format!("{category}#{pricing_type}"))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
+    /// The month's ledger of a number: billable messages by `<category>#<pricing type>`.
+    pub async fn costs(&self, phone_number_id: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let item = self.get(format!("COST#{phone_number_id}#{month}"), "COST").await?.unwrap_or_default();
+        let mut counters: Vec<(String, u64)> = item
+            .iter()
+            .filter(|(name, _)| name.contains('#') && *name != "pk" && *name != "sk")
+            .filter_map(|(name, value)| Some((name.clone(), value.as_n().ok()?.parse().ok()?)))
+            .collect();
+        counters.sort();
+        Ok(counters)
     }
 
     /// The stored status of a message.

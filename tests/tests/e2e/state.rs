@@ -74,3 +74,58 @@ async fn all_24_orderings_end_where_the_rules_say() {
     futures_util::future::join_all(updates.iter().map(|u| table.apply_status(u))).await;
     assert_eq!(table.message_status("wamid.race").await.unwrap().as_deref(), Some("read"));
 }
+
+#[tokio::test]
+async fn the_service_window_only_moves_forward_and_has_exact_edges() {
+    use wa_core::conversation::service_window_open;
+    let table = table().await;
+    let last = 1_750_000_000;
+    table.record_inbound("P", "16505551234", last, Some("Sheena")).await.unwrap();
+    // A redelivered older message does not move the window back.
+    table.record_inbound("P", "16505551234", last - 3600, Some("Old name")).await.unwrap();
+    let (stored, opted_out, name) = table.conversation("P", "16505551234").await.unwrap().unwrap();
+    assert_eq!(stored, Some(last));
+    assert!(!opted_out);
+    assert_eq!(name.as_deref(), Some("Sheena"));
+    assert!(service_window_open(stored, last + 23 * 3600 + 59 * 60 + 59), "open at 23:59:59");
+    assert!(!service_window_open(stored, last + 24 * 3600 + 1), "closed at 24:00:01");
+    table.record_inbound("P", "16505551234", last + 100, None).await.unwrap();
+    assert_eq!(table.conversation("P", "16505551234").await.unwrap().unwrap().0, Some(last + 100));
+    assert!(table.conversation("P", "someone-else").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn opt_out_and_resume_apply_in_time_order() {
+    let table = table().await;
+    assert!(table.set_marketing_opt_out("P", "US.1", true, 100).await.unwrap(), "STOP");
+    assert!(table.conversation("P", "US.1").await.unwrap().unwrap().1);
+    assert!(table.set_marketing_opt_out("P", "US.1", false, 200).await.unwrap(), "START");
+    assert!(!table.conversation("P", "US.1").await.unwrap().unwrap().1);
+    // A late, redelivered STOP from before the START changes nothing.
+    assert!(!table.set_marketing_opt_out("P", "US.1", true, 150).await.unwrap());
+    assert!(!table.conversation("P", "US.1").await.unwrap().unwrap().1);
+}
+
+#[tokio::test]
+async fn the_cost_ledger_counts_by_category_and_pricing_type() {
+    let table = table().await;
+    for (category, kind) in [
+        ("marketing", "regular"),
+        ("marketing", "regular"),
+        ("utility", "regular"),
+        ("service", "free_customer_service"),
+    ] {
+        table.add_cost("P", "2026-11", category, kind).await.unwrap();
+    }
+    table.add_cost("P", "2026-10", "marketing", "regular").await.unwrap();
+    let costs = table.costs("P", "2026-11").await.unwrap();
+    assert_eq!(
+        costs,
+        [
+            ("marketing#regular".to_owned(), 2),
+            ("service#free_customer_service".to_owned(), 1),
+            ("utility#regular".to_owned(), 1)
+        ]
+    );
+    assert_eq!(table.costs("P", "2026-12").await.unwrap(), []);
+}
