@@ -51,6 +51,23 @@ pub fn status_advances(current: Option<&StatusKind>, incoming: &StatusKind) -> b
     }
 }
 
+/// A status update to record for a message we sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate<'a> {
+    /// The wamid.
+    pub wamid: &'a str,
+    /// The status (only tracked statuses are recorded).
+    pub status: &'a StatusKind,
+    /// Meta's timestamp, Unix seconds.
+    pub at: Option<i64>,
+    /// The recipient (BSUID or wa_id).
+    pub recipient: Option<&'a str>,
+    /// `biz_opaque_callback_data`, linking it to its send request.
+    pub callback_data: Option<&'a str>,
+    /// `pricing.category`, `pricing.type`, `pricing.billable`.
+    pub pricing: Option<(&'a str, &'a str, bool)>,
+}
+
 /// Marketing opt-out and opt-in keywords, matched against a whole message after normalization
 /// (case, accents, surrounding punctuation and spaces).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -207,3 +207,40 @@ pub trait Redelivery: Send + Sync {
     /// The message comes back after `seconds` (0–43200).
     fn delay(&self, receipt_handle: &str, seconds: u32) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
+
+/// Conversation facts kept by the event processor (see [`crate::conversation`] for the rules).
+pub trait ConversationStore: Send + Sync {
+    /// A user wrote at `at_s`: the service window moves forward (never back).
+    fn record_inbound(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        at_s: i64,
+        profile_name: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A consent change at `at_s`; only a newer change applies. Returns whether it applied.
+    fn set_marketing_opt_out(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        opted_out: bool,
+        at_s: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A status of a message we sent; only a forward move applies. Returns whether it applied.
+    fn apply_status(
+        &self,
+        update: &crate::conversation::StatusUpdate<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Counts a billable message in the month's ledger, once per wamid.
+    fn count_cost_once(
+        &self,
+        wamid: &str,
+        phone_number_id: &str,
+        month: &str,
+        category: &str,
+        pricing_type: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}

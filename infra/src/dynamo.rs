@@ -17,7 +17,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-use wa_core::ports::{Claim, IdempotencyStore, StoreError, ThrottleStore};
+use wa_core::conversation::StatusUpdate;
+use wa_core::ports::{Claim, ConversationStore, IdempotencyStore, StoreError, ThrottleStore};
 use wa_core::ratelimit::{Reservation, reserve};
 
 use crate::aws::describe;
@@ -98,23 +99,6 @@ fn claim_from(item: &HashMap<String, AttributeValue>) -> Claim {
 
 /// How long inbound event ids are remembered (Meta redelivers for up to 7 days).
 pub const DEDUPE_TTL_SECONDS: u64 = 14 * 86_400;
-
-/// A status update to record for a message we sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusUpdate<'a> {
-    /// The wamid.
-    pub wamid: &'a str,
-    /// The status (only tracked statuses are recorded).
-    pub status: &'a wa_core::webhook::StatusKind,
-    /// Meta's timestamp, Unix seconds.
-    pub at: Option<i64>,
-    /// The recipient (BSUID or wa_id).
-    pub recipient: Option<&'a str>,
-    /// `biz_opaque_callback_data`, linking it to its send request.
-    pub callback_data: Option<&'a str>,
-    /// `pricing.category`, `pricing.type`, `pricing.billable`.
-    pub pricing: Option<(&'a str, &'a str, bool)>,
-}
 
 impl StateTable {
     /// Records an inbound event id; `true` the first time, `false` for a duplicate (sequential,
@@ -298,6 +282,37 @@ impl StateTable {
         Ok(counters)
     }
 
+    /// Counts a billable message in the ledger once per wamid (statuses repeat its pricing).
+    pub async fn count_cost_once(
+        &self,
+        wamid: &str,
+        phone_number_id: &str,
+        month: &str,
+        category: &str,
+        pricing_type: &str,
+    ) -> Result<bool, StoreError> {
+        let first = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("MSG#{wamid}"), "MSG")))
+            .update_expression("SET costed = :true, expires_at = if_not_exists(expires_at, :e)")
+            .condition_expression("attribute_not_exists(costed)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":e", n(now_seconds() + 90 * 86_400))
+            .send()
+            .await;
+        match first {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(store_error(&e)),
+        }
+        self.add_cost(phone_number_id, month, category, pricing_type).await?;
+        Ok(true)
+    }
+
     /// The stored status of a message.
     pub async fn message_status(&self, wamid: &str) -> Result<Option<String>, StoreError> {
         let item = self.get(format!("MSG#{wamid}"), "MSG").await?;
@@ -307,6 +322,43 @@ impl StateTable {
 
 fn now_seconds() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl ConversationStore for StateTable {
+    async fn record_inbound(
+        &self,
+        phone: &str,
+        user: &str,
+        at_s: i64,
+        profile_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        StateTable::record_inbound(self, phone, user, at_s, profile_name).await
+    }
+
+    async fn set_marketing_opt_out(
+        &self,
+        phone: &str,
+        user: &str,
+        opted_out: bool,
+        at_s: i64,
+    ) -> Result<bool, StoreError> {
+        StateTable::set_marketing_opt_out(self, phone, user, opted_out, at_s).await
+    }
+
+    async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
+        StateTable::apply_status(self, update).await
+    }
+
+    async fn count_cost_once(
+        &self,
+        wamid: &str,
+        phone: &str,
+        month: &str,
+        category: &str,
+        pricing_type: &str,
+    ) -> Result<bool, StoreError> {
+        StateTable::count_cost_once(self, wamid, phone, month, category, pricing_type).await
+    }
 }
 
 impl IdempotencyStore for StateTable {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ingest;
+mod processor;
 mod sender;
 mod simulator;
 mod stack;

@@ -1,7 +1,8 @@
 //! State rules for #5 applied in DynamoDB on moto: inbound dedupe and the monotonic status.
 
+use wa_core::conversation::StatusUpdate;
 use wa_core::webhook::StatusKind;
-use wa_infra::dynamo::{DEDUPE_TTL_SECONDS, StateTable, StatusUpdate};
+use wa_infra::dynamo::{DEDUPE_TTL_SECONDS, StateTable};
 use wa_tests::{create_state_table, moto_config};
 
 async fn table() -> StateTable {

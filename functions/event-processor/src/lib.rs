@@ -1,0 +1,214 @@
+//! The event processor: inbound queue → conversation state in DynamoDB → events queue.
+//!
+//! For each inbound event (claim-checked payloads are fetched from S3 first): a dedupe claim on
+//! the event id (duplicates — sequential, concurrent or days later — produce exactly one
+//! downstream event; records live 14 days); then the facts: a user's message moves the
+//! customer-service window forward and may carry a STOP/START keyword; a status moves the message
+//! forward (never back) and counts a billable message once in the monthly cost ledger; a
+//! `user_preferences` change or a 131050 error records a marketing opt-out; then the event is
+//! forwarded to the events queue for business consumers. A record that cannot be handled is
+//! retried and, after the queue's receive limit, lands in the inbound DLQ: nothing is dropped.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use serde_json::Value;
+use wa_core::conversation::{Consent, OptOutKeywords, StatusUpdate, month_of};
+use wa_core::event::{EventKind, InboundEvent, resolve_event};
+use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore};
+use wa_core::webhook::{Message, Status, StatusKind, UserPreferencesValue};
+use wa_infra::telemetry;
+
+/// The function name used in metrics.
+pub const FUNCTION: &str = "event-processor";
+/// How long processed event ids are remembered (Meta redelivers for up to 7 days).
+pub const DEDUPE_SECONDS: u64 = 14 * 86_400;
+
+/// What the processor needs.
+pub struct Processor<I, C, Q, B> {
+    /// Dedupe claims.
+    pub dedupe: I,
+    /// Conversation facts.
+    pub state: C,
+    /// The events queue.
+    pub events: Q,
+    /// Claim-checked payloads.
+    pub blobs: B,
+    /// STOP / START keywords.
+    pub keywords: OptOutKeywords,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl<I, C, Q, B> Processor<I, C, Q, B>
+where
+    I: IdempotencyStore,
+    C: ConversationStore,
+    Q: EventQueue,
+    B: BlobStore,
+{
+    /// Handles one SQS batch of inbound events; failed records are reported for retry.
+    pub async fn handle(&self, event: &SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
+        let runs = event.records.iter().map(|record| self.process(record, deadline_ms));
+        let results = futures_util::future::join_all(runs).await;
+        let mut response = SqsBatchResponse::default();
+        for (record, ok) in event.records.iter().zip(results) {
+            if let (false, Some(id)) = (ok, record.message_id.as_deref().filter(|id| !id.is_empty())) {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.to_owned();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// True when the record is done (processed or a duplicate).
+    async fn process(&self, record: &SqsMessage, deadline_ms: u64) -> bool {
+        let body = record.body.as_deref().unwrap_or_default();
+        let full = match resolve_event(&self.blobs, body).await {
+            Ok(full) => full,
+            Err(error) => {
+                tracing::error!(%error, "cannot read an inbound event; it will reach the DLQ");
+                telemetry::emit(FUNCTION, None, &[("UnreadableEvents", 1.0)]);
+                return false;
+            }
+        };
+        let event: InboundEvent<'_> = match serde_json::from_str(&full) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::error!(%error, "not an inbound event; it will reach the DLQ");
+                return false;
+            }
+        };
+        let key = format!("event:{}", event.event_id);
+        match self.dedupe.claim(&key, now_ms(), deadline_ms).await {
+            Ok(Claim::Acquired) => {}
+            Ok(Claim::Completed { published: true, .. }) => {
+                telemetry::emit(FUNCTION, None, &[("DuplicateEvents", 1.0)]);
+                return true;
+            }
+            Ok(Claim::Completed { outcome, published: false, owner_until_ms }) => {
+                if now_ms() <= owner_until_ms {
+                    return false;
+                }
+                return self.forward(&key, &outcome).await;
+            }
+            Ok(Claim::InProgress) => return false,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim the event; retrying");
+                return false;
+            }
+        }
+        if let Err(error) = self.apply(&event).await {
+            tracing::warn!(%error, kind = event.kind.as_str(), "cannot record the event's facts; retrying");
+            let _ = self.dedupe.release(&key).await;
+            return false;
+        }
+        // The queue message is forwarded as it came (inline, or the claim-check reference).
+        let expires = now_ms() / 1000 + DEDUPE_SECONDS;
+        if let Err(error) = self.dedupe.complete(&key, body, expires).await {
+            tracing::warn!(%error, "cannot record the processed event; retrying");
+            return false;
+        }
+        telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
+        self.forward(&key, body).await
+    }
+
+    async fn forward(&self, key: &str, full: &str) -> bool {
+        if let Err(error) = self.events.publish(&[full.to_owned()]).await {
+            tracing::warn!(%error, "cannot forward the event; retrying");
+            return false;
+        }
+        if let Err(error) = self.dedupe.mark_published(key).await {
+            tracing::warn!(%error, "event forwarded but not marked; a redelivery may forward it again");
+        }
+        true
+    }
+
+    /// Records what the event says about the conversation. Every write is idempotent and
+    /// order-independent, so a retry after a partial failure is harmless.
+    async fn apply(&self, event: &InboundEvent<'_>) -> Result<(), String> {
+        let (Some(phone), user) = (event.phone_number_id.as_deref(), event.user_id.as_deref()) else {
+            return Ok(());
+        };
+        match event.kind {
+            EventKind::Message => {
+                let Some(user) = user else { return Ok(()) };
+                let message: Message = event.payload_as().map_err(|e| e.to_string())?;
+                let at = event.timestamp.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
+                let name = event
+                    .contact
+                    .and_then(|c| serde_json::from_str::<Value>(c.get()).ok())
+                    .and_then(|c| c.pointer("/profile/name").and_then(Value::as_str).map(str::to_owned));
+                self.state.record_inbound(phone, user, at, name.as_deref()).await.map_err(|e| e.to_string())?;
+                let text = message
+                    .text
+                    .as_ref()
+                    .map(|t| t.body.as_str())
+                    .or_else(|| message.button.as_ref().and_then(|b| b.text.as_deref()));
+                if let Some(consent) = text.and_then(|t| self.keywords.classify(t)) {
+                    let opted_out = consent == Consent::OptOut;
+                    self.state.set_marketing_opt_out(phone, user, opted_out, at).await.map_err(|e| e.to_string())?;
+                    telemetry::emit(FUNCTION, None, &[(if opted_out { "OptOuts" } else { "OptIns" }, 1.0)]);
+                }
+            }
+            EventKind::Status => {
+                let status: Status = event.payload_as().map_err(|e| e.to_string())?;
+                let at = status.timestamp.as_ref().and_then(wa_core::webhook::FlexString::as_unix_seconds);
+                let update = StatusUpdate {
+                    wamid: &status.id,
+                    status: &status.status,
+                    at,
+                    recipient: status.user_id(),
+                    callback_data: status.biz_opaque_callback_data.as_deref(),
+                    pricing: status.pricing.as_ref().and_then(|p| {
+                        Some((
+                            p.category.as_deref()?,
+                            p.kind.as_deref().unwrap_or("regular"),
+                            p.billable.unwrap_or(false),
+                        ))
+                    }),
+                };
+                self.state.apply_status(&update).await.map_err(|e| e.to_string())?;
+                if let Some((category, kind, true)) = update.pricing {
+                    let month = month_of(at.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0)));
+                    self.state
+                        .count_cost_once(&status.id, phone, &month, category, kind)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                let opted_out_error = status.errors.iter().any(|e| e.code == wa_core::graph_error::MARKETING_OPT_OUT);
+                if let (true, StatusKind::Failed, Some(user)) = (opted_out_error, &status.status, user) {
+                    self.state
+                        .set_marketing_opt_out(phone, user, true, at.unwrap_or(0))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            _ if event.field == "user_preferences" => {
+                let value: UserPreferencesValue = event.payload_as().map_err(|e| e.to_string())?;
+                for preference in &value.user_preferences {
+                    let Some(user) = preference.user_id.as_deref().or(preference.wa_id.as_ref().map(|w| w.as_str()))
+                    else {
+                        continue;
+                    };
+                    let opted_out = match preference.value.as_deref() {
+                        Some("stop") => true,
+                        Some("resume") => false,
+                        _ => continue,
+                    };
+                    let at = preference
+                        .timestamp
+                        .as_ref()
+                        .and_then(wa_core::webhook::FlexString::as_unix_seconds)
+                        .unwrap_or(0);
+                    self.state.set_marketing_opt_out(phone, user, opted_out, at).await.map_err(|e| e.to_string())?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
