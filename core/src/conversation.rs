@@ -23,6 +23,27 @@ pub fn service_window_open(last_inbound_at: Option<i64>, now: i64) -> bool {
     window_open(last_inbound_at, SERVICE_WINDOW_SECONDS, now)
 }
 
+/// What the sender needs to know about a user's conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConversationFacts {
+    /// The user's last inbound message, Unix seconds.
+    pub last_inbound_at: Option<i64>,
+    /// When Meta last refused a free-form message with 131047 (window closed), Unix seconds.
+    pub window_closed_at: Option<i64>,
+    /// The user opted out of marketing.
+    pub marketing_opt_out: bool,
+}
+
+impl ConversationFacts {
+    /// Whether free-form messages may be sent at `now`: within 24 h of the last inbound message,
+    /// unless Meta said the window was closed after that message.
+    #[must_use]
+    pub fn service_window_open(&self, now: i64) -> bool {
+        service_window_open(self.last_inbound_at, now)
+            && self.window_closed_at.is_none_or(|closed| self.last_inbound_at.is_some_and(|last| last > closed))
+    }
+}
+
 /// The order of the forward statuses; `None` for statuses the machine does not track.
 #[must_use]
 pub fn status_rank(status: &StatusKind) -> Option<u8> {
@@ -246,6 +267,18 @@ mod tests {
         assert!(!service_window_open(Some(last), last - 5), "clock skew before the message");
         assert!(window_open(Some(last), FREE_ENTRY_POINT_SECONDS, last + 71 * 3600));
         assert!(!window_open(Some(last), FREE_ENTRY_POINT_SECONDS, last + 72 * 3600));
+    }
+
+    #[test]
+    fn a_131047_closes_the_window_until_the_user_writes_again() {
+        let last = 1_750_000_000;
+        let mut facts = ConversationFacts { last_inbound_at: Some(last), ..Default::default() };
+        assert!(facts.service_window_open(last + 60));
+        facts.window_closed_at = Some(last + 120);
+        assert!(!facts.service_window_open(last + 180));
+        facts.last_inbound_at = Some(last + 300);
+        assert!(facts.service_window_open(last + 360));
+        assert!(!ConversationFacts::default().service_window_open(last), "no message from the user: closed");
     }
 
     #[test]

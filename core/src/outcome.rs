@@ -13,6 +13,10 @@ pub enum OutcomeStatus {
     Accepted,
     /// The request will not be sent.
     Failed,
+    /// A free-form message outside the 24 h customer-service window, with no fallback: not sent.
+    WindowClosed,
+    /// A marketing message to a user who opted out of marketing: not sent.
+    OptedOut,
 }
 
 /// Why a request failed.
@@ -88,6 +92,14 @@ impl SendOutcome {
         self.wamid = wamid;
         self.message_status = message_status;
         self.error = None;
+        self
+    }
+
+    /// Marks it refused by our conversation rules (no Graph call).
+    #[must_use]
+    pub fn refused(mut self, status: OutcomeStatus, reason: impl Into<String>) -> Self {
+        self.status = status;
+        self.error = Some(OutcomeError { code: None, class: ErrorClass::Permanent, reason: reason.into() });
         self
     }
 

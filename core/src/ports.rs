@@ -234,6 +234,21 @@ pub trait ConversationStore: Send + Sync {
         update: &crate::conversation::StatusUpdate<'_>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// What the sender needs to know about a user's conversation (`None`: never seen).
+    fn facts(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<crate::conversation::ConversationFacts>, StoreError>> + Send;
+
+    /// Meta refused a free-form message with 131047 at `at_s`: the window is closed.
+    fn mark_window_closed(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        at_s: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Counts a billable message in the month's ledger, once per wamid.
     fn count_cost_once(
         &self,

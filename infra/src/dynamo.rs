@@ -325,6 +325,35 @@ fn now_seconds() -> u64 {
 }
 
 impl ConversationStore for StateTable {
+    async fn facts(
+        &self,
+        phone: &str,
+        user: &str,
+    ) -> Result<Option<wa_core::conversation::ConversationFacts>, StoreError> {
+        let item = self.get(format!("CONV#{phone}#{user}"), "CONV").await?;
+        Ok(item.map(|i| {
+            let int = |name: &str| i.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+            wa_core::conversation::ConversationFacts {
+                last_inbound_at: int("last_inbound_at"),
+                window_closed_at: int("window_closed_at"),
+                marketing_opt_out: i.get("marketing_opt_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+            }
+        }))
+    }
+
+    async fn mark_window_closed(&self, phone: &str, user: &str, at_s: i64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("CONV#{phone}#{user}"), "CONV")))
+            .update_expression("SET window_closed_at = :at")
+            .expression_attribute_values(":at", n(at_s))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
     async fn record_inbound(
         &self,
         phone: &str,

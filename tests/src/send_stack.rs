@@ -17,7 +17,22 @@ use wa_simulator::{SimConfig, Simulator};
 pub const PHONE: &str = "106540352242922";
 
 pub type TestSender =
-    Sender<GraphClient, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>>;
+    Sender<GraphClient, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable>;
+
+/// The sender's configuration for tests about sending mechanics (idempotency, errors, pacing),
+/// whose recipients never wrote to us: the conversation rules (tested on their own) are off.
+#[must_use]
+pub fn mechanics() -> SenderConfig {
+    SenderConfig { enforce_conversation_rules: false, ..SenderConfig::default() }
+}
+
+impl SendStack {
+    /// The stack's state table.
+    #[must_use]
+    pub fn table(&self) -> StateTable {
+        StateTable::new(aws_sdk_dynamodb::Client::new(&self.aws), self.table.clone())
+    }
+}
 
 pub struct SendStack {
     pub aws: SdkConfig,
@@ -67,13 +82,14 @@ impl SendStack {
         &self,
         graph: G,
         config: SenderConfig,
-    ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>> {
+    ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable> {
         let table = StateTable::new(aws_sdk_dynamodb::Client::new(&self.aws), self.table.clone());
         let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&self.aws), self.secret_id.clone());
         Sender {
             graph,
             idempotency: table.clone(),
-            throttle: table,
+            throttle: table.clone(),
+            conversations: table,
             events: SqsQueue::new(self.sqs.clone(), self.events.clone(), 262_144),
             redelivery: SqsQueue::new(self.sqs.clone(), self.outbound.clone(), 262_144),
             secrets: CachedSecrets::new(fetch, CachePolicy::default()),

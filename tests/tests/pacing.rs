@@ -4,7 +4,7 @@
 
 use sender::SenderConfig;
 use wa_simulator::SimConfig;
-use wa_tests::send_stack::{PHONE, SendStack, now_ms, outbound_events};
+use wa_tests::send_stack::{PHONE, SendStack, mechanics, now_ms, outbound_events};
 
 /// Pacing across concurrent sender invocations sharing the rate state in DynamoDB (moto). The
 /// events are built as Lambda delivers them (moto's FIFO receive is too slow under 8 concurrent
@@ -13,7 +13,7 @@ use wa_tests::send_stack::{PHONE, SendStack, now_ms, outbound_events};
 async fn pacing_reaches_95_percent_of_the_limit_without_130429() {
     let rate = 40;
     let stack = SendStack::new(SimConfig { messages_per_second: rate, ..SimConfig::default() }).await;
-    let sender = stack.sender(SenderConfig { default_rate: rate, ..SenderConfig::default() });
+    let sender = stack.sender(SenderConfig { default_rate: rate, ..mechanics() });
     let count = 200;
     let events = std::sync::Mutex::new(outbound_events(count, PHONE, "p"));
     let retried = std::sync::atomic::AtomicUsize::new(0);

@@ -21,14 +21,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::FutureExt;
 use wa_core::graph_error::{self, ErrorClass};
-use wa_core::outcome::SendOutcome;
+use wa_core::outcome::{OutcomeStatus, SendOutcome};
 use wa_core::ports::{
-    Claim, EventQueue, GraphAccepted, GraphApi, GraphFailure, IdempotencyStore, Redelivery, SecretSource, StoreError,
-    ThrottleStore,
+    Claim, ConversationStore, EventQueue, GraphAccepted, GraphApi, GraphFailure, IdempotencyStore, Redelivery,
+    SecretSource, StoreError, ThrottleStore,
 };
 use wa_core::ratelimit::paced_interval_us;
 use wa_core::secrets::SecretStage;
-use wa_core::send::{SendRequest, Violation};
+use wa_core::send::{Category, SendRequest, Violation};
 use wa_infra::telemetry;
 
 /// The function name used in metrics.
@@ -59,6 +59,9 @@ pub struct SenderConfig {
     pub throttle_delay_s: u32,
     /// The fraction of the limit to pace at (a margin for network jitter).
     pub pacing: f64,
+    /// Refuse free-form messages outside the 24 h window and marketing to opted-out users, from the
+    /// event processor's state (off only where this pipeline does not receive the webhooks).
+    pub enforce_conversation_rules: bool,
     /// How far ahead of now a slot is reserved, so that the reservation's own round trip does not
     /// make the send late (a few DynamoDB round trips).
     pub slot_lead: Duration,
@@ -73,6 +76,7 @@ impl Default for SenderConfig {
             slot_horizon: Duration::from_secs(10),
             throttle_delay_s: 2,
             pacing: 0.97,
+            enforce_conversation_rules: true,
             slot_lead: Duration::from_millis(30),
         }
     }
@@ -85,7 +89,7 @@ impl SenderConfig {
 }
 
 /// What the sender needs.
-pub struct Sender<G, I, T, Q, R, S> {
+pub struct Sender<G, I, T, Q, R, S, C> {
     /// The Graph API.
     pub graph: G,
     /// Idempotency records.
@@ -98,8 +102,17 @@ pub struct Sender<G, I, T, Q, R, S> {
     pub redelivery: R,
     /// Access tokens.
     pub secrets: S,
+    /// Conversation facts (24 h window, marketing opt-out), kept by the event processor.
+    pub conversations: C,
     /// Tunables.
     pub config: SenderConfig,
+}
+
+/// What the conversation rules say about a request.
+enum Decision {
+    Send,
+    SendFallback,
+    Refuse(OutcomeStatus, &'static str),
 }
 
 /// How one record ended.
@@ -166,8 +179,9 @@ fn prepare(record: &SqsMessage) -> Option<Prepared<'_>> {
     Some(Prepared { message_id, receipt_handle: record.receipt_handle.as_deref(), group, request, violation, key })
 }
 
-impl<G, I, T, Q, R, S> Sender<G, I, T, Q, R, S>
+impl<G, I, T, Q, R, S, C> Sender<G, I, T, Q, R, S, C>
 where
+    C: ConversationStore,
     G: GraphApi,
     I: IdempotencyStore,
     T: ThrottleStore,
@@ -344,15 +358,38 @@ where
             return self.finish(&record.key, &outcome).await;
         };
 
-        let result = self.send(request, false, slot_us, stop).await;
+        let decision = match self.decide(request).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the conversation; retrying later");
+                self.release(&record.key).await;
+                return Verdict::Retry { delay_s: None };
+            }
+        };
+        let sent_fallback = matches!(decision, Decision::SendFallback);
+        let result = match decision {
+            Decision::Refuse(status, reason) => {
+                telemetry::emit(FUNCTION, Some(("Refusal", reason)), &[("Refused", 1.0)]);
+                let mut outcome = base.refused(status, reason);
+                outcome.at = now_ms();
+                return self.finish(&record.key, &outcome).await;
+            }
+            Decision::SendFallback => self.send(request, true, slot_us, stop).await.map(|accepted| (accepted, true)),
+            Decision::Send => self.send(request, false, slot_us, stop).await.map(|accepted| (accepted, false)),
+        };
         let result = match result {
             // The window is closed: send the fallback template instead, when there is one.
-            Err(GraphFailure::Api { error, .. })
-                if error.code == graph_error::WINDOW_CLOSED && request.fallback.is_some() =>
+            Err(GraphFailure::Api { error, http_status })
+                if error.code == graph_error::WINDOW_CLOSED && !sent_fallback =>
             {
-                self.send(request, true, None, stop).await.map(|accepted| (accepted, true))
+                self.note_window_closed(request).await;
+                if request.fallback.is_some() {
+                    self.send(request, true, None, stop).await.map(|accepted| (accepted, true))
+                } else {
+                    Err(GraphFailure::Api { error, http_status })
+                }
             }
-            other => other.map(|accepted| (accepted, false)),
+            other => other,
         };
         match result {
             Ok((accepted, used_fallback)) => {
@@ -406,6 +443,49 @@ where
                 tracing::warn!(%reason, "graph unreachable; retrying later");
                 self.release(&record.key).await;
                 Verdict::Retry { delay_s: None }
+            }
+        }
+    }
+
+    /// The 24 h window and marketing consent, from the state the event processor keeps. Without a
+    /// declared `category`, a template is sent (Meta refuses marketing to opted-out users with
+    /// 131050, which the event processor then records).
+    async fn decide(&self, request: &SendRequest) -> Result<Decision, wa_core::ports::StoreError> {
+        let message_type = request.message.get("type").and_then(serde_json::Value::as_str);
+        let read_receipt = request.message.get("status").and_then(serde_json::Value::as_str) == Some("read");
+        let Some(to) = request.to.as_deref() else { return Ok(Decision::Send) };
+        if !self.config.enforce_conversation_rules || read_receipt {
+            return Ok(Decision::Send);
+        }
+        let user = to.trim_start_matches('+');
+        let facts = self.conversations.facts(&request.phone_number_id, user).await?.unwrap_or_default();
+        let marketing = request.category == Some(Category::Marketing);
+        if marketing && facts.marketing_opt_out {
+            return Ok(Decision::Refuse(OutcomeStatus::OptedOut, "opted_out: the user stopped marketing messages"));
+        }
+        if message_type == Some("template") {
+            return Ok(Decision::Send);
+        }
+        let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+        if facts.service_window_open(now) {
+            Ok(Decision::Send)
+        } else if request.fallback.is_some() {
+            Ok(Decision::SendFallback)
+        } else {
+            Ok(Decision::Refuse(
+                OutcomeStatus::WindowClosed,
+                "window_closed: no message from the user in the last 24 hours",
+            ))
+        }
+    }
+
+    async fn note_window_closed(&self, request: &SendRequest) {
+        if let Some(to) = request.to.as_deref() {
+            let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+            if let Err(error) =
+                self.conversations.mark_window_closed(&request.phone_number_id, to.trim_start_matches('+'), now).await
+            {
+                tracing::warn!(%error, "cannot record the closed window");
             }
         }
     }

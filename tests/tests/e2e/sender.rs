@@ -6,7 +6,7 @@ use std::time::Duration;
 use sender::SenderConfig;
 use serde_json::{Value, json};
 use wa_simulator::{Fault, FaultKind, SimConfig};
-use wa_tests::send_stack::{PHONE, SendStack, now_ms, secret, text_request};
+use wa_tests::send_stack::{PHONE, SendStack, mechanics, now_ms, secret, text_request};
 use wa_tests::{esm, repo_root};
 
 fn send_examples() -> Vec<(String, Value)> {
@@ -28,7 +28,7 @@ fn send_examples() -> Vec<(String, Value)> {
 #[tokio::test]
 async fn all_50_spec_examples_reach_the_graph_api_unchanged() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig::default());
+    let sender = stack.sender(mechanics());
     let request_schema = wa_tests::schema("send-request.v1.json");
     let result_schema = wa_tests::schema("send-result.v1.json");
     let mut expected = BTreeMap::new();
@@ -75,7 +75,7 @@ async fn all_50_spec_examples_reach_the_graph_api_unchanged() {
 #[tokio::test]
 async fn invalid_requests_fail_permanently_without_a_graph_call() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig::default());
+    let sender = stack.sender(mechanics());
     let four_buttons: Vec<Value> =
         (0..4).map(|i| json!({"type":"reply","reply":{"id":format!("b{i}"),"title":"t"}})).collect();
     let rows: Vec<Value> = (0..11).map(|i| json!({"id":format!("r{i}"),"title":"row"})).collect();
@@ -141,7 +141,7 @@ async fn invalid_requests_fail_permanently_without_a_graph_call() {
 #[tokio::test]
 async fn error_classes_end_as_they_should() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig { throttle_delay_s: 1, ..SenderConfig::default() });
+    let sender = stack.sender(SenderConfig { throttle_delay_s: 1, ..mechanics() });
     let fault = |code: i64, to: &str| Fault {
         kind: FaultKind::Error { code, http_status: 400 },
         count: 1,
@@ -180,7 +180,7 @@ async fn error_classes_end_as_they_should() {
 #[tokio::test]
 async fn an_expired_token_is_reloaded_and_the_send_retried_once() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig::default());
+    let sender = stack.sender(mechanics());
     stack.enqueue(&text_request("16505552001", "one", "t1"), "t1").await;
     stack.drain(&sender, 1, Duration::from_secs(20)).await;
     // The token is rotated: Meta now refuses the cached one (190); the secret holds the new one.
@@ -204,7 +204,7 @@ async fn an_expired_token_is_reloaded_and_the_send_retried_once() {
 #[tokio::test]
 async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig::default());
+    let sender = stack.sender(mechanics());
     stack.sim.inject(Fault { kind: FaultKind::Error { code: 368, http_status: 400 }, count: 1, to: None });
     for i in 0..5 {
         stack.enqueue(&text_request(&format!("1650555300{i}"), "hi", &format!("s{i}")), &format!("s{i}")).await;
@@ -235,7 +235,7 @@ async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
 #[tokio::test]
 async fn duplicate_deliveries_make_one_graph_call_and_one_outcome() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig::default());
+    let sender = stack.sender(mechanics());
     stack.enqueue(&text_request("16505554001", "once", "dup"), "dup").await;
     let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
     // SQS delivers the same record twice, concurrently, then once more later.
@@ -252,7 +252,7 @@ async fn duplicate_deliveries_make_one_graph_call_and_one_outcome() {
 #[tokio::test]
 async fn ambiguous_sends_are_counted_and_retried_only_after_the_claim_expires() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig::default());
+    let sender = stack.sender(mechanics());
     // Meta accepts the message but the response never arrives in time.
     stack.sim.inject(Fault { kind: FaultKind::Delay { millis: 3000, accepted: true }, count: 1, to: None });
     stack.enqueue(&text_request("16505555001", "maybe", "amb"), "amb").await;
@@ -277,7 +277,7 @@ async fn ambiguous_sends_are_counted_and_retried_only_after_the_claim_expires() 
 #[tokio::test]
 async fn fifo_order_holds_after_a_failure() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig::default());
+    let sender = stack.sender(mechanics());
     let to = "16505556001";
     stack.sim.inject(Fault {
         kind: FaultKind::Error { code: 131_000, http_status: 400 },
@@ -353,7 +353,7 @@ fn batch_event(requests: &[(String, Value)]) -> aws_lambda_events::sqs::SqsEvent
 async fn a_panic_in_one_record_fails_only_that_record() {
     let stack = SendStack::new(SimConfig::default()).await;
     let graph = PanicOnNth { inner: stack.graph(), calls: Default::default(), nth: 3 };
-    let sender = stack.sender_with(graph, SenderConfig::default());
+    let sender = stack.sender_with(graph, mechanics());
     let requests: Vec<(String, Value)> = (0..6)
         .map(|i| (format!("m{i}"), text_request(&format!("1650555800{i}"), "hi", &format!("panic-{i}"))))
         .collect();
@@ -377,7 +377,7 @@ async fn a_panic_in_one_record_fails_only_that_record() {
 #[tokio::test]
 async fn an_invocation_killed_mid_batch_sends_nothing_twice_that_had_completed() {
     let stack = SendStack::new(SimConfig::default()).await;
-    let sender = stack.sender(SenderConfig { default_rate: 20, ..SenderConfig::default() });
+    let sender = stack.sender(SenderConfig { default_rate: 20, ..mechanics() });
     let requests: Vec<(String, Value)> = (0..8)
         .map(|i| (format!("k{i}"), text_request(&format!("1650555810{i}"), "hi", &format!("kill-{i}"))))
         .collect();
@@ -422,4 +422,80 @@ async fn an_invocation_killed_mid_batch_sends_nothing_twice_that_had_completed()
     keys.dedup();
     assert_eq!(keys.len(), 8, "one outcome per request");
     assert!(total - keys.len() <= 2, "{} outcomes published twice", total - keys.len());
+}
+
+#[tokio::test]
+async fn the_24_hour_window_and_marketing_opt_outs_are_respected() {
+    let stack = SendStack::new(SimConfig::default()).await;
+    let sender = stack.sender(SenderConfig::default());
+    let table = stack.table();
+    let now = i64::try_from(now_ms() / 1000).unwrap();
+    let (open, closed, fallback, opted_out, meta_closed) =
+        ("16505559001", "16505559002", "16505559003", "16505559004", "16505559005");
+    table.record_inbound(PHONE, open, now - 3600, None).await.unwrap();
+    table.record_inbound(PHONE, closed, now - 25 * 3600, None).await.unwrap();
+    table.record_inbound(PHONE, fallback, now - 25 * 3600, None).await.unwrap();
+    table.set_marketing_opt_out(PHONE, opted_out, true, now - 60).await.unwrap();
+    table.record_inbound(PHONE, meta_closed, now - 3600, None).await.unwrap();
+    stack.sim.inject(Fault {
+        kind: FaultKind::Error { code: 131_047, http_status: 400 },
+        count: 1,
+        to: Some(meta_closed.into()),
+    });
+
+    let template = json!({"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"}}});
+    let mut with_fallback = text_request(fallback, "free-form", "w3");
+    with_fallback["fallback"] = template.clone();
+    let mut marketing = json!({"phone_number_id": PHONE, "to": opted_out, "message": template, "idempotency_key": "w4", "category": "marketing"});
+    let mut utility = marketing.clone();
+    utility["idempotency_key"] = json!("w5");
+    utility["category"] = json!("utility");
+    marketing["callback_data"] = json!("promo");
+    let requests = [
+        text_request(&format!("+{open}"), "inside the window", "w1"),
+        text_request(closed, "outside the window", "w2"),
+        with_fallback,
+        marketing,
+        utility,
+        text_request(meta_closed, "meta says closed", "w6"),
+    ];
+    for request in &requests {
+        stack.enqueue(request, request["idempotency_key"].as_str().unwrap()).await;
+    }
+    stack.drain(&sender, 1, Duration::from_secs(30)).await;
+    // Meta's 131047 was recorded: the next free-form message to that user is not even attempted.
+    stack.enqueue(&text_request(meta_closed, "again", "w7"), "w7").await;
+    stack.drain(&sender, 1, Duration::from_secs(30)).await;
+
+    let outcomes = stack.outcomes().await;
+    let by_key: HashMap<&str, &Value> = outcomes.iter().map(|o| (o["idempotency_key"].as_str().unwrap(), o)).collect();
+    assert_eq!(by_key.len(), 7);
+    assert_eq!(by_key["w1"]["status"], "accepted");
+    assert_eq!(by_key["w2"]["status"], "window_closed");
+    assert_eq!(by_key["w3"]["status"], "accepted");
+    assert_eq!(by_key["w3"]["used_fallback"], true);
+    assert_eq!(by_key["w4"]["status"], "opted_out");
+    assert_eq!(by_key["w4"]["callback_data"], "promo");
+    assert_eq!(by_key["w5"]["status"], "accepted", "a utility template still goes to an opted-out user");
+    assert_eq!(by_key["w6"]["status"], "failed");
+    assert_eq!(by_key["w6"]["error"]["code"], 131_047);
+    assert_eq!(by_key["w7"]["status"], "window_closed");
+    let schema = wa_tests::schema("send-result.v1.json");
+    assert!(outcomes.iter().all(|o| schema.validate(o).is_ok()));
+
+    let sent: Vec<(String, String)> = stack
+        .sim
+        .accepted()
+        .iter()
+        .map(|a| (a.body["to"].as_str().unwrap().to_owned(), a.body["type"].as_str().unwrap_or("text").to_owned()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (format!("+{open}"), "text".to_owned()),
+            (fallback.to_owned(), "template".to_owned()),
+            (opted_out.to_owned(), "template".to_owned())
+        ],
+        "refused requests never reach Meta"
+    );
 }
