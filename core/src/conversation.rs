@@ -32,6 +32,8 @@ pub struct ConversationFacts {
     pub window_closed_at: Option<i64>,
     /// The user opted out of marketing.
     pub marketing_opt_out: bool,
+    /// The end of a 72 h free-entry-point window, Unix seconds.
+    pub free_entry_point_until: Option<i64>,
 }
 
 impl ConversationFacts {
@@ -41,6 +43,21 @@ impl ConversationFacts {
     pub fn service_window_open(&self, now: i64) -> bool {
         service_window_open(self.last_inbound_at, now)
             && self.window_closed_at.is_none_or(|closed| self.last_inbound_at.is_some_and(|last| last > closed))
+    }
+}
+
+impl ConversationFacts {
+    /// The facts as forwarded with an event: when the service window closes, whether a free entry
+    /// point is open, and consent.
+    #[must_use]
+    pub fn summary(&self, now: i64) -> serde_json::Value {
+        let window_until =
+            self.last_inbound_at.filter(|_| self.service_window_open(now)).map(|t| t + SERVICE_WINDOW_SECONDS);
+        serde_json::json!({
+            "service_window_open_until": window_until,
+            "free_entry_point_until": self.free_entry_point_until.filter(|until| *until > now),
+            "marketing_opt_out": self.marketing_opt_out,
+        })
     }
 }
 

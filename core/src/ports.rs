@@ -241,6 +241,14 @@ pub trait ConversationStore: Send + Sync {
         user_id: &str,
     ) -> impl Future<Output = Result<Option<crate::conversation::ConversationFacts>, StoreError>> + Send;
 
+    /// A free-entry-point window (72 h) runs until `until_s`.
+    fn record_free_entry_point(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        until_s: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Meta refused a free-form message with 131047 at `at_s`: the window is closed.
     fn mark_window_closed(
         &self,

@@ -9,7 +9,7 @@
 //!
 //! | `EVENT#<event_id>` | `EVENT` | `expires_at` (14 days) | inbound event dedupe |
 //! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*` | message status (monotonic) |
-//! | `CONV#<phone_number_id>#<user_id>` | `CONV` | `last_inbound_at`, `profile_name`, `marketing_opt_out`, `consent_at` | the customer-service window and consent |
+//! | `CONV#<phone_number_id>#<user_id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at` | windows and consent |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
@@ -282,6 +282,31 @@ impl StateTable {
         Ok(counters)
     }
 
+    /// Records a free-entry-point window (72 h, from a status whose pricing type says so); it only
+    /// moves forward.
+    pub async fn record_free_entry_point(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        until_s: i64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("CONV#{phone_number_id}#{user_id}"), "CONV")))
+            .update_expression("SET free_entry_point_until = :until")
+            .condition_expression("attribute_not_exists(free_entry_point_until) OR free_entry_point_until < :until")
+            .expression_attribute_values(":until", n(until_s))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(store_error(&e)),
+        }
+    }
+
     /// Counts a billable message in the ledger once per wamid (statuses repeat its pricing).
     pub async fn count_cost_once(
         &self,
@@ -337,8 +362,13 @@ impl ConversationStore for StateTable {
                 last_inbound_at: int("last_inbound_at"),
                 window_closed_at: int("window_closed_at"),
                 marketing_opt_out: i.get("marketing_opt_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+                free_entry_point_until: int("free_entry_point_until"),
             }
         }))
+    }
+
+    async fn record_free_entry_point(&self, phone: &str, user: &str, until_s: i64) -> Result<(), StoreError> {
+        StateTable::record_free_entry_point(self, phone, user, until_s).await
     }
 
     async fn mark_window_closed(&self, phone: &str, user: &str, at_s: i64) -> Result<(), StoreError> {

@@ -42,6 +42,17 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Adds `"conversation": {...}` to an event object without re-serializing it.
+#[must_use]
+pub fn enrich(body: &str, conversation: Option<&Value>) -> String {
+    match (conversation, body.trim_start().strip_prefix('{')) {
+        (Some(conversation), Some(rest)) if rest.trim_start().starts_with('"') => {
+            format!("{{\"conversation\":{conversation},{rest}")
+        }
+        _ => body.to_owned(),
+    }
+}
+
 impl<I, C, Q, B> Processor<I, C, Q, B>
 where
     I: IdempotencyStore,
@@ -101,19 +112,24 @@ where
                 return false;
             }
         }
-        if let Err(error) = self.apply(&event).await {
-            tracing::warn!(%error, kind = event.kind.as_str(), "cannot record the event's facts; retrying");
-            let _ = self.dedupe.release(&key).await;
-            return false;
-        }
-        // The queue message is forwarded as it came (inline, or the claim-check reference).
+        let enrichment = match self.apply(&event).await {
+            Ok(enrichment) => enrichment,
+            Err(error) => {
+                tracing::warn!(%error, kind = event.kind.as_str(), "cannot record the event's facts; retrying");
+                let _ = self.dedupe.release(&key).await;
+                return false;
+            }
+        };
+        // The queue message is forwarded as it came (inline, or the claim-check reference), with
+        // the conversation spliced in front so that the payload's bytes stay untouched.
+        let forwarded = enrich(body, enrichment.as_ref());
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
-        if let Err(error) = self.dedupe.complete(&key, body, expires).await {
+        if let Err(error) = self.dedupe.complete(&key, &forwarded, expires).await {
             tracing::warn!(%error, "cannot record the processed event; retrying");
             return false;
         }
         telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
-        self.forward(&key, body).await
+        self.forward(&key, &forwarded).await
     }
 
     async fn forward(&self, key: &str, full: &str) -> bool {
@@ -129,13 +145,13 @@ where
 
     /// Records what the event says about the conversation. Every write is idempotent and
     /// order-independent, so a retry after a partial failure is harmless.
-    async fn apply(&self, event: &InboundEvent<'_>) -> Result<(), String> {
+    async fn apply(&self, event: &InboundEvent<'_>) -> Result<Option<Value>, String> {
         let (Some(phone), user) = (event.phone_number_id.as_deref(), event.user_id.as_deref()) else {
-            return Ok(());
+            return Ok(None);
         };
         match event.kind {
             EventKind::Message => {
-                let Some(user) = user else { return Ok(()) };
+                let Some(user) = user else { return Ok(None) };
                 let message: Message = event.payload_as().map_err(|e| e.to_string())?;
                 let at = event.timestamp.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
                 let name = event
@@ -179,6 +195,13 @@ where
                         .await
                         .map_err(|e| e.to_string())?;
                 }
+                if let (Some(user), Some("free_entry_point")) =
+                    (user, status.pricing.as_ref().and_then(|p| p.kind.as_deref()))
+                {
+                    let start = at.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
+                    let until = start + wa_core::conversation::FREE_ENTRY_POINT_SECONDS;
+                    self.state.record_free_entry_point(phone, user, until).await.map_err(|e| e.to_string())?;
+                }
                 let opted_out_error = status.errors.iter().any(|e| e.code == wa_core::graph_error::MARKETING_OPT_OUT);
                 if let (true, StatusKind::Failed, Some(user)) = (opted_out_error, &status.status, user) {
                     self.state
@@ -209,6 +232,29 @@ where
             }
             _ => {}
         }
-        Ok(())
+        // What consumers want with a user's event: the conversation as it now stands.
+        let Some(user) = user else { return Ok(None) };
+        let facts = self.state.facts(phone, user).await.map_err(|e| e.to_string())?.unwrap_or_default();
+        let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+        Ok(Some(facts.summary(now)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrichment_is_spliced_without_touching_the_payload() {
+        let body = r#"{"version":1,"payload":{"z":1,"a":"\u00e9 a\/b"}}"#;
+        let out = enrich(body, Some(&serde_json::json!({"marketing_opt_out": true})));
+        assert_eq!(
+            out,
+            r#"{"conversation":{"marketing_opt_out":true},"version":1,"payload":{"z":1,"a":"\u00e9 a\/b"}}"#
+        );
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["conversation"]["marketing_opt_out"], true);
+        assert_eq!(enrich(body, None), body);
+        assert_eq!(enrich("{}", Some(&serde_json::json!({}))), "{}");
     }
 }

@@ -124,7 +124,18 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
     }
     p.post(&message("wamid.in2", "STOP", t0 + 100)).await;
     p.process(1).await;
-    assert_eq!(p.forwarded().await.len(), 5);
+    let forwarded = p.forwarded().await;
+    assert_eq!(forwarded.len(), 5);
+    let schema = wa_tests::inbound_event_schema();
+    for event in &forwarded {
+        let mut plain = event.clone();
+        let conversation = plain.as_object_mut().unwrap().remove("conversation").expect("enriched");
+        assert!(schema.validate(&plain).is_ok(), "{plain}");
+        assert!(conversation.get("marketing_opt_out").is_some());
+    }
+    let stop = forwarded.iter().find(|e| e["event_id"] == "wamid.in2").unwrap();
+    assert_eq!(stop["conversation"]["marketing_opt_out"], true);
+    assert_eq!(stop["payload"]["text"]["body"], "STOP");
 
     let (last_inbound, opted_out, name) = p.table.conversation(PHONE, USER).await.unwrap().unwrap();
     assert_eq!(last_inbound, Some(t0 + 100));
@@ -133,6 +144,21 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
     assert_eq!(p.table.message_status("wamid.out1").await.unwrap().as_deref(), Some("read"));
     let month = wa_core::conversation::month_of(t0);
     assert_eq!(p.table.costs(PHONE, &month).await.unwrap(), [("marketing#regular".to_owned(), 1)], "counted once");
+
+    // A reply that opened a free entry point (click-to-WhatsApp ad): 72 hours, from its pricing.
+    let now = i64::try_from(now_ms() / 1000).unwrap();
+    let fep = webhook(
+        json!({"messaging_product": "whatsapp", "metadata": {"phone_number_id": PHONE},
+               "statuses": [{"id": "wamid.out2", "status": "sent", "timestamp": now.to_string(), "recipient_id": USER,
+                             "pricing": {"billable": false, "pricing_model": "PMP", "category": "service", "type": "free_entry_point"}}]}),
+        "messages",
+    );
+    p.post(&fep).await;
+    p.process(1).await;
+    let forwarded = p.forwarded().await;
+    assert_eq!(forwarded[0]["conversation"]["free_entry_point_until"], now + 72 * 3600);
+    let facts = wa_core::ports::ConversationStore::facts(&p.table, PHONE, USER).await.unwrap().unwrap();
+    assert_eq!(facts.free_entry_point_until, Some(now + 72 * 3600));
 
     // The user resumes marketing through Meta's preferences webhook.
     let resume = webhook(
