@@ -2,6 +2,7 @@
 //!
 //! - `wa simulator`: run the Cloud API simulator (the Graph API for local runs and tests).
 //! - `wa sign FILE`: print the `X-Hub-Signature-256` header Meta would send for a payload file.
+//! - `wa stats`: a business number's month and a user's window and consent, from the state table.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -43,6 +44,22 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
+    /// A business number's month (statuses, billable messages) and a user's window and consent,
+    /// read from the state table (AWS credentials and region from the environment).
+    Stats {
+        /// The state table.
+        #[arg(long, env = "STATE_TABLE")]
+        table: String,
+        /// The business number (phone_number_id).
+        #[arg(long)]
+        phone: String,
+        /// A user (BSUID or wa_id) to show.
+        #[arg(long)]
+        user: Option<String>,
+        /// The month, YYYY-MM (default: this month, UTC).
+        #[arg(long)]
+        month: Option<String>,
+    },
     /// Print the X-Hub-Signature-256 header for a payload file (exact bytes, HMAC-SHA256).
     Sign {
         /// The payload file.
@@ -56,6 +73,38 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Stats { table, phone, user, month } => {
+            let now = i64::try_from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            )
+            .unwrap_or(0);
+            let month = month.unwrap_or_else(|| wa_cli::this_month(now));
+            if month.len() != 7
+                || month.as_bytes()[4] != b'-'
+                || !month.replace('-', "").bytes().all(|b| b.is_ascii_digit())
+            {
+                eprintln!("wa stats: --month must look like 2026-11, not {month:?}");
+                return ExitCode::from(2);
+            }
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                eprintln!("wa stats: cannot start a runtime");
+                return ExitCode::FAILURE;
+            };
+            runtime.block_on(async move {
+                let sdk = wa_infra::aws::load().await;
+                let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+                match wa_cli::stats(&state, &phone, user.as_deref(), &month, now).await {
+                    Ok(report) => {
+                        print!("{report}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("wa stats: cannot read the state table: {error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
         Command::Sign { file, app_secret } => match std::fs::read(&file) {
             Ok(body) => {
                 println!("X-Hub-Signature-256: {}", wa_core::signature::sign(app_secret.as_bytes(), &body));

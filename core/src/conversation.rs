@@ -204,11 +204,23 @@ pub fn normalize(text: &str) -> String {
     trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A Unix time as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+#[must_use]
+pub fn utc_datetime(unix_seconds: i64) -> String {
+    let (year, month, day) = civil(unix_seconds.div_euclid(86_400));
+    let secs = unix_seconds.rem_euclid(86_400);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 /// The `YYYY-MM` month (UTC) of a Unix time, for the cost ledger.
 #[must_use]
 pub fn month_of(unix_seconds: i64) -> String {
-    // Civil-from-days (proleptic Gregorian), from days since 1970-01-01.
-    let days = unix_seconds.div_euclid(86_400);
+    let (year, month, _) = civil(unix_seconds.div_euclid(86_400));
+    format!("{year:04}-{month:02}")
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian).
+fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -216,8 +228,9 @@ pub fn month_of(unix_seconds: i64) -> String {
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let day = doy - (153 * mp + 2) / 5 + 1;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}")
+    (year, month, day)
 }
 
 #[cfg(test)]
@@ -325,5 +338,7 @@ mod tests {
         assert_eq!(month_of(951_868_799), "2000-02");
         assert_eq!(month_of(951_868_800), "2000-03");
         assert_eq!(month_of(-1), "1969-12");
+        assert_eq!(utc_datetime(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_datetime(1_795_572_935), "2026-11-25T02:15:35Z");
     }
 }

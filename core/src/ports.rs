@@ -257,6 +257,14 @@ pub trait ConversationStore: Send + Sync {
         at_s: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Counts an applied status in the month's statistics of the number.
+    fn count_status(
+        &self,
+        phone_number_id: &str,
+        month: &str,
+        status: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Counts a billable message in the month's ledger, once per wamid.
     fn count_cost_once(
         &self,

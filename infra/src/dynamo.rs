@@ -11,6 +11,7 @@
 //! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*` | message status (monotonic) |
 //! | `CONV#<phone_number_id>#<user_id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at` | windows and consent |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
+//! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
 //!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
 
@@ -257,12 +258,27 @@ impl StateTable {
         category: &str,
         pricing_type: &str,
     ) -> Result<(), StoreError> {
+        self.add_counter("COST", phone_number_id, month, &format!("{category}#{pricing_type}")).await
+    }
+
+    /// Counts one applied status in the month's statistics of the number.
+    pub async fn add_status_count(&self, phone_number_id: &str, month: &str, status: &str) -> Result<(), StoreError> {
+        self.add_counter("STATS", phone_number_id, month, &format!("status#{status}")).await
+    }
+
+    async fn add_counter(
+        &self,
+        kind: &str,
+        phone_number_id: &str,
+        month: &str,
+        counter: &str,
+    ) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("COST#{phone_number_id}#{month}"), "COST")))
+            .set_key(Some(key(format!("{kind}#{phone_number_id}#{month}"), kind)))
             .update_expression("ADD #counter :one")
-            .expression_attribute_names("#counter", format!("{category}#{pricing_type}"))
+            .expression_attribute_names("#counter", counter)
             .expression_attribute_values(":one", n(1))
             .send()
             .await
@@ -272,7 +288,16 @@ impl StateTable {
 
     /// The month's ledger of a number: billable messages by `<category>#<pricing type>`.
     pub async fn costs(&self, phone_number_id: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let item = self.get(format!("COST#{phone_number_id}#{month}"), "COST").await?.unwrap_or_default();
+        self.counters("COST", phone_number_id, month).await
+    }
+
+    /// The month's status counts of a number, by `status#<status>`.
+    pub async fn status_counts(&self, phone_number_id: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.counters("STATS", phone_number_id, month).await
+    }
+
+    async fn counters(&self, kind: &str, phone_number_id: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let item = self.get(format!("{kind}#{phone_number_id}#{month}"), kind).await?.unwrap_or_default();
         let mut counters: Vec<(String, u64)> = item
             .iter()
             .filter(|(name, _)| name.contains('#') && *name != "pk" && *name != "sk")
@@ -369,6 +394,10 @@ impl ConversationStore for StateTable {
 
     async fn record_free_entry_point(&self, phone: &str, user: &str, until_s: i64) -> Result<(), StoreError> {
         StateTable::record_free_entry_point(self, phone, user, until_s).await
+    }
+
+    async fn count_status(&self, phone: &str, month: &str, status: &str) -> Result<(), StoreError> {
+        self.add_status_count(phone, month, status).await
     }
 
     async fn mark_window_closed(&self, phone: &str, user: &str, at_s: i64) -> Result<(), StoreError> {

@@ -187,9 +187,12 @@ where
                         ))
                     }),
                 };
-                self.state.apply_status(&update).await.map_err(|e| e.to_string())?;
+                let applied = self.state.apply_status(&update).await.map_err(|e| e.to_string())?;
+                let month = month_of(at.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0)));
+                if applied {
+                    self.state.count_status(phone, &month, status.status.as_str()).await.map_err(|e| e.to_string())?;
+                }
                 if let Some((category, kind, true)) = update.pricing {
-                    let month = month_of(at.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0)));
                     self.state
                         .count_cost_once(&status.id, phone, &month, category, kind)
                         .await

@@ -170,4 +170,14 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
     p.post(&resume).await;
     p.process(1).await;
     assert!(!p.table.conversation(PHONE, USER).await.unwrap().unwrap().1, "resumed");
+
+    // The operator's view. Statuses count the transitions applied (the queue delivers in any
+    // order; a late sent or delivered after read is not applied), so read counts once.
+    let report = wa_cli::stats(&p.table, PHONE, Some(USER), &month, now).await.unwrap();
+    assert!(report.contains("read 1, played 0, failed 0"), "{report}");
+    assert!(report.contains("billable messages: marketing/regular 1"), "{report}");
+    assert!(report.contains("service window: closed (last message 2025-06-15T15:08:20Z)"), "{report}");
+    assert!(report.contains("marketing: not opted out"), "{report}");
+    let report = wa_cli::stats(&p.table, PHONE, Some("someone-else"), &month, now).await.unwrap();
+    assert!(report.contains("never wrote to this number"), "{report}");
 }
