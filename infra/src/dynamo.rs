@@ -7,7 +7,7 @@
 //! | `RATE#<phone_number_id>` | `RATE` | `tat_us` | per-number send slots shared by all senders |
 //! | `PAIR#<phone_number_id>#<recipient>` | `PAIR` | `last_ms`, `hits`, `expires_at` | consecutive 131056 hits of a recipient (4^X backoff) |
 //!
-//! | `EVENT#<event_id>` | `EVENT` | `expires_at` (14 days) | inbound event dedupe |
+//! | `SEND#event:<event_id>` | `SEND` | as `SEND#` (14 days) | event-processor dedupe |
 //! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*` | message status (monotonic) |
 //! | `CONV#<phone_number_id>#<user_id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at` | windows and consent |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
@@ -98,31 +98,7 @@ fn claim_from(item: &HashMap<String, AttributeValue>) -> Claim {
     }
 }
 
-/// How long inbound event ids are remembered (Meta redelivers for up to 7 days).
-pub const DEDUPE_TTL_SECONDS: u64 = 14 * 86_400;
-
 impl StateTable {
-    /// Records an inbound event id; `true` the first time, `false` for a duplicate (sequential,
-    /// concurrent or days later). An expired record not yet deleted by TTL counts as absent.
-    pub async fn first_seen(&self, event_id: &str, now_s: u64) -> Result<bool, StoreError> {
-        let mut item = key(format!("EVENT#{event_id}"), "EVENT");
-        item.insert("expires_at".into(), n(now_s + DEDUPE_TTL_SECONDS));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
-            .expression_attribute_values(":now", n(now_s))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(store_error(&e)),
-        }
-    }
-
     /// Applies a status if it moves the message forward (see
     /// [`wa_core::conversation::status_advances`]), atomically against concurrent updates; returns
     /// whether it was applied. Pricing is kept whatever the order of arrival.

@@ -2,7 +2,7 @@
 
 use wa_core::conversation::StatusUpdate;
 use wa_core::webhook::StatusKind;
-use wa_infra::dynamo::{DEDUPE_TTL_SECONDS, StateTable};
+use wa_infra::dynamo::StateTable;
 use wa_tests::{create_state_table, moto_config};
 
 async fn table() -> StateTable {
@@ -16,20 +16,33 @@ fn now_s() -> u64 {
 }
 
 #[tokio::test]
-async fn duplicates_sequential_concurrent_and_days_later_are_seen_once() {
+async fn claims_dedupe_sequential_concurrent_and_late_duplicates_and_honour_ttl_lag() {
+    use wa_core::ports::{Claim, IdempotencyStore};
     let table = table().await;
-    let now = now_s();
-    assert!(table.first_seen("wamid.A", now).await.unwrap());
-    assert!(!table.first_seen("wamid.A", now + 1).await.unwrap(), "sequential duplicate");
-    assert!(!table.first_seen("wamid.A", now + 6 * 86_400).await.unwrap(), "six days later");
+    let now_ms = now_s() * 1000;
+    let key = "event:wamid.A";
+    assert_eq!(table.claim(key, now_ms, now_ms + 30_000).await.unwrap(), Claim::Acquired);
+    table.complete(key, "{}", now_s() + 14 * 86_400).await.unwrap();
+    table.mark_published(key).await.unwrap();
+    let later = now_ms + 6 * 86_400 * 1000;
+    assert!(
+        matches!(table.claim(key, later, later + 30_000).await.unwrap(), Claim::Completed { published: true, .. }),
+        "six days later"
+    );
 
-    // A storm of ten concurrent deliveries of one event: exactly one wins.
-    let storm = (0..10).map(|_| table.first_seen("wamid.B:delivered", now));
+    // A storm of ten concurrent claims of one new event: exactly one wins.
+    let storm = (0..10).map(|_| table.claim("event:wamid.B:delivered", now_ms, now_ms + 30_000));
     let results = futures_util::future::join_all(storm).await;
-    assert_eq!(results.iter().filter(|r| *r.as_ref().unwrap()).count(), 1);
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(Claim::Acquired))).count(), 1);
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(Claim::InProgress))).count(), 9);
 
     // Past its TTL but not yet deleted by DynamoDB: counts as absent.
-    assert!(table.first_seen("wamid.A", now + DEDUPE_TTL_SECONDS + 1).await.unwrap());
+    let expired = now_ms + (14 * 86_400 + 1) * 1000;
+    assert_eq!(table.claim(key, expired, expired + 30_000).await.unwrap(), Claim::Acquired);
+    // A claim whose holder died is taken over once it expires, not before.
+    assert_eq!(table.claim("event:C", now_ms, now_ms + 1000).await.unwrap(), Claim::Acquired);
+    assert_eq!(table.claim("event:C", now_ms + 500, now_ms + 30_000).await.unwrap(), Claim::InProgress);
+    assert_eq!(table.claim("event:C", now_ms + 1001, now_ms + 30_000).await.unwrap(), Claim::Acquired);
 }
 
 fn update<'a>(wamid: &'a str, status: &'a StatusKind) -> StatusUpdate<'a> {
