@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use wa_core::conversation::StatusUpdate;
 use wa_core::ports::{Claim, ConversationStore, IdempotencyStore, StoreError, ThrottleStore};
@@ -54,6 +55,22 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
 
 fn store_error<E: std::error::Error>(error: &E) -> StoreError {
     StoreError(describe(error))
+}
+
+/// The result of a conditional write: `true` when written, `false` when its condition did not hold.
+fn conditional<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code) == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(store_error(&e)),
+    }
 }
 
 impl StateTable {
@@ -147,11 +164,7 @@ impl StateTable {
             request = request.expression_attribute_values(":cb", s(callback));
         }
         let request = request.update_expression(format!("SET {}", assignments.join(", ")));
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(store_error(&e)),
-        }
+        conditional(request.send().await)
     }
 
     /// Records an inbound message from a user: `last_inbound_at` only moves forward (an old,
@@ -177,11 +190,7 @@ impl StateTable {
                 .update_expression("SET last_inbound_at = :at, profile_name = :name")
                 .expression_attribute_values(":name", s(name));
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(store_error(&e)),
-        }
+        conditional(request.send().await).map(|_| ())
     }
 
     /// Records a marketing consent change (STOP / START keyword, `user_preferences`, 131050); only
@@ -204,11 +213,7 @@ impl StateTable {
             .expression_attribute_values(":at", n(at_s))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(store_error(&e)),
-        }
+        conditional(result)
     }
 
     /// A user's conversation: (last inbound Unix seconds, marketing opt-out, profile name).
@@ -301,11 +306,7 @@ impl StateTable {
             .expression_attribute_values(":until", n(until_s))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(store_error(&e)),
-        }
+        conditional(result).map(|_| ())
     }
 
     /// Counts a billable message in the ledger once per wamid (statuses repeat its pricing).
@@ -328,12 +329,8 @@ impl StateTable {
             .expression_attribute_values(":e", n(now_seconds() + 90 * 86_400))
             .send()
             .await;
-        match first {
-            Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                return Ok(false);
-            }
-            Err(e) => return Err(store_error(&e)),
+        if !conditional(first)? {
+            return Ok(false);
         }
         self.add_cost(phone_number_id, month, category, pricing_type).await?;
         Ok(true)
@@ -509,11 +506,7 @@ impl IdempotencyStore for StateTable {
             .expression_attribute_values(":inprogress", s(IN_PROGRESS))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
-            Err(e) => Err(store_error(&e)),
-        }
+        conditional(result).map(|_| ())
     }
 }
 
@@ -572,12 +565,10 @@ impl ThrottleStore for StateTable {
                 .expression_attribute_values(":now", n(now_us))
                 .send()
                 .await;
-            match idle {
-                Ok(_) => return Ok(reserve(None, now_us, count, interval_us, horizon_us)),
-                // Another sender moved the pointer meanwhile: go round again.
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(store_error(&e)),
+            if conditional(idle)? {
+                return Ok(reserve(None, now_us, count, interval_us, horizon_us));
             }
+            // Another sender moved the pointer meanwhile: go round again.
         }
         Err(StoreError("rate slot pointer kept changing; try again".into()))
     }
