@@ -61,7 +61,7 @@ PY
 cat <<TXT
 
 The webhook path is running. Try:
-  python scripts/post_webhook.py $base/webhook-ingest/webhook fixtures/meta/webhooks/text-message.json
+  python3 scripts/post_webhook.py $base/webhook-ingest/webhook fixtures/meta/webhooks/text-message.json
   (the environment the functions see is in .dev.env; moto's log is .dev-moto.log)
 Ctrl-C to stop.
 TXT
