@@ -257,6 +257,21 @@ pub trait ConversationStore: Send + Sync {
         at_s: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records a template's pricing category (lowercase), learned from template webhooks.
+    fn record_template_category(
+        &self,
+        name: &str,
+        language: &str,
+        category: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A template's category, when a template webhook told it.
+    fn template_category(
+        &self,
+        name: &str,
+        language: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     /// Counts an applied status in the month's statistics of the number.
     fn count_status(
         &self,

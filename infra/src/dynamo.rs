@@ -12,6 +12,7 @@
 //! | `CONV#<phone_number_id>#<user_id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at` | windows and consent |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
+//! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `category` | template categories learned from template webhooks |
 //!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
 
@@ -367,6 +368,24 @@ impl ConversationStore for StateTable {
 
     async fn record_free_entry_point(&self, phone: &str, user: &str, until_s: i64) -> Result<(), StoreError> {
         StateTable::record_free_entry_point(self, phone, user, until_s).await
+    }
+
+    async fn record_template_category(&self, name: &str, language: &str, category: &str) -> Result<(), StoreError> {
+        let mut item = key(format!("TEMPLATE#{name}#{language}"), "TEMPLATE");
+        item.insert("category".into(), s(category));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
+    async fn template_category(&self, name: &str, language: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get(format!("TEMPLATE#{name}#{language}"), "TEMPLATE").await?;
+        Ok(item.and_then(|i| i.get("category").and_then(|v| v.as_s().ok()).cloned()))
     }
 
     async fn count_status(&self, phone: &str, month: &str, status: &str) -> Result<(), StoreError> {

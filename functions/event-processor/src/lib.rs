@@ -42,6 +42,29 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+impl<I, C, Q, B> Processor<I, C, Q, B>
+where
+    C: ConversationStore,
+{
+    /// `template_category_update` (`new_category`) and template status updates carrying a category
+    /// tell the sender which templates are marketing.
+    async fn learn_template_category(&self, event: &InboundEvent<'_>) -> Result<(), String> {
+        let value: Value = event.payload_as().map_err(|e| e.to_string())?;
+        let text = |key: &str| value.get(key).and_then(Value::as_str);
+        let (Some(name), Some(category)) = (
+            text("message_template_name"),
+            text("new_category").or_else(|| text("message_template_category")).or_else(|| text("category")),
+        ) else {
+            return Ok(());
+        };
+        let language = text("message_template_language").unwrap_or("*");
+        self.state
+            .record_template_category(name, language, &category.to_ascii_lowercase())
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Adds `"conversation": {...}` to an event object without re-serializing it.
 #[must_use]
 pub fn enrich(body: &str, conversation: Option<&Value>) -> String {
@@ -146,6 +169,10 @@ where
     /// Records what the event says about the conversation. Every write is idempotent and
     /// order-independent, so a retry after a partial failure is harmless.
     async fn apply(&self, event: &InboundEvent<'_>) -> Result<Option<Value>, String> {
+        if event.kind == EventKind::Template {
+            self.learn_template_category(event).await?;
+            return Ok(None);
+        }
         let (Some(phone), user) = (event.phone_number_id.as_deref(), event.user_id.as_deref()) else {
             return Ok(None);
         };

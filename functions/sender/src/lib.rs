@@ -459,8 +459,14 @@ where
         }
         let user = to.trim_start_matches('+');
         let facts = self.conversations.facts(&request.phone_number_id, user).await?.unwrap_or_default();
-        let marketing = request.category == Some(Category::Marketing);
-        if marketing && facts.marketing_opt_out {
+        // Only for an opted-out user is the category needed (declared, else learned).
+        let marketing = facts.marketing_opt_out
+            && match request.category {
+                Some(category) => category == Category::Marketing,
+                None if message_type == Some("template") => self.learned_marketing(request).await?,
+                None => false,
+            };
+        if marketing {
             return Ok(Decision::Refuse(OutcomeStatus::OptedOut, "opted_out: the user stopped marketing messages"));
         }
         if message_type == Some("template") {
@@ -477,6 +483,19 @@ where
                 "window_closed: no message from the user in the last 24 hours",
             ))
         }
+    }
+
+    /// Whether template webhooks told us this template is marketing.
+    async fn learned_marketing(&self, request: &SendRequest) -> Result<bool, wa_core::ports::StoreError> {
+        let template = request.message.get("template");
+        let name = template.and_then(|t| t.get("name")).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let language =
+            template.and_then(|t| t.pointer("/language/code")).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let learned = match self.conversations.template_category(name, language).await? {
+            Some(category) => Some(category),
+            None => self.conversations.template_category(name, "*").await?,
+        };
+        Ok(learned.as_deref() == Some("marketing"))
     }
 
     async fn note_window_closed(&self, request: &SendRequest) {

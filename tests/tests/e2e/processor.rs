@@ -171,6 +171,17 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
     p.process(1).await;
     assert!(!p.table.conversation(PHONE, USER).await.unwrap().unwrap().1, "resumed");
 
+    // Template webhooks teach the sender which templates are marketing.
+    let category = webhook(
+        json!({"message_template_id": 12345, "message_template_name": "spring_sale", "message_template_language": "en_US",
+               "previous_category": "UTILITY", "new_category": "MARKETING"}),
+        "template_category_update",
+    );
+    p.post(&category).await;
+    p.process(1).await;
+    let learned = wa_core::ports::ConversationStore::template_category(&p.table, "spring_sale", "en_US").await.unwrap();
+    assert_eq!(learned.as_deref(), Some("marketing"));
+
     // The operator's view. Statuses count the transitions applied (the queue delivers in any
     // order; a late sent or delivered after read is not applied), so read counts once.
     let report = wa_cli::stats(&p.table, PHONE, Some(USER), &month, now).await.unwrap();

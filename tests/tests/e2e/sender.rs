@@ -443,6 +443,10 @@ async fn the_24_hour_window_and_marketing_opt_outs_are_respected() {
         count: 1,
         to: Some(meta_closed.into()),
     });
+    // A template webhook told us `spring_sale` is marketing: no category needs declaring.
+    wa_core::ports::ConversationStore::record_template_category(&table, "spring_sale", "en_US", "marketing")
+        .await
+        .unwrap();
 
     let template = json!({"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"}}});
     let mut with_fallback = text_request(fallback, "free-form", "w3");
@@ -459,6 +463,8 @@ async fn the_24_hour_window_and_marketing_opt_outs_are_respected() {
         marketing,
         utility,
         text_request(meta_closed, "meta says closed", "w6"),
+        json!({"phone_number_id": PHONE, "to": opted_out, "idempotency_key": "w8",
+               "message": {"type": "template", "template": {"name": "spring_sale", "language": {"code": "en_US"}}}}),
     ];
     for request in &requests {
         stack.enqueue(request, request["idempotency_key"].as_str().unwrap()).await;
@@ -470,7 +476,8 @@ async fn the_24_hour_window_and_marketing_opt_outs_are_respected() {
 
     let outcomes = stack.outcomes().await;
     let by_key: HashMap<&str, &Value> = outcomes.iter().map(|o| (o["idempotency_key"].as_str().unwrap(), o)).collect();
-    assert_eq!(by_key.len(), 7);
+    assert_eq!(by_key.len(), 8);
+    assert_eq!(by_key["w8"]["status"], "opted_out", "category learned from template webhooks");
     assert_eq!(by_key["w1"]["status"], "accepted");
     assert_eq!(by_key["w2"]["status"], "window_closed");
     assert_eq!(by_key["w3"]["status"], "accepted");
