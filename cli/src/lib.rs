@@ -14,6 +14,7 @@ pub async fn stats(
     user_id: Option<&str>,
     month: &str,
     now: i64,
+    rate_card: Option<&wa_core::conversation::RateCard>,
 ) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(out, "Business number {phone_number_id}, {month}");
@@ -32,6 +33,9 @@ pub async fn stats(
     } else {
         let listed: Vec<String> = costs.iter().map(|(k, n)| format!("{} {n}", k.replace('#', "/"))).collect();
         let _ = writeln!(out, "  billable messages: {}", listed.join(", "));
+    }
+    if let Some(card) = rate_card {
+        let _ = writeln!(out, "  estimated cost: {} {:.2}", card.currency, card.estimate(&costs));
     }
     if let Some(user) = user_id {
         let facts = table.facts(phone_number_id, user).await.map_err(|e| e.to_string())?;

@@ -59,6 +59,10 @@ enum Command {
         /// The month, YYYY-MM (default: this month, UTC).
         #[arg(long)]
         month: Option<String>,
+        /// Prices per billable message to estimate the cost: CUR:category=price,... (e.g.
+        /// INR:marketing=0.8,utility=0.1,authentication=0.1), from Meta's rates for your market.
+        #[arg(long, env = "RATE_CARD")]
+        rate_card: Option<String>,
     },
     /// Print the X-Hub-Signature-256 header for a payload file (exact bytes, HMAC-SHA256).
     Sign {
@@ -73,7 +77,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Stats { table, phone, user, month } => {
+        Command::Stats { table, phone, user, month, rate_card } => {
+            let rate_card = match rate_card.as_deref().map(wa_core::conversation::RateCard::parse).transpose() {
+                Ok(card) => card,
+                Err(error) => {
+                    eprintln!("wa stats: --rate-card: {error}");
+                    return ExitCode::from(2);
+                }
+            };
             let now = i64::try_from(
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             )
@@ -93,7 +104,7 @@ fn main() -> ExitCode {
             runtime.block_on(async move {
                 let sdk = wa_infra::aws::load().await;
                 let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-                match wa_cli::stats(&state, &phone, user.as_deref(), &month, now).await {
+                match wa_cli::stats(&state, &phone, user.as_deref(), &month, now, rate_card.as_ref()).await {
                     Ok(report) => {
                         print!("{report}");
                         ExitCode::SUCCESS

@@ -204,6 +204,51 @@ pub fn normalize(text: &str) -> String {
     trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Prices per billable message by pricing category, in one currency, to turn the cost ledger into
+/// an estimated cost. Written `CUR:category=price,category=price` (e.g. `INR:marketing=0.8,utility=0.1`);
+/// use the rates Meta lists for your market.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateCard {
+    /// The currency code.
+    pub currency: String,
+    /// Price per billable message, by category.
+    pub prices: std::collections::BTreeMap<String, f64>,
+}
+
+impl RateCard {
+    /// Parses `CUR:category=price,...`, naming what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (currency, list) = text.split_once(':').ok_or("a rate card looks like INR:marketing=0.8,utility=0.1")?;
+        let currency = currency.trim();
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(format!("{currency:?} is not a three-letter currency code"));
+        }
+        let mut prices = std::collections::BTreeMap::new();
+        for pair in list.split(',').filter(|p| !p.trim().is_empty()) {
+            let (category, price) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not category=price"))?;
+            let price: f64 = price.trim().parse().map_err(|_| format!("{price:?} is not a price"))?;
+            if !price.is_finite() || price < 0.0 {
+                return Err(format!("{price} is not a price"));
+            }
+            prices.insert(category.trim().to_ascii_lowercase(), price);
+        }
+        Ok(Self { currency: currency.to_ascii_uppercase(), prices })
+    }
+
+    /// The estimated cost of a month's ledger (`<category>#<pricing type>` counters): regular
+    /// messages at the category's price; free types cost nothing.
+    #[must_use]
+    pub fn estimate(&self, ledger: &[(String, u64)]) -> f64 {
+        ledger
+            .iter()
+            .filter_map(|(key, count)| {
+                let (category, kind) = key.split_once('#')?;
+                (kind == "regular").then(|| self.prices.get(category).copied().unwrap_or(0.0) * *count as f64)
+            })
+            .sum()
+    }
+}
+
 /// A Unix time as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 #[must_use]
 pub fn utc_datetime(unix_seconds: i64) -> String {
@@ -327,6 +372,22 @@ mod tests {
         assert_eq!(custom.classify("NEIN"), Some(Consent::OptOut));
         assert_eq!(custom.classify("stop"), None);
         assert_eq!(custom.classify("Weiter"), Some(Consent::OptIn));
+    }
+
+    #[test]
+    fn rate_cards_estimate_regular_messages_only() {
+        let card = RateCard::parse("inr:marketing=0.8, Utility=0.1,authentication=0.1").unwrap();
+        assert_eq!(card.currency, "INR");
+        let ledger = [
+            ("marketing#regular".to_owned(), 10),
+            ("utility#regular".to_owned(), 5),
+            ("service#free_customer_service".to_owned(), 7),
+            ("marketing#free_entry_point".to_owned(), 2),
+        ];
+        assert!((card.estimate(&ledger) - 8.5).abs() < 1e-9);
+        for bad in ["marketing=1", "RUPEES:marketing=1", "INR:marketing", "INR:marketing=-1", "INR:marketing=x"] {
+            assert!(RateCard::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -184,11 +184,13 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
 
     // The operator's view. Statuses count the transitions applied (the queue delivers in any
     // order; a late sent or delivered after read is not applied), so read counts once.
-    let report = wa_cli::stats(&p.table, PHONE, Some(USER), &month, now).await.unwrap();
+    let card = wa_core::conversation::RateCard::parse("INR:marketing=0.8,utility=0.1").unwrap();
+    let report = wa_cli::stats(&p.table, PHONE, Some(USER), &month, now, Some(&card)).await.unwrap();
+    assert!(report.contains("estimated cost: INR 0.80"), "{report}");
     assert!(report.contains("read 1, played 0, failed 0"), "{report}");
     assert!(report.contains("billable messages: marketing/regular 1"), "{report}");
     assert!(report.contains("service window: closed (last message 2025-06-15T15:08:20Z)"), "{report}");
     assert!(report.contains("marketing: not opted out"), "{report}");
-    let report = wa_cli::stats(&p.table, PHONE, Some("someone-else"), &month, now).await.unwrap();
+    let report = wa_cli::stats(&p.table, PHONE, Some("someone-else"), &month, now, None).await.unwrap();
     assert!(report.contains("never wrote to this number"), "{report}");
 }
