@@ -183,15 +183,14 @@ impl StateTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(pk.clone(), "CONV")))
-            .update_expression("SET last_inbound_at = :at")
             .condition_expression("attribute_not_exists(last_inbound_at) OR last_inbound_at < :at")
             .expression_attribute_values(":at", n(at_s));
+        let mut expression = "SET last_inbound_at = :at";
         if let Some(name) = profile_name {
-            request = request
-                .update_expression("SET last_inbound_at = :at, profile_name = :name")
-                .expression_attribute_values(":name", s(name));
+            expression = "SET last_inbound_at = :at, profile_name = :name";
+            request = request.expression_attribute_values(":name", s(name));
         }
-        conditional(request.send().await).map(|_| ())
+        conditional(request.update_expression(expression).send().await).map(|_| ())
     }
 
     /// Records a marketing consent change (STOP / START keyword, `user_preferences`, 131050); only
