@@ -2,19 +2,20 @@
 
 use std::fmt::Write as _;
 
-use wa_core::conversation::{ConversationFacts, month_of, utc_datetime};
+use wa_core::conversation::{ConversationFacts, RateCard, month_of, utc_datetime};
 use wa_core::ports::ConversationStore;
 use wa_infra::dynamo::StateTable;
 
 /// `wa stats`: a business number's month (status counts, billable messages by category and
-/// pricing type) and, with a user, that user's window and consent.
+/// pricing type, their estimated cost) and, with a user, that user's window and consent. Without a
+/// rate card the estimate uses [`RateCard::example_inr`] and says so.
 pub async fn stats(
     table: &StateTable,
     phone_number_id: &str,
     user_id: Option<&str>,
     month: &str,
     now: i64,
-    rate_card: Option<&wa_core::conversation::RateCard>,
+    rate_card: Option<&RateCard>,
 ) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(out, "Business number {phone_number_id}, {month}");
@@ -34,8 +35,19 @@ pub async fn stats(
         let listed: Vec<String> = costs.iter().map(|(k, n)| format!("{} {n}", k.replace('#', "/"))).collect();
         let _ = writeln!(out, "  billable messages: {}", listed.join(", "));
     }
-    if let Some(card) = rate_card {
-        let _ = writeln!(out, "  estimated cost: {} {:.2}", card.currency, card.estimate(&costs));
+    match rate_card {
+        Some(card) => {
+            let _ = writeln!(out, "  estimated cost: {} {:.2}", card.currency, card.estimate(&costs));
+        }
+        None => {
+            let card = RateCard::example_inr();
+            let _ = writeln!(
+                out,
+                "  estimated cost: {} {:.2} (example India rate card; set --rate-card or RATE_CARD for your market)",
+                card.currency,
+                card.estimate(&costs)
+            );
+        }
     }
     if let Some(user) = user_id {
         let facts = table.facts(phone_number_id, user).await.map_err(|e| e.to_string())?;
@@ -45,6 +57,43 @@ pub async fn stats(
                 let _ = writeln!(out, "  never wrote to this number: service window closed");
             }
             Some(facts) => describe_user(&mut out, &facts, now),
+        }
+    }
+    Ok(out)
+}
+
+/// `wa stats --message <wamid>`: a message's status, pricing and the send request behind it.
+pub async fn message(table: &StateTable, wamid: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let _ = writeln!(out, "Message {wamid}");
+    let Some(record) = table.message(wamid).await.map_err(|e| e.to_string())? else {
+        let _ = writeln!(out, "  unknown: no status received and no send request of ours produced it");
+        return Ok(out);
+    };
+    let at = record.status_at.and_then(|t| i64::try_from(t).ok()).map(utc_datetime);
+    match (&record.status, at) {
+        (Some(status), Some(at)) => {
+            let _ = writeln!(out, "  status: {status} at {at}");
+        }
+        (Some(status), None) => {
+            let _ = writeln!(out, "  status: {status}");
+        }
+        (None, _) => {
+            let _ = writeln!(out, "  status: none received yet");
+        }
+    }
+    if let (Some(category), Some(kind)) = (&record.pricing_category, &record.pricing_type) {
+        let _ = writeln!(out, "  pricing: {category}/{kind}");
+    }
+    if let Some(data) = &record.callback_data {
+        let _ = writeln!(out, "  callback data: {data}");
+    }
+    match &record.idempotency_key {
+        Some(key) => {
+            let _ = writeln!(out, "  send request: {key}");
+        }
+        None => {
+            let _ = writeln!(out, "  send request: not sent through this pipeline (or not linked yet)");
         }
     }
     Ok(out)

@@ -51,8 +51,11 @@ enum Command {
         #[arg(long, env = "STATE_TABLE")]
         table: String,
         /// The business number (phone_number_id).
-        #[arg(long)]
-        phone: String,
+        #[arg(long, required_unless_present = "message")]
+        phone: Option<String>,
+        /// Show one message instead: its status, pricing and the send request behind it.
+        #[arg(long, conflicts_with_all = ["phone", "user", "month"])]
+        message: Option<String>,
         /// A user (BSUID or wa_id) to show.
         #[arg(long)]
         user: Option<String>,
@@ -60,7 +63,8 @@ enum Command {
         #[arg(long)]
         month: Option<String>,
         /// Prices per billable message to estimate the cost: CUR:category=price,... (e.g.
-        /// INR:marketing=0.8,utility=0.1,authentication=0.1), from Meta's rates for your market.
+        /// INR:marketing=0.8631,utility=0.115,authentication=0.115, the example used when unset),
+        /// from Meta's rates for your market.
         #[arg(long, env = "RATE_CARD")]
         rate_card: Option<String>,
     },
@@ -77,7 +81,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Stats { table, phone, user, month, rate_card } => {
+        Command::Stats { table, phone, message, user, month, rate_card } => {
             let rate_card = match rate_card.as_deref().map(wa_core::conversation::RateCard::parse).transpose() {
                 Ok(card) => card,
                 Err(error) => {
@@ -104,7 +108,14 @@ fn main() -> ExitCode {
             runtime.block_on(async move {
                 let sdk = wa_infra::aws::load().await;
                 let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-                match wa_cli::stats(&state, &phone, user.as_deref(), &month, now, rate_card.as_ref()).await {
+                let report = match (&message, &phone) {
+                    (Some(wamid), _) => wa_cli::message(&state, wamid).await,
+                    (None, Some(phone)) => {
+                        wa_cli::stats(&state, phone, user.as_deref(), &month, now, rate_card.as_ref()).await
+                    }
+                    (None, None) => Err("--phone or --message is needed".to_owned()),
+                };
+                match report {
                     Ok(report) => {
                         print!("{report}");
                         ExitCode::SUCCESS

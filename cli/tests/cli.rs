@@ -26,6 +26,16 @@ fn sign_prints_the_header_meta_would_send() {
     let out = Command::new(WA).args(["simulator", "--messages-per-second", "0"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8(out.stderr).unwrap().contains("--messages-per-second"));
+    let out = Command::new(WA).args(["stats", "--table", "t"]).env_remove("STATE_TABLE").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--phone <PHONE>"));
+    let out =
+        Command::new(WA).args(["stats", "--table", "t", "--message", "wamid.1", "--phone", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("cannot be used with"));
+    let out = Command::new(WA).args(["stats", "--table", "t", "--phone", "1", "--rate-card", "INR"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--rate-card: a rate card looks like"));
 }
 
 #[test]

@@ -216,6 +216,18 @@ pub struct RateCard {
 }
 
 impl RateCard {
+    /// The example rate card: Meta's per-message rates for recipients in India, in INR, effective
+    /// 2026-01-01 (marketing 0.8631, utility and authentication 0.1150, before volume tiers).
+    /// `wa stats` uses it when no rate card is configured, and says so.
+    pub const EXAMPLE_INR: &str = "INR:marketing=0.8631,utility=0.115,authentication=0.115";
+
+    /// [`Self::EXAMPLE_INR`], parsed.
+    #[must_use]
+    pub fn example_inr() -> Self {
+        let prices = [("authentication", 0.115), ("marketing", 0.8631), ("utility", 0.115)];
+        Self { currency: "INR".into(), prices: prices.into_iter().map(|(c, p)| (c.to_owned(), p)).collect() }
+    }
+
     /// Parses `CUR:category=price,...`, naming what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (currency, list) = text.split_once(':').ok_or("a rate card looks like INR:marketing=0.8,utility=0.1")?;
@@ -372,6 +384,13 @@ mod tests {
         assert_eq!(custom.classify("NEIN"), Some(Consent::OptOut));
         assert_eq!(custom.classify("stop"), None);
         assert_eq!(custom.classify("Weiter"), Some(Consent::OptIn));
+    }
+
+    #[test]
+    fn the_example_rate_card_is_its_text() {
+        assert_eq!(RateCard::parse(RateCard::EXAMPLE_INR).unwrap(), RateCard::example_inr());
+        let ledger = [("marketing#regular".to_owned(), 1000), ("utility#regular".to_owned(), 1000)];
+        assert!((RateCard::example_inr().estimate(&ledger) - 978.1).abs() < 1e-9);
     }
 
     #[test]

@@ -163,11 +163,13 @@ pub trait IdempotencyStore: Send + Sync {
         in_progress_until_ms: u64,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Records the outcome (unpublished); the record lives until `expires_at_s`.
+    /// Records the outcome (unpublished); the record lives until `expires_at_s`. `wamid`, when
+    /// Meta accepted the message, links the message back to this record.
     fn complete(
         &self,
         key: &str,
         outcome: &str,
+        wamid: Option<&str>,
         expires_at_s: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -3,7 +3,7 @@
 //!
 //! | pk | sk | attributes | purpose |
 //! |---|---|---|---|
-//! | `SEND#<idempotency key>` | `SEND` | `state` (INPROGRESS, COMPLETED), `in_progress_until` (ms), `outcome` (JSON), `published`, `expires_at` | never send twice |
+//! | `SEND#<idempotency key>` | `SEND` | `state` (INPROGRESS, COMPLETED), `in_progress_until` (ms), `outcome` (JSON), `wamid`, `published`, `expires_at` | never send twice; the sparse index `by_wamid` leads from a message to its send request |
 //! | `RATE#<phone_number_id>` | `RATE` | `tat_us` | per-number send slots shared by all senders |
 //! | `PAIR#<phone_number_id>#<recipient>` | `PAIR` | `last_ms`, `hits`, `expires_at` | consecutive 131056 hits of a recipient (4^X backoff) |
 //!
@@ -30,6 +30,28 @@ const IN_PROGRESS: &str = "INPROGRESS";
 const COMPLETED: &str = "COMPLETED";
 /// How long consecutive pair-rate hits are remembered.
 const PAIR_MEMORY_MS: u64 = 15 * 60 * 1000;
+
+/// The sparse global secondary index on `SEND#` items' `wamid` (keys only), as template.yaml
+/// creates it.
+pub const WAMID_INDEX: &str = "by_wamid";
+
+/// What the table knows about one message (`wa stats --message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// The furthest status applied.
+    pub status: Option<String>,
+    /// When that status happened (Unix seconds).
+    pub status_at: Option<u64>,
+    /// The producer's correlation data, from the status webhooks.
+    pub callback_data: Option<String>,
+    /// Meta's pricing category, when a status carried pricing.
+    pub pricing_category: Option<String>,
+    /// Meta's pricing type (`regular`, `free_customer_service`, ...).
+    pub pricing_type: Option<String>,
+    /// The idempotency key of the send request that produced the message, when it went through
+    /// this pipeline.
+    pub idempotency_key: Option<String>,
+}
 
 /// The state table.
 #[derive(Debug, Clone)]
@@ -338,8 +360,43 @@ impl StateTable {
 
     /// The stored status of a message.
     pub async fn message_status(&self, wamid: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.message(wamid).await?.and_then(|m| m.status))
+    }
+
+    /// A message's status record and the send request that produced it (through the `by_wamid`
+    /// index; eventually consistent, so a send completed a moment ago may not be linked yet).
+    pub async fn message(&self, wamid: &str) -> Result<Option<MessageRecord>, StoreError> {
         let item = self.get(format!("MSG#{wamid}"), "MSG").await?;
-        Ok(item.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()))
+        let linked = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(WAMID_INDEX)
+            .key_condition_expression("wamid = :wamid")
+            .expression_attribute_values(":wamid", s(wamid))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        let idempotency_key = linked
+            .items()
+            .first()
+            .and_then(|i| i.get("pk"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|pk| pk.strip_prefix("SEND#"))
+            .map(str::to_owned);
+        if item.is_none() && idempotency_key.is_none() {
+            return Ok(None);
+        }
+        let text = |name: &str| item.as_ref().and_then(|i| i.get(name)).and_then(|v| v.as_s().ok()).cloned();
+        Ok(Some(MessageRecord {
+            status: text("status"),
+            status_at: item.as_ref().and_then(|i| number(i, "status_at")),
+            callback_data: text("callback_data"),
+            pricing_category: text("pricing_category"),
+            pricing_type: text("pricing_type"),
+            idempotency_key,
+        }))
     }
 }
 
@@ -483,12 +540,20 @@ impl IdempotencyStore for StateTable {
         }
     }
 
-    async fn complete(&self, key_text: &str, outcome: &str, expires_at_s: u64) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        key_text: &str,
+        outcome: &str,
+        wamid: Option<&str>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        let set = "SET #state = :completed, outcome = :outcome, published = :false, expires_at = :expires";
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(Self::send_pk(key_text), "SEND")))
-            .update_expression("SET #state = :completed, outcome = :outcome, published = :false, expires_at = :expires")
+            .update_expression(if wamid.is_some() { format!("{set}, wamid = :wamid") } else { set.to_owned() })
+            .set_expression_attribute_values(wamid.map(|w| HashMap::from([(":wamid".to_owned(), s(w))])))
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":completed", s(COMPLETED))
             .expression_attribute_values(":outcome", s(outcome))

@@ -312,10 +312,12 @@ pub async fn create_fifo_queue(config: &SdkConfig, visibility_timeout_s: u32) ->
         .expect("queue url")
 }
 
-/// Creates the state table as template.yaml does (pk/sk strings, TTL on expires_at).
+/// Creates the state table as template.yaml does (pk/sk strings, the `by_wamid` index, TTL on
+/// expires_at).
 pub async fn create_state_table(config: &SdkConfig) -> String {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType, TimeToLiveSpecification,
     };
     let ddb = aws_sdk_dynamodb::Client::new(config);
     let name = unique("state");
@@ -327,8 +329,17 @@ pub async fn create_state_table(config: &SdkConfig) -> String {
         .table_name(&name)
         .attribute_definitions(attr("pk"))
         .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("wamid"))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(wa_infra::dynamo::WAMID_INDEX)
+                .key_schema(key("wamid", KeyType::Hash))
+                .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+                .build()
+                .unwrap(),
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await

@@ -147,7 +147,7 @@ where
         // the conversation spliced in front so that the payload's bytes stay untouched.
         let forwarded = enrich(body, enrichment.as_ref());
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
-        if let Err(error) = self.dedupe.complete(&key, &forwarded, expires).await {
+        if let Err(error) = self.dedupe.complete(&key, &forwarded, None, expires).await {
             tracing::warn!(%error, "cannot record the processed event; retrying");
             return false;
         }

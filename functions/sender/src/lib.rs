@@ -630,7 +630,7 @@ where
         let expires = now_ms() / 1000 + self.config.record_ttl.as_secs();
         let mut recorded = false;
         for attempt in 0..3u64 {
-            match self.idempotency.complete(key, &text, expires).await {
+            match self.idempotency.complete(key, &text, outcome.wamid.as_deref(), expires).await {
                 Ok(()) => {
                     recorded = true;
                     break;

@@ -193,4 +193,9 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
     assert!(report.contains("marketing: not opted out"), "{report}");
     let report = wa_cli::stats(&p.table, PHONE, Some("someone-else"), &month, now, None).await.unwrap();
     assert!(report.contains("never wrote to this number"), "{report}");
+    assert!(report.contains("estimated cost: INR 0.86 (example India rate card"), "{report}");
+    let report = wa_cli::message(&p.table, "wamid.out1").await.unwrap();
+    assert!(report.contains("status: read at"), "{report}");
+    assert!(report.contains("pricing: marketing/regular"), "{report}");
+    assert!(report.contains("send request: not sent through this pipeline"), "{report}");
 }

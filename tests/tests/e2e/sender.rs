@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sender::SenderConfig;
 use serde_json::{Value, json};
+use wa_infra::dynamo::StateTable;
 use wa_simulator::{Fault, FaultKind, SimConfig};
 use wa_tests::send_stack::{PHONE, SendStack, mechanics, now_ms, secret, text_request};
 use wa_tests::{esm, repo_root};
@@ -247,7 +248,20 @@ async fn duplicate_deliveries_make_one_graph_call_and_one_outcome() {
     let again = sender.handle(&batch.event, deadline).await;
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(stack.sim.accepted().len(), 1, "one Graph call");
-    assert_eq!(stack.outcomes().await.len(), 1, "one outcome");
+    let outcomes = stack.outcomes().await;
+    assert_eq!(outcomes.len(), 1, "one outcome");
+
+    // The message leads back to its send request (operators: `wa stats --message`).
+    let table = StateTable::new(aws_sdk_dynamodb::Client::new(&stack.aws), stack.table.clone());
+    let wamid = outcomes[0]["wamid"].as_str().unwrap();
+    let report = wa_cli::message(&table, wamid).await.unwrap();
+    assert!(
+        report.contains(&format!("send request: {}", outcomes[0]["idempotency_key"].as_str().unwrap())),
+        "{report}"
+    );
+    assert!(report.contains("status: none received yet"), "{report}");
+    let report = wa_cli::message(&table, "wamid.unknown").await.unwrap();
+    assert!(report.contains("unknown"), "{report}");
 }
 
 #[tokio::test]
