@@ -11,4 +11,10 @@ cfn-lint template.yaml
 python scripts/check_template.py template.yaml
 
 echo "==> cargo test --workspace (end-to-end tests start moto server on 127.0.0.1)"
+rm -rf target/test-logs
 cargo test --workspace --locked "$@"
+
+if [ "$#" -eq 0 ]; then
+  echo "==> no secret value in the logs the suite captured"
+  python scripts/check_logs.py target/test-logs
+fi

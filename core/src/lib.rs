@@ -8,6 +8,7 @@ pub mod graph_error;
 pub mod outcome;
 pub mod ports;
 pub mod ratelimit;
+pub mod rotation;
 pub mod secrets;
 pub mod send;
 pub mod signature;

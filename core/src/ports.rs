@@ -292,3 +292,128 @@ pub trait ConversationStore: Send + Sync {
         pricing_type: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// A failure of Meta's token or subscription endpoints. Never includes a token.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AdminError {
+    /// Meta answered with an error.
+    #[error("Meta refused: code {code}: {message}")]
+    Meta {
+        /// Meta's code.
+        code: i64,
+        /// Meta's message.
+        message: String,
+    },
+    /// No usable answer (connection, timeout, 5xx, unparsable body).
+    #[error("Meta unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// A new long-lived token from `oauth/access_token`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExchangedToken {
+    /// The token.
+    pub access_token: String,
+    /// Its life in seconds, when Meta says.
+    pub expires_in: Option<u64>,
+}
+
+impl std::fmt::Debug for ExchangedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangedToken")
+            .field("access_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Meta's token and webhook-subscription endpoints, used by the rotation and the watchdog. `app`
+/// is the app's credentials (`app_id`, `app_secret`).
+pub trait MetaAdmin: Send + Sync {
+    /// `GET /oauth/access_token?grant_type=fb_exchange_token`, asking for a 60-day system-user token.
+    fn exchange_token(
+        &self,
+        app: &AppSecrets,
+        token: &str,
+    ) -> impl Future<Output = Result<ExchangedToken, AdminError>> + Send;
+
+    /// `GET /debug_token?input_token=…` with the app access token.
+    fn debug_token(
+        &self,
+        app: &AppSecrets,
+        token: &str,
+    ) -> impl Future<Output = Result<crate::rotation::TokenDebug, AdminError>> + Send;
+
+    /// The callback URL of the app's `whatsapp_business_account` subscription, if any
+    /// (`GET /{app-id}/subscriptions`).
+    fn callback_url(&self, app: &AppSecrets) -> impl Future<Output = Result<Option<String>, AdminError>> + Send;
+
+    /// `POST /{app-id}/subscriptions` for `whatsapp_business_account` with `callback_url` and
+    /// `verify_token`; Meta verifies the callback before it answers.
+    fn subscribe(
+        &self,
+        app: &AppSecrets,
+        callback_url: &str,
+        verify_token: &str,
+    ) -> impl Future<Output = Result<(), AdminError>> + Send;
+}
+
+/// A Secrets Manager failure during a rotation. Never includes a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("secret store: {0}")]
+pub struct VaultError(pub String);
+
+/// The secret's versions and their stages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Versions {
+    /// (version id, stages).
+    pub versions: Vec<(String, Vec<String>)>,
+}
+
+impl Versions {
+    /// The version carrying `stage`.
+    #[must_use]
+    pub fn with_stage(&self, stage: SecretStage) -> Option<&str> {
+        self.versions.iter().find(|(_, stages)| stages.iter().any(|s| s == stage.as_aws())).map(|(id, _)| id.as_str())
+    }
+
+    /// The stages of `version`, when it exists.
+    #[must_use]
+    pub fn stages_of(&self, version: &str) -> Option<&[String]> {
+        self.versions.iter().find(|(id, _)| id == version).map(|(_, stages)| stages.as_slice())
+    }
+}
+
+/// The secret store as a rotation sees it: versions, values by version, stage moves.
+pub trait SecretVault: Send + Sync {
+    /// The versions of `secret_id` and their stages.
+    fn versions(&self, secret_id: &str) -> impl Future<Output = Result<Versions, VaultError>> + Send;
+
+    /// The value of `version` (when given) at `stage`; `None` when there is none (or it has no value yet).
+    fn value(
+        &self,
+        secret_id: &str,
+        version: Option<&str>,
+        stage: SecretStage,
+    ) -> impl Future<Output = Result<Option<String>, VaultError>> + Send;
+
+    /// Stores `value` as version `version` with stage AWSPENDING (idempotent for the same value).
+    fn put_pending(
+        &self,
+        secret_id: &str,
+        version: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), VaultError>> + Send;
+
+    /// Moves `stage` to version `to` (when given) from version `from` (when given).
+    fn move_stage(
+        &self,
+        secret_id: &str,
+        stage: SecretStage,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> impl Future<Output = Result<(), VaultError>> + Send;
+
+    /// Asks Secrets Manager to rotate now (it invokes the rotation function).
+    fn start_rotation(&self, secret_id: &str) -> impl Future<Output = Result<(), VaultError>> + Send;
+}

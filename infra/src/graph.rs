@@ -37,6 +37,17 @@ impl GraphClient {
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), version: version.trim_matches('/').to_owned() })
     }
 
+    /// `{base}/{version}`.
+    #[must_use]
+    pub fn version_base(&self) -> String {
+        format!("{}/{}", self.base, self.version)
+    }
+
+    /// The shared HTTP client (one connection pool per process).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The messages endpoint of a number.
     #[must_use]
     pub fn messages_url(&self, phone_number_id: &str) -> String {

@@ -44,10 +44,12 @@ impl SecretFetch for SecretsManagerFetch {
         let result =
             self.client.get_secret_value().secret_id(&self.secret_id).version_stage(stage.as_aws()).send().await;
         match result {
-            Ok(output) => {
-                let text = output.secret_string().ok_or_else(|| SecretError::Malformed("no SecretString".into()))?;
-                AppSecrets::from_json(text).map(Some).map_err(SecretError::Malformed)
-            }
+            Ok(output) => match output.secret_string() {
+                Some(text) => AppSecrets::from_json(text).map(Some).map_err(SecretError::Malformed),
+                // A rotation has just begun: the pending version has no value yet.
+                None if stage == SecretStage::Pending => Ok(None),
+                None => Err(SecretError::Malformed("no SecretString".into())),
+            },
             Err(e)
                 if stage != SecretStage::Current
                     && e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) =>

@@ -5,11 +5,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "WhatsAppPipeline";
 
-/// Installs a JSON log subscriber (level from `RUST_LOG`, default `info`). Safe to call twice.
+/// Installs a JSON log subscriber on stdout (level from `RUST_LOG`, default `info`). Safe to
+/// call twice.
 pub fn init_logs() {
+    init_logs_to(std::io::stdout);
+}
+
+/// Like [`init_logs`], writing to `writer` (tests capture the logs in a file to check them).
+pub fn init_logs_to<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
+        .with_writer(writer)
         .json()
         .with_env_filter(filter)
         .with_current_span(false)

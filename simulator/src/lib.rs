@@ -7,7 +7,8 @@
 //! (sent → delivered → read, with pricing) signed with the app secret to the configured webhook
 //! URL, as Meta does. Latency and faults (any error code, HTTP 5xx, timeouts — optionally after the
 //! message was accepted, the ambiguous case) are configurable, in process or over HTTP:
-//! `POST /_sim/faults`, `GET /_sim/messages`.
+//! `POST /_sim/faults`, `GET /_sim/messages`. The token and subscription endpoints a secret
+//! rotation uses are in [`admin`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -25,11 +26,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use wa_core::send::{Recipient, RequestKind, SendRequest, Violation};
 
+pub mod admin;
+
+pub use admin::{AdminCall, Subscription, TokenInfo};
+
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// The bearer token it accepts (others get 401, code 190).
+    /// The bearer token it accepts (others get 401, code 190), besides the tokens it mints.
     pub access_token: String,
+    /// When `access_token` expires (Unix seconds; 0: never), as `debug_token` reports it.
+    pub access_token_expires_at: u64,
+    /// The Meta app id (OAuth exchange, app access token `app_id|app_secret`, subscriptions).
+    pub app_id: String,
     /// The app secret that signs its webhooks.
     pub app_secret: String,
     /// Where it posts status webhooks; none: no webhooks.
@@ -54,6 +63,8 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             access_token: "sim-access-token".into(),
+            access_token_expires_at: 0,
+            app_id: "1234567890".into(),
             app_secret: "sim-app-secret".into(),
             webhook_url: None,
             waba_id: "102290129340398".into(),
@@ -115,6 +126,10 @@ pub struct Fault {
     /// Only sends to this recipient, when set.
     #[serde(default)]
     pub to: Option<String>,
+    /// The endpoint it applies to: `messages` (when unset), `oauth`, `debug_token` or
+    /// `subscriptions`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 fn one() -> u32 {
@@ -155,9 +170,12 @@ struct Counters {
     pair: HashMap<(String, String), (f64, Instant)>,
     faults: Vec<Fault>,
     webhooks_delivered: u64,
+    tokens: HashMap<String, TokenInfo>,
+    subscriptions: Vec<Subscription>,
+    admin_calls: Vec<AdminCall>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     config: Mutex<SimConfig>,
     counters: Mutex<Counters>,
     started: Instant,
@@ -205,6 +223,9 @@ impl Simulator {
         });
         let app = axum::Router::new()
             .route("/{version}/{phone_number_id}/messages", post(send_message))
+            .route("/{version}/oauth/access_token", get(admin::exchange))
+            .route("/{version}/debug_token", get(admin::debug_token))
+            .route("/{version}/{app_id}/subscriptions", post(admin::subscribe).get(admin::list_subscriptions))
             .route("/_sim/faults", post(add_fault))
             .route("/_sim/messages", get(list_messages))
             .with_state(shared.clone());
@@ -255,13 +276,36 @@ impl Simulator {
         lock(&self.shared.counters).webhooks_delivered
     }
 
+    /// Registers or changes a token (expiry, validity, scopes), e.g. to make it near expiry.
+    pub fn set_token(&self, token: &str, info: TokenInfo) {
+        lock(&self.shared.counters).tokens.insert(token.to_owned(), info);
+    }
+
+    /// What the simulator knows of a token.
+    #[must_use]
+    pub fn token(&self, token: &str) -> Option<TokenInfo> {
+        admin::token_info(&self.shared, token)
+    }
+
+    /// The webhook subscriptions set through `POST /{app_id}/subscriptions`.
+    #[must_use]
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        lock(&self.shared.counters).subscriptions.clone()
+    }
+
+    /// The token and subscription calls answered so far.
+    #[must_use]
+    pub fn admin_calls(&self) -> Vec<AdminCall> {
+        lock(&self.shared.counters).admin_calls.clone()
+    }
+
     /// Changes the configuration (token, webhook URL, limits, latency) while running.
     pub fn configure(&self, change: impl FnOnce(&mut SimConfig)) {
         change(&mut lock(&self.shared.config));
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -322,7 +366,7 @@ pub fn code_for(violation: &Violation) -> i64 {
     }
 }
 
-fn respond(status: u16, body: Value) -> Response {
+pub(crate) fn respond(status: u16, body: Value) -> Response {
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
 }
 
@@ -351,7 +395,7 @@ async fn send_message(
     };
 
     let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if token != Some(config.access_token.as_str()) {
+    if !token.and_then(|t| admin::token_info(&shared, t)).is_some_and(|info| info.usable(admin::now_s())) {
         return fail(190, 401, None);
     }
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
@@ -380,7 +424,7 @@ async fn send_message(
     let to = request.to.clone().unwrap_or_default();
 
     // Faults first (they model Meta's own failures), then the limits.
-    let fault = take_fault(&shared, &to);
+    let fault = take_fault_for(&shared, "messages", &to);
     let mut accept_then: Option<FaultKind> = None;
     match fault {
         Some(FaultKind::Error { code, http_status }) => {
@@ -478,9 +522,14 @@ fn to_request(phone_number_id: &str, body: &Map<String, Value>) -> Result<SendRe
     })
 }
 
-fn take_fault(shared: &Shared, to: &str) -> Option<FaultKind> {
+/// Takes the first fault for `endpoint` (and, for sends, recipient `to`).
+pub(crate) fn take_fault_for(shared: &Shared, endpoint: &str, to: &str) -> Option<FaultKind> {
     let mut counters = lock(&shared.counters);
-    let index = counters.faults.iter().position(|f| f.count > 0 && f.to.as_deref().is_none_or(|t| t == to))?;
+    let index = counters.faults.iter().position(|f| {
+        f.count > 0
+            && f.endpoint.as_deref().unwrap_or("messages") == endpoint
+            && f.to.as_deref().is_none_or(|t| t == to || endpoint != "messages")
+    })?;
     let fault = &mut counters.faults[index];
     fault.count -= 1;
     let kind = fault.kind.clone();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fault_proxy;
+pub mod logs;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -111,8 +112,9 @@ pub async fn sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-/// SDK configuration for the shared moto server.
+/// SDK configuration for the shared moto server (and the file logs of this binary).
 pub async fn moto_config() -> SdkConfig {
+    logs::init();
     sdk_config(&moto().endpoint).await
 }
 
@@ -202,6 +204,9 @@ pub fn secret_json(app_secret: &str, verify_token: &str) -> String {
 pub async fn create_secret(config: &SdkConfig, current: &str, previous: Option<&str>, pending: Option<&str>) -> String {
     let sm = aws_sdk_secretsmanager::Client::new(config);
     let name = unique("whatsapp");
+    for value in [Some(current), previous, pending].into_iter().flatten() {
+        logs::note_secret_json(value);
+    }
     let first = previous.unwrap_or(current);
     sm.create_secret().name(&name).secret_string(first).send().await.expect("create secret");
     if previous.is_some() {

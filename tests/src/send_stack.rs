@@ -54,7 +54,6 @@ pub fn now_ms() -> u64 {
 
 impl SendStack {
     pub async fn new(sim: SimConfig) -> Self {
-        wa_infra::telemetry::init_logs();
         let aws = moto_config().await;
         let token = sim.access_token.clone();
         Self {

@@ -4,6 +4,7 @@
 
 mod ingest;
 mod processor;
+mod rotation;
 mod sender;
 mod simulator;
 mod stack;

@@ -147,6 +147,7 @@ async fn error_classes_end_as_they_should() {
         kind: FaultKind::Error { code, http_status: 400 },
         count: 1,
         to: Some(to.into()),
+        endpoint: None,
     };
     // Permanent: recipient not on WhatsApp.
     stack.sim.inject(fault(131_026, "16505551001"));
@@ -207,7 +208,12 @@ async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
     let stack = SendStack::new(SimConfig::default()).await;
     // Slots 250 ms apart: the block is known long before the next slot, even on a busy machine.
     let sender = stack.sender(SenderConfig { default_rate: 4, ..mechanics() });
-    stack.sim.inject(Fault { kind: FaultKind::Error { code: 368, http_status: 400 }, count: 1, to: None });
+    stack.sim.inject(Fault {
+        kind: FaultKind::Error { code: 368, http_status: 400 },
+        count: 1,
+        to: None,
+        endpoint: None,
+    });
     for i in 0..5 {
         stack.enqueue(&text_request(&format!("1650555300{i}"), "hi", &format!("s{i}")), &format!("s{i}")).await;
     }
@@ -269,7 +275,12 @@ async fn ambiguous_sends_are_counted_and_retried_only_after_the_claim_expires() 
     let stack = SendStack::new(SimConfig::default()).await;
     let sender = stack.sender(mechanics());
     // Meta accepts the message but the response never arrives in time.
-    stack.sim.inject(Fault { kind: FaultKind::Delay { millis: 3000, accepted: true }, count: 1, to: None });
+    stack.sim.inject(Fault {
+        kind: FaultKind::Delay { millis: 3000, accepted: true },
+        count: 1,
+        to: None,
+        endpoint: None,
+    });
     stack.enqueue(&text_request("16505555001", "maybe", "amb"), "amb").await;
     let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
     let claim_until = now_ms() + 4000;
@@ -298,6 +309,7 @@ async fn fifo_order_holds_after_a_failure() {
         kind: FaultKind::Error { code: 131_000, http_status: 400 },
         count: 1,
         to: Some(to.into()),
+        endpoint: None,
     });
     // The first send to this recipient fails (a1): a2 and a3 must not overtake it.
     for i in 1..=3 {
@@ -456,6 +468,7 @@ async fn the_24_hour_window_and_marketing_opt_outs_are_respected() {
         kind: FaultKind::Error { code: 131_047, http_status: 400 },
         count: 1,
         to: Some(meta_closed.into()),
+        endpoint: None,
     });
     // A template webhook told us `spring_sale` is marketing: no category needs declaring.
     wa_core::ports::ConversationStore::record_template_category(&table, "spring_sale", "en_US", "marketing")

@@ -184,3 +184,42 @@ async fn status_webhooks_are_signed_like_meta_and_accepted_by_ingest() {
         assert_eq!(event["payload"]["pricing"]["billable"], true);
     }
 }
+
+#[tokio::test]
+async fn token_endpoints_refuse_what_meta_refuses() {
+    use wa_core::ports::{AdminError, MetaAdmin};
+    let config = SimConfig { access_token_expires_at: 1, ..SimConfig::default() };
+    let (sim, graph) = start(config.clone()).await;
+    let app = wa_core::secrets::AppSecrets::from_json(
+        &json!({"app_id": config.app_id, "app_secret": config.app_secret, "verify_token": "v", "access_token": TOKEN})
+            .to_string(),
+    )
+    .unwrap();
+    fn code<T: std::fmt::Debug>(r: Result<T, AdminError>) -> i64 {
+        match r {
+            Err(AdminError::Meta { code, .. }) => code,
+            other => panic!("expected Meta's refusal, got {other:?}"),
+        }
+    }
+    // An expired token can be neither used nor exchanged.
+    let message = text("16505551234", "x");
+    assert!(matches!(graph.send_message(PHONE, TOKEN, &message).await, Err(GraphFailure::Api { .. })));
+    assert_eq!(code(graph.exchange_token(&app, TOKEN).await), 190);
+    let debug = graph.debug_token(&app, TOKEN).await.unwrap();
+    assert!(!debug.is_valid && debug.error.unwrap().code == Some(190));
+    // Wrong app credentials.
+    let mut wrong = app.clone();
+    wrong.app_secret = "not-the-app-secret".into();
+    assert_eq!(code(graph.exchange_token(&wrong, TOKEN).await), 1);
+    assert_eq!(code(graph.debug_token(&wrong, TOKEN).await), 190);
+    assert_eq!(code(graph.subscribe(&wrong, "http://127.0.0.1:9/webhook", "v").await), 190);
+    // A live token is exchanged for a 60-day one, which then sends.
+    sim.set_token(TOKEN, wa_simulator::TokenInfo::whatsapp(&config.app_id, 0));
+    let new = graph.exchange_token(&app, TOKEN).await.unwrap();
+    assert_eq!(new.expires_in, Some(60 * 86_400));
+    assert!(graph.send_message(PHONE, &new.access_token, &message).await.is_ok());
+    assert!(graph.debug_token(&app, "garbage").await.unwrap().error.is_some());
+    // No subscription yet; a callback that does not answer fails with 2200.
+    assert_eq!(graph.callback_url(&app).await.unwrap(), None);
+    assert_eq!(code(graph.subscribe(&app, "http://127.0.0.1:9/webhook", "v").await), 2200);
+}
