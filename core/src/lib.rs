@@ -2,6 +2,7 @@
 //! inbound events, secrets model, and the traits (ports) the adapters in `wa-infra` implement.
 //! No AWS crates and no I/O here.
 
+pub mod apps;
 pub mod conversation;
 pub mod event;
 pub mod graph_error;

@@ -64,6 +64,58 @@ pub const INBOUND_MAX_MESSAGE_BYTES: &str = "INBOUND_MAX_MESSAGE_BYTES";
 /// `SECRET_CACHE_TTL_SECONDS`: how long secrets are cached.
 pub const SECRET_CACHE_TTL_SECONDS: &str = "SECRET_CACHE_TTL_SECONDS";
 
+/// `APP_SECRET_IDS`: further Meta apps, `app_id=secret,app_id=secret` (their webhooks arrive on
+/// `/webhook/<app_id>`).
+pub const APP_SECRET_IDS: &str = "APP_SECRET_IDS";
+/// `PHONE_NUMBER_APPS`: which of those apps owns a business number, `phone_number_id=app_id,...`
+/// (other numbers belong to the default app).
+pub const PHONE_NUMBER_APPS: &str = "PHONE_NUMBER_APPS";
+
+/// Further apps and who owns which number (see [`wa_core::apps`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppsConfig {
+    /// app_id → secret name or ARN.
+    pub secrets: std::collections::BTreeMap<String, String>,
+    /// phone_number_id → app_id.
+    pub numbers: std::collections::BTreeMap<String, String>,
+}
+
+fn pairs<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    name: &'static str,
+    shape: &str,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let mut map = std::collections::BTreeMap::new();
+    let Some(text) = (env.0)(name).filter(|t| !t.trim().is_empty()) else { return Ok(map) };
+    for pair in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((key, value)) = pair.split_once('=').map(|(k, v)| (k.trim(), v.trim())) else {
+            return Err(ConfigError::Invalid { name, reason: format!("{pair:?} is not {shape}") });
+        };
+        if key.is_empty() || value.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid { name, reason: format!("{pair:?} is not {shape} (ids are digits)") });
+        }
+        if map.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(ConfigError::Invalid { name, reason: format!("{key} is listed twice") });
+        }
+    }
+    Ok(map)
+}
+
+impl AppsConfig {
+    /// Reads [`APP_SECRET_IDS`] and [`PHONE_NUMBER_APPS`]; every app a number names must be listed.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let secrets = pairs(env, APP_SECRET_IDS, "app_id=secret")?;
+        let numbers = pairs(env, PHONE_NUMBER_APPS, "phone_number_id=app_id")?;
+        if let Some((number, app)) = numbers.iter().find(|(_, app)| !secrets.contains_key(*app)) {
+            return Err(ConfigError::Invalid {
+                name: PHONE_NUMBER_APPS,
+                reason: format!("{number} belongs to app {app}, which {APP_SECRET_IDS} does not list"),
+            });
+        }
+        Ok(Self { secrets, numbers })
+    }
+}
+
 /// What webhook-verify needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyConfig {
@@ -71,6 +123,8 @@ pub struct VerifyConfig {
     pub secret_id: String,
     /// See [`SECRET_CACHE_TTL_SECONDS`].
     pub secret_ttl_seconds: u64,
+    /// See [`AppsConfig`].
+    pub apps: AppsConfig,
 }
 
 impl VerifyConfig {
@@ -82,6 +136,7 @@ impl VerifyConfig {
                 "the Secrets Manager secret holding app_id, app_secret, verify_token, access_token",
             )?,
             secret_ttl_seconds: env.number(SECRET_CACHE_TTL_SECONDS, 300, 1, 300)?,
+            apps: AppsConfig::from_env(env)?,
         })
     }
 }
@@ -93,6 +148,8 @@ pub struct IngestConfig {
     pub secret_id: String,
     /// See [`SECRET_CACHE_TTL_SECONDS`].
     pub secret_ttl_seconds: u64,
+    /// See [`AppsConfig`].
+    pub apps: AppsConfig,
     /// See [`INBOUND_QUEUE_URL`].
     pub inbound_queue_url: String,
     /// See [`PAYLOAD_BUCKET`].
@@ -109,6 +166,7 @@ impl IngestConfig {
         Ok(Self {
             secret_id: verify.secret_id,
             secret_ttl_seconds: verify.secret_ttl_seconds,
+            apps: verify.apps,
             inbound_queue_url: env.required(INBOUND_QUEUE_URL, "the URL of the inbound SQS queue")?,
             payload_bucket: env.required(PAYLOAD_BUCKET, "the S3 bucket for parked bodies and oversized events")?,
             max_message_bytes: usize::try_from(max).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
@@ -144,6 +202,29 @@ mod tests {
             IngestConfig::from_env(&env(&[(SECRET_ID, "s"), (INBOUND_QUEUE_URL, "q"), (PAYLOAD_BUCKET, "b")])).unwrap();
         assert_eq!(ok.max_message_bytes, 262_144);
         assert_eq!(ok.secret_ttl_seconds, 300);
+        assert!(ok.apps.secrets.is_empty());
+    }
+
+    #[test]
+    fn several_apps_are_listed_and_checked() {
+        let base = [(SECRET_ID, "s")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            VerifyConfig::from_env(&env(&all))
+        };
+        let ok = with(&[(APP_SECRET_IDS, "111=wa/app1, 222=arn:aws:secretsmanager:x"), (PHONE_NUMBER_APPS, "900=222")])
+            .unwrap();
+        assert_eq!(ok.apps.secrets["222"], "arn:aws:secretsmanager:x");
+        assert_eq!(ok.apps.numbers["900"], "222");
+        let err = with(&[(PHONE_NUMBER_APPS, "900=333")]).unwrap_err();
+        assert!(err.to_string().contains("900 belongs to app 333"), "{err}");
+        let err = with(&[(APP_SECRET_IDS, "111")]).unwrap_err();
+        assert!(err.to_string().contains("APP_SECRET_IDS") && err.to_string().contains("app_id=secret"), "{err}");
+        let err = with(&[(APP_SECRET_IDS, "1=a,1=b")]).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+        let err = with(&[(APP_SECRET_IDS, "abc=a")]).unwrap_err();
+        assert!(err.to_string().contains("digits"), "{err}");
     }
 }
 
@@ -171,6 +252,8 @@ pub struct SenderEnv {
     pub secret_id: String,
     /// See [`SECRET_CACHE_TTL_SECONDS`].
     pub secret_ttl_seconds: u64,
+    /// See [`AppsConfig`].
+    pub apps: AppsConfig,
     /// See [`STATE_TABLE`].
     pub state_table: String,
     /// See [`EVENTS_QUEUE_URL`].
@@ -212,6 +295,7 @@ impl SenderEnv {
         Ok(Self {
             secret_id: verify.secret_id,
             secret_ttl_seconds: verify.secret_ttl_seconds,
+            apps: verify.apps,
             state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
             events_queue_url: env.required(EVENTS_QUEUE_URL, "the URL of the events SQS queue (outcomes)")?,
             outbound_queue_url: env.required(OUTBOUND_QUEUE_URL, "the URL of the outbound FIFO queue")?,

@@ -73,6 +73,25 @@ pub fn secrets_manager(
     CachedSecrets::new(fetch, CachePolicy { ttl: Duration::from_secs(ttl_seconds.min(300)), ..CachePolicy::default() })
 }
 
+/// Every app's cached source: the default secret, the others of `apps`, and the number owners.
+#[must_use]
+pub fn apps(
+    sdk: &aws_config::SdkConfig,
+    default_secret_id: String,
+    apps: &crate::config::AppsConfig,
+    ttl_seconds: u64,
+) -> wa_core::apps::Apps<CachedSecrets<SecretsManagerFetch>> {
+    wa_core::apps::Apps {
+        default: secrets_manager(sdk, default_secret_id, ttl_seconds),
+        others: apps
+            .secrets
+            .iter()
+            .map(|(app, id)| (app.clone(), secrets_manager(sdk, id.clone(), ttl_seconds)))
+            .collect(),
+        numbers: apps.numbers.clone(),
+    }
+}
+
 /// Cache settings.
 #[derive(Debug, Clone, Copy)]
 pub struct CachePolicy {

@@ -235,6 +235,20 @@ pub fn apigw_request(
     body: Option<&[u8]>,
     base64: bool,
 ) -> lambda_http::Request {
+    apigw_request_at("/webhook", method, query, headers, body, base64)
+}
+
+/// Like [`apigw_request`], on another path (`/webhook/<app_id>`).
+#[must_use]
+pub fn apigw_request_at(
+    path: &str,
+    method: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    base64: bool,
+) -> lambda_http::Request {
+    let route = if path == "/webhook" { "/webhook".to_owned() } else { "/webhook/{app}".to_owned() };
     let header_map: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
@@ -249,8 +263,8 @@ pub fn apigw_request(
     });
     let event = serde_json::json!({
         "version": "2.0",
-        "routeKey": format!("{method} /webhook"),
-        "rawPath": "/webhook",
+        "routeKey": format!("{method} {route}"),
+        "rawPath": path,
         "rawQueryString": query,
         "headers": header_map,
         "requestContext": {
@@ -258,10 +272,10 @@ pub fn apigw_request(
             "apiId": "abc123",
             "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "abc123",
-            "http": {"method": method, "path": "/webhook", "protocol": "HTTP/1.1",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
                      "sourceIp": "173.252.127.1", "userAgent": "facebookexternalua"},
             "requestId": "req-1",
-            "routeKey": format!("{method} /webhook"),
+            "routeKey": format!("{method} {route}"),
             "stage": "$default",
             "time": "25/Nov/2026:01:00:00 +0000",
             "timeEpoch": 1_795_000_000_000u64

@@ -82,8 +82,18 @@ impl SendStack {
         graph: G,
         config: SenderConfig,
     ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable> {
-        let table = StateTable::new(aws_sdk_dynamodb::Client::new(&self.aws), self.table.clone());
         let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&self.aws), self.secret_id.clone());
+        self.sender_routed(graph, CachedSecrets::new(fetch, CachePolicy::default()), config)
+    }
+
+    /// A sender whose tokens come from `secrets` (several apps).
+    pub fn sender_routed<G: wa_core::ports::GraphApi, R: wa_core::apps::AppRouting>(
+        &self,
+        graph: G,
+        secrets: R,
+        config: SenderConfig,
+    ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, R, StateTable> {
+        let table = StateTable::new(aws_sdk_dynamodb::Client::new(&self.aws), self.table.clone());
         Sender {
             graph,
             idempotency: table.clone(),
@@ -91,7 +101,7 @@ impl SendStack {
             conversations: table,
             events: SqsQueue::new(self.sqs.clone(), self.events.clone(), 262_144),
             redelivery: SqsQueue::new(self.sqs.clone(), self.outbound.clone(), 262_144),
-            secrets: CachedSecrets::new(fetch, CachePolicy::default()),
+            secrets,
             config,
         }
     }

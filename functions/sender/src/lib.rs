@@ -13,13 +13,14 @@
 //! remaining record is retried later, nothing is dropped). A panic in one record fails only that
 //! record and the later ones of its group; item identifiers are always the input message ids.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::FutureExt;
+use wa_core::apps::AppRouting;
 use wa_core::graph_error::{self, ErrorClass};
 use wa_core::outcome::{OutcomeStatus, SendOutcome};
 use wa_core::ports::{
@@ -187,7 +188,7 @@ where
     T: ThrottleStore,
     Q: EventQueue,
     R: Redelivery,
-    S: SecretSource,
+    S: AppRouting,
 {
     /// Handles one SQS batch; `deadline_ms` is the invocation's deadline (Unix ms), which bounds
     /// idempotency claims.
@@ -208,8 +209,12 @@ where
         // 2. One block of consecutive send slots per business number for the records to send, so
         //    that this batch finishes in one stretch instead of waiting on slots spread over others'.
         // Warm the token cache before taking slots (a cold read must not make the first sends late).
-        if let Err(error) = self.secrets.get(SecretStage::Current).await {
-            tracing::warn!(%error, "cannot read the access token");
+        let numbers: BTreeSet<&str> =
+            prepared.iter().filter_map(|r| r.request.as_ref()).map(|r| r.phone_number_id.as_str()).collect();
+        for number in numbers {
+            if let Err(error) = self.secrets.for_number(number).get(SecretStage::Current).await {
+                tracing::warn!(%error, "cannot read the access token");
+            }
         }
         let slots = self.reserve_slots(&prepared, &claims).await;
         // 3. Records of one group in order; groups concurrently.
@@ -586,11 +591,9 @@ where
     }
 
     async fn token(&self, phone_number_id: &str, refresh: bool) -> Result<String, GraphFailure> {
-        let secret = if refresh {
-            self.secrets.refresh(SecretStage::Current).await
-        } else {
-            self.secrets.get(SecretStage::Current).await
-        };
+        let source = self.secrets.for_number(phone_number_id);
+        let secret =
+            if refresh { source.refresh(SecretStage::Current).await } else { source.get(SecretStage::Current).await };
         match secret {
             Ok(Some(secret)) => {
                 Ok(secret.phone_number_tokens.get(phone_number_id).unwrap_or(&secret.access_token).clone())

@@ -29,7 +29,7 @@ async fn main() -> Result<(), Error> {
         conversations: table,
         events: SqsQueue::new(sqs.clone(), env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
         redelivery: SqsQueue::new(sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
-        secrets: secrets::secrets_manager(&sdk, env.secret_id, env.secret_ttl_seconds),
+        secrets: secrets::apps(&sdk, env.secret_id, &env.apps, env.secret_ttl_seconds),
         config: SenderConfig { default_rate: env.messages_per_second, rates: env.rates, ..SenderConfig::default() },
     };
     let sender = &sender;

@@ -8,11 +8,15 @@
 //!    queue message is stored whole in S3 and a reference is queued instead (claim-check).
 //! 4. 200 only when the queue accepted every event; otherwise 503, so that Meta redelivers.
 //!
+//! `/webhook` is the default app, `/webhook/<app_id>` the named app (its own app secret); an app
+//! this deployment does not serve gets 404.
+//!
 //! A verified body that is not a usable webhook gets 200 (a retry cannot fix it) and is parked in
 //! S3 under `quarantine/`, with an error log and a metric. If parking fails, 503.
 
 use lambda_http::{Body, Request, Response, http::Method};
 use sha2::{Digest, Sha256};
+use wa_core::apps::{AppRouting, webhook_app};
 use wa_core::event::{EventKind, InboundEvent, PayloadRef, split_webhook};
 use wa_core::ports::{BlobStore, EventQueue, SecretSource};
 use wa_core::secrets::SecretStage;
@@ -32,7 +36,7 @@ pub struct Ingest<Q, B, S> {
     pub queue: Q,
     /// Parked bodies and claim-checked events.
     pub blobs: B,
-    /// The app secret.
+    /// The app secrets (one app, or several routed by path).
     pub secrets: S,
 }
 
@@ -55,6 +59,8 @@ pub enum Outcome {
     Unauthorized(SignatureError),
     /// Not a POST.
     MethodNotAllowed,
+    /// Not a webhook path, or an app this deployment does not serve.
+    NotFound,
     /// A dependency failed; Meta will redeliver.
     Unavailable(String),
 }
@@ -67,13 +73,14 @@ impl Outcome {
             Self::Enqueued { .. } | Self::Parked { .. } => 200,
             Self::Unauthorized(_) => 401,
             Self::MethodNotAllowed => 405,
+            Self::NotFound => 404,
             Self::Unavailable(_) => 503,
         }
     }
 }
 
 /// Handles one webhook request.
-pub async fn handle<Q: EventQueue, B: BlobStore, S: SecretSource>(
+pub async fn handle<Q: EventQueue, B: BlobStore, S: AppRouting>(
     deps: &Ingest<Q, B, S>,
     request: &Request,
 ) -> Response<Body> {
@@ -82,6 +89,7 @@ pub async fn handle<Q: EventQueue, B: BlobStore, S: SecretSource>(
         Outcome::Enqueued { .. } | Outcome::Parked { .. } => "ok",
         Outcome::Unauthorized(_) => "invalid signature",
         Outcome::MethodNotAllowed => "method not allowed",
+        Outcome::NotFound => "not found",
         Outcome::Unavailable(_) => "temporarily unavailable, retry",
     };
     let mut response = Response::new(Body::from(text));
@@ -91,7 +99,7 @@ pub async fn handle<Q: EventQueue, B: BlobStore, S: SecretSource>(
 }
 
 /// Verifies, splits and enqueues; returns what happened.
-pub async fn process<Q: EventQueue, B: BlobStore, S: SecretSource>(
+pub async fn process<Q: EventQueue, B: BlobStore, S: AppRouting>(
     deps: &Ingest<Q, B, S>,
     request: &Request,
     received_at: u64,
@@ -99,13 +107,25 @@ pub async fn process<Q: EventQueue, B: BlobStore, S: SecretSource>(
     if request.method() != Method::POST {
         return Outcome::MethodNotAllowed;
     }
+    let Some(app) = webhook_app(request.uri().path()) else { return Outcome::NotFound };
+    let secrets = match deps.secrets.for_app(app).await {
+        Ok(Some(secrets)) => secrets,
+        Ok(None) => {
+            tracing::warn!(app = app.unwrap_or_default(), "webhook_unknown_app");
+            return Outcome::NotFound;
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the app secret; answering 503");
+            return Outcome::Unavailable(error.to_string());
+        }
+    };
     let body: &[u8] = request.body().as_ref();
     let headers = request.headers().get_all(SIGNATURE_HEADER).iter().map(|v| v.as_bytes());
     let signature = match Signature::from_header_values(headers) {
         Ok(signature) => signature,
         Err(reason) => return unauthorized(reason, body.len()),
     };
-    match verify(&deps.secrets, &signature, body).await {
+    match verify(secrets, &signature, body).await {
         Ok(()) => {}
         Err(Verification::Refused(reason)) => return unauthorized(reason, body.len()),
         Err(Verification::Unavailable(reason)) => {

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let deps = Ingest {
         queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.inbound_queue_url, config.max_message_bytes),
         blobs: S3Blobs::new(aws::s3_client(&sdk), config.payload_bucket),
-        secrets: secrets::secrets_manager(&sdk, config.secret_id, config.secret_ttl_seconds),
+        secrets: secrets::apps(&sdk, config.secret_id, &config.apps, config.secret_ttl_seconds),
     };
     let deps = &deps;
     lambda_http::run(service_fn(move |request: Request| async move {

@@ -3,18 +3,32 @@
 //! 200 with `hub.challenge` verbatim (text/plain) when `hub.mode=subscribe` and `hub.verify_token`
 //! equals the verify token of the current secret version or of the pending one (a rotation in
 //! progress); 403 otherwise, never echoing the challenge; 503 when the secret cannot be read.
-//! No signature is involved.
+//! No signature is involved. `/webhook` checks the default app's token, `/webhook/<app_id>` that
+//! app's (404 for an app this deployment does not serve).
 
 use lambda_http::{Body, Request, Response, http::Method};
+use wa_core::apps::{AppRouting, webhook_app};
 use wa_core::ports::SecretSource;
 use wa_core::secrets::SecretStage;
 use wa_core::subscription::{SubscriptionError, SubscriptionQuery};
 
 /// Answers one verification request.
-pub async fn handle<S: SecretSource>(secrets: &S, request: &Request) -> Response<Body> {
+pub async fn handle<R: AppRouting>(apps: &R, request: &Request) -> Response<Body> {
     if request.method() != Method::GET {
         return respond(405, "method not allowed");
     }
+    let Some(app) = webhook_app(request.uri().path()) else { return respond(404, "not found") };
+    let secrets = match apps.for_app(app).await {
+        Ok(Some(secrets)) => secrets,
+        Ok(None) => {
+            tracing::warn!(app = app.unwrap_or_default(), "verify_unknown_app");
+            return respond(404, "unknown app");
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the verify token");
+            return respond(503, "temporarily unavailable");
+        }
+    };
     let pairs: Vec<(String, String)> = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();

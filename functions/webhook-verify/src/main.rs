@@ -9,7 +9,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init_logs();
     let config = VerifyConfig::from_env(&process_env())?;
     let sdk = aws::load().await;
-    let secrets = secrets::secrets_manager(&sdk, config.secret_id, config.secret_ttl_seconds);
+    let secrets = secrets::apps(&sdk, config.secret_id, &config.apps, config.secret_ttl_seconds);
     let secrets = &secrets;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, std::convert::Infallible>(webhook_verify::handle(secrets, &request).await)

@@ -2,6 +2,7 @@
 //! server's SQS, S3 and Secrets Manager. One binary, one moto server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod apps;
 mod ingest;
 mod processor;
 mod rotation;
