@@ -1,5 +1,15 @@
 //! The `wa` command's operations, as functions the binary and the tests call.
 
+pub mod demo;
+pub mod dev;
+pub mod dlq;
+pub mod produce;
+pub mod replay;
+
+pub use dlq::{dlq_list, dlq_redrive};
+pub use produce::{SendArgs, send, send_request};
+pub use replay::replay;
+
 use std::fmt::Write as _;
 
 use wa_core::conversation::{ConversationFacts, RateCard, month_of, utc_datetime};
@@ -123,4 +133,70 @@ fn describe_user(out: &mut String, facts: &ConversationFacts, now: i64) {
 #[must_use]
 pub fn this_month(now: i64) -> String {
     month_of(now)
+}
+
+/// `wa dev`: starts the local stack, prints where everything is, follows the events queue, and
+/// runs until Ctrl-C — or, with `demo`, plays the demo and exits (success when every step held).
+pub async fn run_dev(options: dev::DevOptions, demo: bool) -> std::process::ExitCode {
+    use std::io::Write as _;
+    let stack = match dev::DevStack::start(&options).await {
+        Ok(stack) => stack,
+        Err(error) => {
+            eprintln!("wa dev: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let say = |line: &str| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    say(&format!(
+        "wa dev: the WhatsApp pipeline on loopback (queues and state in {})",
+        options.data_dir.join(dev::DB_FILE).display()
+    ));
+    say(&format!("  webhook    {}  (GET verify, POST events)", stack.webhook_url));
+    match &stack.simulator {
+        Some(simulator) => {
+            let base = simulator.base_url();
+            say(&format!("  verify     token {}, app secret {}", dev::DEV_VERIFY_TOKEN, dev::DEV_APP_SECRET));
+            say(&format!("  Graph API  {base}  (the Cloud API simulator; it posts signed statuses to the webhook)"));
+            say(&format!(
+                "  send       wa send --to 16505551234 --text \"hello\"   (business number {})",
+                dev::DEV_PHONE_NUMBER_ID
+            ));
+            say(&format!(
+                "  a user     curl -X POST {base}/_sim/inbound -H 'content-type: application/json' -d '{{\"phone_number_id\":\"{}\",\"from\":\"16505551234\",\"text\":\"hi\"}}'",
+                dev::DEV_PHONE_NUMBER_ID
+            ));
+        }
+        None => say("  Graph API  the real one (WA_ACCESS_TOKEN is set)"),
+    }
+    say("  replay     wa replay <webhook URL>   (Meta's 16 example webhooks, signed)");
+    let follower = tokio::spawn(dev::follow(stack.queues.events.clone(), stack.stopping(), move |line| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "    {line}");
+        let _ = out.flush();
+    }));
+    let code = if demo {
+        say("demo:");
+        match demo::run(&stack, &say).await {
+            Ok(()) => {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                say("demo finished: every step went as expected");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("wa dev --demo: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    } else {
+        say("Ctrl-C to stop.");
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::ExitCode::SUCCESS
+    };
+    stack.stop().await;
+    let _ = follower.await;
+    code
 }

@@ -1,5 +1,10 @@
 //! `wa`: the WhatsApp pipeline's command line.
 //!
+//! - `wa dev`: the whole pipeline in one process on loopback (`--demo`: a scenario end to end).
+//! - `wa send`: put a SendRequest on the local stack's or a real outbound queue.
+//! - `wa replay`: post signed webhook payloads (Meta's examples by default) to a URL.
+//! - `wa dlq list|redrive`: inspect and redrive dead-letter queues (local or SQS).
+//! - `wa doctor`: check a real Meta setup (token, webhook subscription, phone number).
 //! - `wa simulator`: run the Cloud API simulator (the Graph API for local runs and tests).
 //! - `wa sign FILE`: print the `X-Hub-Signature-256` header Meta would send for a payload file.
 //! - `wa stats`: a business number's month and a user's window and consent, from the state table.
@@ -20,6 +25,77 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole pipeline on loopback (webhook server, queues and state in SQLite, event
+    /// processor, sender, Cloud API simulator) until Ctrl-C.
+    Dev {
+        /// The webhook server's address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The simulator's address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        simulator_listen: String,
+        /// Where queues and state are kept (survives restarts).
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+        /// Play a scenario end to end, check it, and exit (0 when every step went as expected).
+        #[arg(long)]
+        demo: bool,
+        /// Messages per second per business number.
+        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        messages_per_second: u32,
+        /// Also print the functions' JSON logs and metrics (stderr and stdout).
+        #[arg(long)]
+        logs: bool,
+    },
+    /// Put a SendRequest on the outbound queue: the local stack's, or a real one with --queue-url.
+    Send {
+        /// The recipient (wa_id / phone number with country code).
+        #[arg(long, required_unless_present = "file")]
+        to: Option<String>,
+        /// A text message.
+        #[arg(long, conflicts_with_all = ["template", "file"])]
+        text: Option<String>,
+        /// A template by name.
+        #[arg(long, conflicts_with = "file")]
+        template: Option<String>,
+        /// The template's language code.
+        #[arg(long, default_value = "en_US")]
+        language: String,
+        /// A whole SendRequest v1 JSON file instead.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// The business number.
+        #[arg(long, env = "WA_PHONE_NUMBER_ID", default_value = wa_cli::dev::DEV_PHONE_NUMBER_ID)]
+        phone_number_id: String,
+        /// The idempotency key: give the same one to retry without sending twice (default: a new one).
+        #[arg(long)]
+        key: Option<String>,
+        /// The pricing category the message is sent in (marketing, utility, authentication, service).
+        #[arg(long)]
+        category: Option<String>,
+        /// A real outbound FIFO queue (AWS credentials and region from the environment).
+        #[arg(long, env = "OUTBOUND_QUEUE_URL")]
+        queue_url: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Post signed webhook payloads to a URL, as Meta would (every .json file of a directory).
+    Replay {
+        /// The webhook URL (e.g. http://127.0.0.1:8080/webhook).
+        url: String,
+        /// A payload file or a directory of them (default: Meta's 16 example webhooks).
+        #[arg(long, default_value = "fixtures/meta/webhooks")]
+        from: std::path::PathBuf,
+        /// The app secret to sign with.
+        #[arg(long, env = "WA_APP_SECRET", default_value = wa_cli::dev::DEV_APP_SECRET)]
+        app_secret: String,
+    },
+    /// Dead-letter queues: list what is in one, or move it back to its source queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Run the WhatsApp Cloud API simulator on loopback until Ctrl-C.
     Simulator {
         /// Address to listen on.
@@ -78,9 +154,137 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Show the messages of a dead-letter queue (kind, ids, age; no message text).
+    List {
+        /// Local: inbound, outbound.fifo or events. Ignored with --queue-url.
+        #[arg(long, default_value = "inbound")]
+        queue: String,
+        /// A real DLQ URL.
+        #[arg(long)]
+        queue_url: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Move every message of a dead-letter queue back to its source queue.
+    Redrive {
+        /// Local: inbound, outbound.fifo or events. Ignored with --queue-url.
+        #[arg(long, default_value = "inbound")]
+        queue: String,
+        /// A real DLQ URL (with --to-url).
+        #[arg(long, requires = "to_url")]
+        queue_url: Option<String>,
+        /// The real source queue URL to move them to.
+        #[arg(long)]
+        to_url: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+    },
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("wa: cannot start a runtime: {error}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Dev { listen, simulator_listen, data_dir, demo, messages_per_second, logs } => {
+            let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+            let options = wa_cli::dev::DevOptions {
+                listen,
+                simulator_listen,
+                data_dir,
+                real_graph: match real_graph() {
+                    Ok(real) => real,
+                    Err(error) => {
+                        eprintln!("wa dev: {error}");
+                        return ExitCode::from(2);
+                    }
+                },
+                messages_per_second,
+            };
+            if logs {
+                wa_infra::telemetry::init_logs_to(std::io::stderr);
+            } else {
+                wa_infra::telemetry::silence_metrics();
+            }
+            runtime.block_on(wa_cli::run_dev(options, demo))
+        }
+        Command::Send { to, text, template, language, file, phone_number_id, key, category, queue_url, data_dir } => {
+            let request = match wa_cli::send_request(wa_cli::SendArgs {
+                to,
+                text,
+                template,
+                language,
+                file,
+                phone_number_id,
+                key,
+                category,
+            }) {
+                Ok(request) => request,
+                Err(error) => {
+                    eprintln!("wa send: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+            match runtime.block_on(wa_cli::send(&request, queue_url.as_deref(), &data_dir)) {
+                Ok(message) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("wa send: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Replay { url, from, app_secret } => {
+            let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+            match runtime.block_on(wa_cli::replay(&url, &from, &app_secret)) {
+                Ok((report, all_ok)) => {
+                    print!("{report}");
+                    if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(error) => {
+                    eprintln!("wa replay: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Dlq { action } => {
+            let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+            let result = match action {
+                DlqAction::List { queue, queue_url, data_dir } => {
+                    runtime.block_on(wa_cli::dlq_list(&queue, queue_url.as_deref(), &data_dir))
+                }
+                DlqAction::Redrive { queue, queue_url, to_url, data_dir } => runtime.block_on(wa_cli::dlq_redrive(
+                    &queue,
+                    queue_url.as_deref().zip(to_url.as_deref()),
+                    &data_dir,
+                )),
+            };
+            match result {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("wa dlq: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Stats { table, phone, message, user, month, rate_card } => {
             let rate_card = match rate_card.as_deref().map(wa_core::conversation::RateCard::parse).transpose() {
                 Ok(card) => card,
@@ -185,4 +389,18 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// The real Graph API when `WA_ACCESS_TOKEN` is set (then `WA_APP_SECRET` and `WA_VERIFY_TOKEN`
+/// are needed too).
+fn real_graph() -> Result<Option<wa_cli::dev::RealGraph>, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let Some(access_token) = var("WA_ACCESS_TOKEN") else { return Ok(None) };
+    let need = |name: &str, what: &str| var(name).ok_or(format!("WA_ACCESS_TOKEN is set, so {name} is needed: {what}"));
+    Ok(Some(wa_cli::dev::RealGraph {
+        base: var("GRAPH_API_BASE").unwrap_or_else(|| wa_infra::graph::DEFAULT_BASE.into()),
+        access_token,
+        app_secret: need("WA_APP_SECRET", "the app secret that signs Meta's webhooks")?,
+        verify_token: need("WA_VERIFY_TOKEN", "the verify token set in Meta's dashboard")?,
+    }))
 }

@@ -64,3 +64,155 @@ fn simulator_serves_the_messages_endpoint() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("wamid."));
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("wa-{name}-{}-{}", std::process::id(), wa_infra::telemetry::now_millis()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn dev_demo_plays_the_whole_scenario() {
+    let dir = temp_dir("demo");
+    let data = dir.to_str().unwrap();
+    for round in 0..2 {
+        // Twice on the same data: a restarted stack keeps its state and still behaves.
+        let out = Command::new(WA)
+            .args(["dev", "--demo", "--data-dir", data, "--listen", "127.0.0.1:0", "--simulator-listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "round {round}\n{stdout}\n{stderr}");
+        for expected in [
+            "accepted; sent, delivered and read came back as signed webhooks",
+            "the 24-hour service window is open",
+            "refused: window_closed, no Graph call",
+            "opted out of marketing",
+            "refused: opted_out, no Graph call",
+            "demo finished: every step went as expected",
+        ] {
+            assert!(stdout.contains(expected), "round {round}: {expected:?} missing\n{stdout}");
+        }
+        // The console masks numbers and never shows message text.
+        assert!(!stdout.contains("16505550101") && !stdout.contains("Is my order ready"), "{stdout}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A running `wa dev`, stopped when dropped.
+struct Dev(std::process::Child, String);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_dev(data: &str) -> Dev {
+    let mut child = Command::new(WA)
+        .args(["dev", "--data-dir", data, "--listen", "127.0.0.1:0", "--simulator-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("wa dev printed its webhook URL").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("webhook") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep reading so that the console never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Dev(child, url)
+}
+
+fn events(data: &str) -> Vec<serde_json::Value> {
+    let db = wa_infra::local::LocalDb::open(&std::path::Path::new(data).join("state.sqlite3")).unwrap();
+    wa_cli::dev::Queues::of(&db)
+        .events
+        .peek(0, 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, body, _)| serde_json::from_str(&body).unwrap())
+        .collect()
+}
+
+fn wait_for(data: &str, what: &str, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..200 {
+        if let Some(event) = events(data).into_iter().find(|e| matches(e)) {
+            return event;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{what}: not on the events queue")
+}
+
+#[test]
+fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
+    let dir = temp_dir("stack");
+    let data = dir.to_str().unwrap();
+    let dev = start_dev(data);
+
+    // Meta's 16 example webhooks, signed with the development secret: all accepted.
+    let out = Command::new(WA)
+        .args(["replay", &dev.1, "--from", concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta/webhooks")])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("16 payloads posted"), "{report}");
+    // A wrong secret is refused, and replay says so.
+    let out = Command::new(WA)
+        .args([
+            "replay",
+            &dev.1,
+            "--app-secret",
+            "wrong",
+            "--from",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta/webhooks/text-message.json"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("401 text-message.json"));
+    wait_for(data, "the replayed text message", |e| e["kind"] == "message" && e["payload"]["type"] == "text");
+
+    // A template through `wa send`.
+    let out = Command::new(WA)
+        .args(["send", "--to", "16505550199", "--template", "hello_world", "--key", "cli-1", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("idempotency key cli-1"));
+    let outcome = wait_for(data, "cli-1", |e| e["idempotency_key"] == "cli-1");
+    assert_eq!(outcome["status"], "accepted", "{outcome}");
+
+    // Stopped, a request waits in the queue; restarted, it is sent.
+    drop(dev);
+    let out = Command::new(WA)
+        .args(["send", "--to", "16505550199", "--template", "hello_world", "--key", "cli-2", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let _dev = start_dev(data);
+    let outcome = wait_for(data, "cli-2", |e| e["idempotency_key"] == "cli-2");
+    assert_eq!(outcome["status"], "accepted", "{outcome}");
+
+    // Nothing dead-lettered; helpful errors for bad input.
+    let out = Command::new(WA).args(["dlq", "list", "--queue", "inbound", "--data-dir", data]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inbound-dlq: 0 message(s)"));
+    let out = Command::new(WA).args(["dlq", "list", "--queue", "nope", "--data-dir", data]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no local queue \"nope\""));
+    let out = Command::new(WA).args(["send", "--to", "16505550199", "--data-dir", data]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--text"));
+    let out = Command::new(WA)
+        .args(["send", "--to", "16505550199", "--text", &"x".repeat(4097), "--data-dir", data])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("text.body"));
+}

@@ -62,7 +62,16 @@ pub fn emf_line(function: &str, dimension: Option<(&str, &str)>, counts: &[(&str
 
 /// Writes an EMF line to stdout, where Lambda's log agent turns it into CloudWatch metrics.
 pub fn emit(function: &str, dimension: Option<(&str, &str)>, counts: &[(&str, f64)]) {
-    println!("{}", emf_line(function, dimension, counts));
+    if METRICS_ON.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("{}", emf_line(function, dimension, counts));
+    }
+}
+
+static METRICS_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Stops printing EMF lines (the local stack's console is for people; CloudWatch is not there).
+pub fn silence_metrics() {
+    METRICS_ON.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[cfg(test)]

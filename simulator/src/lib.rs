@@ -179,6 +179,9 @@ pub(crate) struct Shared {
     config: Mutex<SimConfig>,
     counters: Mutex<Counters>,
     started: Instant,
+    /// Distinguishes this run's wamids from an earlier run's (a restarted local stack keeps its
+    /// state, and wamids are unique at Meta).
+    instance: u64,
     next_id: AtomicU64,
     http: reqwest::Client,
 }
@@ -218,6 +221,7 @@ impl Simulator {
             config: Mutex::new(config),
             counters: Mutex::new(Counters::default()),
             started: Instant::now(),
+            instance: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 1_000_000_000,
             next_id: AtomicU64::new(1),
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
         });
@@ -227,6 +231,7 @@ impl Simulator {
             .route("/{version}/debug_token", get(admin::debug_token))
             .route("/{version}/{app_id}/subscriptions", post(admin::subscribe).get(admin::list_subscriptions))
             .route("/_sim/faults", post(add_fault))
+            .route("/_sim/inbound", post(user_message))
             .route("/_sim/messages", get(list_messages))
             .with_state(shared.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -297,6 +302,25 @@ impl Simulator {
     #[must_use]
     pub fn admin_calls(&self) -> Vec<AdminCall> {
         lock(&self.shared.counters).admin_calls.clone()
+    }
+
+    /// A user writes `text` to the business number: the simulator posts the signed `messages`
+    /// webhook Meta would send to the webhook URL. Returns the inbound wamid once the webhook was
+    /// acknowledged with 200.
+    pub async fn user_writes(
+        &self,
+        phone_number_id: &str,
+        from: &str,
+        name: &str,
+        text: &str,
+    ) -> Result<String, String> {
+        let message = UserMessage {
+            phone_number_id: phone_number_id.to_owned(),
+            from: from.to_owned(),
+            name: name.to_owned(),
+            text: text.to_owned(),
+        };
+        deliver_user_message(&self.shared, &message).await
     }
 
     /// Changes the configuration (token, webhook URL, limits, latency) while running.
@@ -448,7 +472,8 @@ async fn send_message(
 
     let wamid = format!(
         "wamid.{}",
-        base64::engine::general_purpose::STANDARD.encode(format!("SIM:{phone_number_id}:{trace:012}"))
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("SIM:{}:{phone_number_id}:{trace:012}", shared.instance))
     );
     let body = Value::Object(body);
     {
@@ -623,6 +648,66 @@ async fn post_statuses(shared: Arc<Shared>, plan: StatusPlan) {
             }
             tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
         }
+    }
+}
+
+/// A message from a user (`POST /_sim/inbound`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserMessage {
+    /// The business number written to.
+    pub phone_number_id: String,
+    /// The user's wa_id.
+    pub from: String,
+    /// The user's profile name.
+    #[serde(default)]
+    pub name: String,
+    /// What the user wrote.
+    pub text: String,
+}
+
+async fn deliver_user_message(shared: &Shared, message: &UserMessage) -> Result<String, String> {
+    let config = lock(&shared.config).clone();
+    let url = config.webhook_url.clone().ok_or("the simulator has no webhook URL to post to")?;
+    let serial = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let wamid = format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("SIM:{}:IN:{}:{serial:012}", shared.instance, message.from))
+    );
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let payload = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": config.waba_id, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": message.phone_number_id},
+            "contacts": [{"profile": {"name": message.name}, "wa_id": message.from}],
+            "messages": [{"from": message.from, "id": wamid, "timestamp": timestamp.to_string(),
+                          "type": "text", "text": {"body": message.text}}],
+        }}]}],
+    });
+    let body = payload.to_string();
+    let signature = wa_core::signature::sign(config.app_secret.as_bytes(), body.as_bytes());
+    let response = shared
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the webhook: {}", e.without_url()))?;
+    if response.status() == reqwest::StatusCode::OK {
+        lock(&shared.counters).webhooks_delivered += 1;
+        Ok(wamid)
+    } else {
+        Err(format!("the webhook answered {}", response.status()))
+    }
+}
+
+async fn user_message(State(shared): State<Arc<Shared>>, Json(message): Json<UserMessage>) -> Response {
+    match deliver_user_message(&shared, &message).await {
+        Ok(wamid) => respond(200, json!({"wamid": wamid})),
+        Err(error) => respond(502, json!({"error": error})),
     }
 }
 

@@ -219,11 +219,14 @@ where
                 if applied {
                     self.state.count_status(phone, &month, status.status.as_str()).await.map_err(|e| e.to_string())?;
                 }
-                if let Some((category, kind, true)) = update.pricing {
-                    self.state
+                if let Some((category, kind, true)) = update.pricing
+                    && self
+                        .state
                         .count_cost_once(&status.id, phone, &month, category, kind)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| e.to_string())?
+                {
+                    telemetry::emit(FUNCTION, Some(("Category", category)), &[("BillableMessages", 1.0)]);
                 }
                 if let (Some(user), Some("free_entry_point")) =
                     (user, status.pricing.as_ref().and_then(|p| p.kind.as_deref()))

@@ -1,0 +1,135 @@
+//! `wa dev --demo`: a scenario end to end on the local stack, checked as it goes.
+//!
+//! 1. a template to a user → accepted; its statuses come back as signed webhooks (read);
+//! 2. the user replies → the 24-hour window opens;
+//! 3. a free-form reply inside the window → accepted;
+//! 4. a free-form message to a user who never wrote → refused (`window_closed`), no Graph call;
+//! 5. the user writes STOP → opted out of marketing;
+//! 6. a marketing template to them → refused (`opted_out`), no Graph call.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wa_core::ports::ConversationStore;
+
+use crate::dev::{DEV_PHONE_NUMBER_ID, DevStack, enqueue, mask};
+
+const ANA: &str = "16505550101";
+const BEN: &str = "16505550102";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Runs the scenario; `say` gets one line per step. Err names the step that went wrong.
+pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), String> {
+    let simulator = stack.simulator.as_ref().ok_or("the demo needs the simulator (unset WA_ACCESS_TOKEN)")?;
+    let run = wa_infra::telemetry::now_millis();
+    let key = |step: &str| format!("demo-{run}-{step}");
+    let events = &stack.queues.events;
+    let start = events.last_id().map_err(|e| e.to_string())?;
+
+    say(&format!("1. a template to {}", mask(ANA)));
+    let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": ANA, "idempotency_key": key("welcome"),
+        "callback_data": "demo-welcome",
+        "message": {"type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}}});
+    enqueue(&stack.queues.outbound, &request)?;
+    let outcome = wait_for(stack, start, |e| e["idempotency_key"] == json!(key("welcome"))).await?;
+    expect(&outcome, "accepted")?;
+    let wamid = outcome["wamid"].as_str().unwrap_or_default().to_owned();
+    wait_for(stack, start, |e| {
+        e["kind"] == "status" && e["payload"]["id"] == json!(wamid) && e["payload"]["status"] == "read"
+    })
+    .await
+    .map_err(|e| format!("step 1, status webhooks: {e}"))?;
+    settle().await;
+    say("   accepted; sent, delivered and read came back as signed webhooks");
+
+    say(&format!("2. {} replies", mask(ANA)));
+    let inbound = simulator.user_writes(DEV_PHONE_NUMBER_ID, ANA, "Ana", "Hi! Is my order ready?").await?;
+    wait_for(stack, start, |e| e["kind"] == "message" && e["payload"]["id"] == json!(inbound)).await?;
+    let facts = stack.state.facts(DEV_PHONE_NUMBER_ID, ANA).await.map_err(|e| e.to_string())?;
+    let open = facts.is_some_and(|f| f.service_window_open(now_s()));
+    if !open {
+        return Err("step 2: the service window did not open".into());
+    }
+    settle().await;
+    say("   the 24-hour service window is open");
+
+    say("3. a free-form reply inside the window");
+    let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": ANA, "idempotency_key": key("reply"),
+        "message": {"type": "text", "text": {"body": "Yes, it ships today."}, "context": {"message_id": inbound}}});
+    enqueue(&stack.queues.outbound, &request)?;
+    expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("reply"))).await?, "accepted")?;
+    settle().await;
+    say("   accepted");
+
+    say(&format!("4. a free-form message to {}, who never wrote", mask(BEN)));
+    let calls = simulator.accepted().len();
+    let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": BEN, "idempotency_key": key("cold"),
+        "message": {"type": "text", "text": {"body": "Hello there"}}});
+    enqueue(&stack.queues.outbound, &request)?;
+    expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("cold"))).await?, "window_closed")?;
+    if simulator.accepted().len() != calls {
+        return Err("step 4: a message outside the window reached the Graph API".into());
+    }
+    settle().await;
+    say("   refused: window_closed, no Graph call");
+
+    say(&format!("5. {} writes STOP", mask(ANA)));
+    let stop = simulator.user_writes(DEV_PHONE_NUMBER_ID, ANA, "Ana", "STOP").await?;
+    wait_for(stack, start, |e| e["kind"] == "message" && e["payload"]["id"] == json!(stop)).await?;
+    let facts = stack.state.facts(DEV_PHONE_NUMBER_ID, ANA).await.map_err(|e| e.to_string())?;
+    if !facts.is_some_and(|f| f.marketing_opt_out) {
+        return Err("step 5: STOP did not opt the user out".into());
+    }
+    settle().await;
+    say("   opted out of marketing");
+
+    say(&format!("6. a marketing template to {}", mask(ANA)));
+    let calls = simulator.accepted().len();
+    let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": ANA, "idempotency_key": key("promo"),
+        "category": "marketing",
+        "message": {"type": "template", "template": {"name": "spring_sale", "language": {"code": "en_US"}}}});
+    enqueue(&stack.queues.outbound, &request)?;
+    expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("promo"))).await?, "opted_out")?;
+    if simulator.accepted().len() != calls {
+        return Err("step 6: a marketing message to an opted-out user reached the Graph API".into());
+    }
+    settle().await;
+    say("   refused: opted_out, no Graph call");
+    Ok(())
+}
+
+/// Lets the console follower print the events of the step before its result line.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+fn now_s() -> i64 {
+    i64::try_from(wa_infra::telemetry::now_millis() / 1000).unwrap_or(0)
+}
+
+fn expect(outcome: &Value, status: &str) -> Result<(), String> {
+    if outcome["status"] == status {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {status} for {}, got {} ({})",
+            outcome["idempotency_key"], outcome["status"], outcome["error"]["reason"]
+        ))
+    }
+}
+
+/// The first event after `after` on the events queue that matches, within [`WAIT`].
+async fn wait_for(stack: &DevStack, after: i64, matches: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    let started = Instant::now();
+    while started.elapsed() < WAIT {
+        for (_, body, _) in stack.queues.events.peek(after, 10_000).map_err(|e| e.to_string())? {
+            if let Ok(event) = serde_json::from_str::<Value>(&body)
+                && matches(&event)
+            {
+                return Ok(event);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("nothing arrived on the events queue within {WAIT:?}"))
+}

@@ -1,0 +1,430 @@
+//! `wa dev`: the whole pipeline in one process on loopback, with no AWS account.
+//!
+//! The same handler code as the Lambdas: webhook-verify and webhook-ingest behind a local HTTP
+//! server (`GET|POST /webhook`), the event processor on the inbound queue, the sender on the
+//! outbound FIFO queue. Queues, blobs and state live in one SQLite file (`<data dir>/state.sqlite3`),
+//! so a restart loses nothing. The Graph API is the Cloud API simulator, which also posts the
+//! signed status webhooks back, unless a real token is configured. Progress is printed from the
+//! events queue (what business consumers see), with phone numbers masked and no message text.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use event_processor::Processor;
+use sender::{Sender, SenderConfig};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use wa_core::conversation::OptOutKeywords;
+use wa_core::secrets::AppSecrets;
+use wa_infra::graph::GraphClient;
+use wa_infra::local::{LocalBlobs, LocalDb, LocalQueue, LocalSecrets, LocalState, Received};
+use wa_simulator::{SimConfig, Simulator};
+use webhook_ingest::Ingest;
+
+/// The development app's id.
+pub const DEV_APP_ID: &str = "100000000000001";
+/// The development app secret (signs the simulator's webhooks).
+pub const DEV_APP_SECRET: &str = "dev-app-secret";
+/// The development verify token.
+pub const DEV_VERIFY_TOKEN: &str = "dev-verify-token";
+/// The token the simulator accepts.
+pub const DEV_ACCESS_TOKEN: &str = "dev-access-token";
+/// The development business number.
+pub const DEV_PHONE_NUMBER_ID: &str = "106540352242922";
+/// The local database file inside the data directory.
+pub const DB_FILE: &str = "state.sqlite3";
+
+/// Queue names in the local database.
+pub const INBOUND: &str = "inbound";
+/// The outbound FIFO queue.
+pub const OUTBOUND: &str = "outbound.fifo";
+/// The events queue.
+pub const EVENTS: &str = "events";
+
+const MAX_BYTES: usize = 1_048_576;
+const VISIBILITY: Duration = Duration::from_secs(10);
+
+/// The real Graph API instead of the simulator.
+#[derive(Clone)]
+pub struct RealGraph {
+    /// The Graph host.
+    pub base: String,
+    /// The system-user token.
+    pub access_token: String,
+    /// The app secret (verifies Meta's webhooks when they reach this stack through a tunnel).
+    pub app_secret: String,
+    /// The verify token to set in Meta's dashboard.
+    pub verify_token: String,
+}
+
+/// How to run.
+#[derive(Clone)]
+pub struct DevOptions {
+    /// The webhook server's address.
+    pub listen: String,
+    /// The simulator's address.
+    pub simulator_listen: String,
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// The real Graph API, when configured.
+    pub real_graph: Option<RealGraph>,
+    /// Messages per second per business number.
+    pub messages_per_second: u32,
+}
+
+/// The queues of a local database.
+pub struct Queues {
+    /// Inbound events.
+    pub inbound: LocalQueue,
+    /// Send requests (FIFO).
+    pub outbound: LocalQueue,
+    /// Enriched events and outcomes.
+    pub events: LocalQueue,
+}
+
+impl Queues {
+    /// The queues of `db`, as the template configures their SQS counterparts.
+    #[must_use]
+    pub fn of(db: &LocalDb) -> Self {
+        Self {
+            inbound: LocalQueue::new(db, INBOUND, false, MAX_BYTES, 5),
+            outbound: LocalQueue::new(db, OUTBOUND, true, 262_144, 10),
+            events: LocalQueue::new(db, EVENTS, false, 262_144, 5),
+        }
+    }
+
+    /// A queue by name, DLQs included (`inbound-dlq`, ...).
+    #[must_use]
+    pub fn by_name(&self, name: &str) -> Option<LocalQueue> {
+        [&self.inbound, &self.outbound, &self.events]
+            .into_iter()
+            .flat_map(|q| [q.clone(), q.dlq()])
+            .find(|q| q.name() == name)
+    }
+}
+
+/// Opens the local database of a data directory.
+pub fn open(data_dir: &Path) -> Result<LocalDb, String> {
+    LocalDb::open(&data_dir.join(DB_FILE)).map_err(|e| e.to_string())
+}
+
+/// Puts a SendRequest on the local outbound queue, grouped by number and recipient as on SQS.
+/// Returns false when the same idempotency key was queued within five minutes.
+pub fn enqueue(outbound: &LocalQueue, request: &Value) -> Result<bool, String> {
+    let text = |key: &str| request.get(key).and_then(Value::as_str).unwrap_or_default();
+    let group = format!("{}#{}", text("phone_number_id"), if text("to").is_empty() { "read" } else { text("to") });
+    let key = request.get("idempotency_key").and_then(Value::as_str);
+    outbound.send(&request.to_string(), Some(&group), key).map_err(|e| e.to_string())
+}
+
+/// A running local stack.
+pub struct DevStack {
+    /// `http://<listen>/webhook`.
+    pub webhook_url: String,
+    /// The simulator, unless the real Graph API is used.
+    pub simulator: Option<Simulator>,
+    /// The database.
+    pub db: LocalDb,
+    /// The queues.
+    pub queues: Queues,
+    /// The state.
+    pub state: LocalState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn dev_secrets(real: Option<&RealGraph>) -> AppSecrets {
+    AppSecrets {
+        app_id: DEV_APP_ID.into(),
+        app_secret: real.map_or_else(|| DEV_APP_SECRET.into(), |r| r.app_secret.clone()),
+        verify_token: real.map_or_else(|| DEV_VERIFY_TOKEN.into(), |r| r.verify_token.clone()),
+        access_token: real.map_or_else(|| DEV_ACCESS_TOKEN.into(), |r| r.access_token.clone()),
+        phone_number_tokens: std::collections::BTreeMap::new(),
+    }
+}
+
+impl DevStack {
+    /// Starts every part; returns once the webhook server listens.
+    pub async fn start(options: &DevOptions) -> Result<Self, String> {
+        let db = open(&options.data_dir)?;
+        let queues = Queues::of(&db);
+        let state = LocalState::new(&db);
+        let secrets = LocalSecrets(Arc::new(dev_secrets(options.real_graph.as_ref())));
+
+        let listener = tokio::net::TcpListener::bind(&options.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let webhook_url = format!("http://{address}/webhook");
+
+        let (simulator, graph) = match &options.real_graph {
+            Some(real) => {
+                (None, GraphClient::new(&real.base, wa_infra::graph::DEFAULT_VERSION, Duration::from_secs(10))?)
+            }
+            None => {
+                let config = SimConfig {
+                    access_token: DEV_ACCESS_TOKEN.into(),
+                    app_id: DEV_APP_ID.into(),
+                    app_secret: DEV_APP_SECRET.into(),
+                    webhook_url: Some(webhook_url.clone()),
+                    status_delay: Duration::from_millis(300),
+                    messages_per_second: options.messages_per_second,
+                    ..SimConfig::default()
+                };
+                let simulator = Simulator::start(&options.simulator_listen, config).await.map_err(|e| e.to_string())?;
+                let graph =
+                    GraphClient::new(&simulator.base_url(), wa_infra::graph::DEFAULT_VERSION, Duration::from_secs(10))?;
+                (Some(simulator), graph)
+            }
+        };
+
+        let (shutdown, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // The webhook: the verify and ingest handlers behind one HTTP server.
+        let ingest =
+            Arc::new(Ingest { queue: queues.inbound.clone(), blobs: LocalBlobs::new(&db), secrets: secrets.clone() });
+        let verify = Arc::new(secrets.clone());
+        let app = axum::Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let ingest = ingest.clone();
+                let verify = verify.clone();
+                async move {
+                    let mut request = lambda_http::http::Request::builder().method(method.clone()).uri(uri);
+                    for (name, value) in &headers {
+                        request = request.header(name, value);
+                    }
+                    let Ok(request) = request.body(lambda_http::Body::from(body.to_vec())) else {
+                        return (axum::http::StatusCode::BAD_REQUEST, b"bad request".to_vec());
+                    };
+                    let response = if method == axum::http::Method::GET {
+                        webhook_verify::handle(verify.as_ref(), &request).await
+                    } else {
+                        webhook_ingest::handle(ingest.as_ref(), &request).await
+                    };
+                    let status = axum::http::StatusCode::from_u16(response.status().as_u16())
+                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+                    (status, response.body().to_vec())
+                }
+            },
+        );
+        let mut server_stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.wait_for(|stop| *stop).await;
+                })
+                .await;
+        }));
+
+        // The event processor on the inbound queue.
+        let processor = Arc::new(Processor {
+            dedupe: state.clone(),
+            state: state.clone(),
+            events: queues.events.clone(),
+            blobs: LocalBlobs::new(&db),
+            keywords: OptOutKeywords::default(),
+        });
+        tasks.push(tokio::spawn(consume(queues.inbound.clone(), stopped.clone(), move |event, deadline| {
+            let processor = processor.clone();
+            async move { processor.handle(&event, deadline).await }
+        })));
+
+        // The sender on the outbound queue.
+        let mut rates = HashMap::new();
+        rates.insert(DEV_PHONE_NUMBER_ID.to_owned(), options.messages_per_second);
+        let sender = Arc::new(Sender {
+            graph,
+            idempotency: state.clone(),
+            throttle: state.clone(),
+            events: queues.events.clone(),
+            redelivery: queues.outbound.clone(),
+            secrets,
+            conversations: state.clone(),
+            config: SenderConfig { default_rate: options.messages_per_second, rates, ..SenderConfig::default() },
+        });
+        tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {
+            let sender = sender.clone();
+            async move { sender.handle(&event, deadline).await }
+        })));
+
+        Ok(Self { webhook_url, simulator, db, queues, state, shutdown, tasks })
+    }
+
+    /// Stops every loop and the server.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// The SQS event Lambda would deliver for these messages.
+fn sqs_event(queue: &LocalQueue, batch: &[Received]) -> SqsEvent {
+    let records: Vec<Value> = batch
+        .iter()
+        .map(|m| {
+            let mut attributes = json!({
+                "ApproximateReceiveCount": m.receives.to_string(),
+                "SentTimestamp": m.sent_at_ms.to_string(),
+            });
+            if let Some(group) = &m.group {
+                attributes["MessageGroupId"] = json!(group);
+            }
+            json!({
+                "messageId": m.id.to_string(),
+                "receiptHandle": m.receipt,
+                "body": m.body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:local:000000000000:{}", queue.name()),
+                "awsRegion": "local",
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap_or_default()
+}
+
+/// Polls `queue` like Lambda's event source mapping: batches of up to 10, the handler's
+/// `batchItemFailures` stay (and come back after the visibility timeout or their delay), the rest
+/// is deleted.
+async fn consume<H, F>(queue: LocalQueue, mut stop: watch::Receiver<bool>, handler: H)
+where
+    H: Fn(SqsEvent, u64) -> F,
+    F: std::future::Future<Output = SqsBatchResponse>,
+{
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let batch = match queue.receive(10, VISIBILITY) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(queue = queue.name(), %error, "cannot receive");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let deadline = wa_infra::telemetry::now_millis() + VISIBILITY.as_millis() as u64 - 1000;
+        let response = handler(sqs_event(&queue, &batch), deadline).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        for message in &batch {
+            if !failed.contains(&message.id.to_string().as_str())
+                && let Err(error) = queue.delete(&message.receipt)
+            {
+                tracing::error!(queue = queue.name(), %error, "cannot delete a handled message");
+            }
+        }
+    }
+}
+
+/// `…1234`: enough of a phone number to tell users apart in a console, no more.
+#[must_use]
+pub fn mask(number: &str) -> String {
+    let digits: Vec<char> = number.chars().filter(char::is_ascii_digit).collect();
+    let tail: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+    format!("…{tail}")
+}
+
+fn short(wamid: &str) -> String {
+    let tail: String = wamid.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("wamid…{tail}")
+}
+
+/// One line per event of the events queue, for a person to follow.
+#[must_use]
+pub fn describe(event: &Value) -> String {
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    match event.get("kind").and_then(Value::as_str).unwrap_or_default() {
+        "send_result" => {
+            let to = mask(&text(event, "to"));
+            match text(event, "status").as_str() {
+                "accepted" => {
+                    let fallback = if event["used_fallback"] == json!(true) { " (the fallback template)" } else { "" };
+                    format!("→ sent        to {to}{fallback}: accepted, {}", short(&text(event, "wamid")))
+                }
+                status => {
+                    let reason = event["error"]["reason"].as_str().unwrap_or_default();
+                    format!("✗ not sent    to {to}: {status} ({reason})")
+                }
+            }
+        }
+        "message" => {
+            let payload = &event["payload"];
+            let kind = text(payload, "type");
+            format!("← message     from {} ({kind}), {}", mask(&text(event, "user_id")), short(&text(payload, "id")))
+        }
+        "status" => {
+            let payload = &event["payload"];
+            let pricing = match (payload["pricing"]["category"].as_str(), payload["pricing"]["type"].as_str()) {
+                (Some(category), Some(kind)) => format!(" ({category}/{kind})"),
+                _ => String::new(),
+            };
+            format!(
+                "✓ status      {} {} to {}{pricing}",
+                text(payload, "status"),
+                short(&text(payload, "id")),
+                mask(&text(event, "user_id"))
+            )
+        }
+        other => format!("· event       {other}"),
+    }
+}
+
+/// Prints every new event of the events queue until stopped.
+pub async fn follow(events: LocalQueue, mut stop: watch::Receiver<bool>, out: impl Fn(&str) + Send) {
+    let mut last = events.last_id().unwrap_or(0);
+    loop {
+        if let Ok(batch) = events.peek(last, 100) {
+            for (id, body, _) in batch {
+                last = id;
+                if let Ok(event) = serde_json::from_str::<Value>(&body) {
+                    out(&describe(&event));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => if *stop.borrow() { return },
+        }
+    }
+}
+
+impl DevStack {
+    /// A receiver that turns true when the stack stops.
+    #[must_use]
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consoles_never_show_numbers_or_text() {
+        assert_eq!(mask("+1 650-555-1234"), "…1234");
+        let line = describe(&json!({"kind": "message", "user_id": "16505551234",
+            "payload": {"type": "text", "id": "wamid.ABCDEFGHIJ", "text": {"body": "my secret order"}}}));
+        assert!(!line.contains("16505551234") && !line.contains("secret order"), "{line}");
+        assert!(line.contains("…1234") && line.contains("(text)"), "{line}");
+        let line = describe(&json!({"kind": "send_result", "to": "16505551234", "status": "window_closed",
+            "error": {"reason": "outside the 24 h window"}}));
+        assert!(line.contains("window_closed") && !line.contains("16505551234"), "{line}");
+    }
+}

@@ -1,0 +1,144 @@
+//! `wa send`: a producer. Builds a SendRequest v1, checks it as the sender will, and puts it on
+//! the local stack's outbound queue or a real SQS FIFO queue (group `phone_number_id#to`,
+//! deduplication id = the idempotency key).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use wa_core::send::SendRequest;
+
+use crate::dev;
+
+/// What `wa send` was given.
+pub struct SendArgs {
+    /// Recipient.
+    pub to: Option<String>,
+    /// A text message.
+    pub text: Option<String>,
+    /// A template name.
+    pub template: Option<String>,
+    /// The template's language.
+    pub language: String,
+    /// A whole request file.
+    pub file: Option<PathBuf>,
+    /// The business number.
+    pub phone_number_id: String,
+    /// The idempotency key.
+    pub key: Option<String>,
+    /// The pricing category.
+    pub category: Option<String>,
+}
+
+/// The request, checked as the sender checks it; errors say what to change.
+pub fn send_request(args: SendArgs) -> Result<Value, String> {
+    let mut request = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            serde_json::from_str::<Value>(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?
+        }
+        None => {
+            let message = match (&args.text, &args.template) {
+                (Some(text), None) => json!({"type": "text", "text": {"body": text}}),
+                (None, Some(name)) => {
+                    json!({"type": "template", "template": {"name": name, "language": {"code": args.language}}})
+                }
+                _ => return Err("say what to send: --text \"...\" or --template NAME (or --file request.json)".into()),
+            };
+            json!({"phone_number_id": args.phone_number_id, "to": args.to, "message": message})
+        }
+    };
+    let Some(object) = request.as_object_mut() else { return Err("a SendRequest is a JSON object".into()) };
+    if let Some(to) = &args.to {
+        object.insert("to".into(), json!(to));
+    }
+    if let Some(category) = &args.category {
+        object.insert("category".into(), json!(category));
+    }
+    if !object.contains_key("idempotency_key") || args.key.is_some() {
+        let key = args
+            .key
+            .clone()
+            .unwrap_or_else(|| format!("wa-send-{}-{}", wa_infra::telemetry::now_millis(), std::process::id()));
+        object.insert("idempotency_key".into(), json!(key));
+    }
+    let parsed = SendRequest::from_json(&request.to_string()).map_err(|v| format!("invalid request: {v}"))?;
+    parsed.validate().map_err(|v| format!("invalid request: {v}"))?;
+    Ok(request)
+}
+
+/// Queues `request`; returns what happened, for a person.
+pub async fn send(request: &Value, queue_url: Option<&str>, data_dir: &Path) -> Result<String, String> {
+    let key = request["idempotency_key"].as_str().unwrap_or_default();
+    let to = request["to"].as_str().unwrap_or("read");
+    match queue_url {
+        None => {
+            let db = dev::open(data_dir)?;
+            let queued = dev::enqueue(&dev::Queues::of(&db).outbound, request)?;
+            Ok(if queued {
+                format!("queued on the local stack ({}): idempotency key {key}", data_dir.display())
+            } else {
+                format!("already queued in the last five minutes: idempotency key {key}")
+            })
+        }
+        Some(url) => {
+            let sdk = wa_infra::aws::load().await;
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            let group = format!("{}#{to}", request["phone_number_id"].as_str().unwrap_or_default());
+            let out = sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(request.to_string())
+                .message_group_id(group)
+                .message_deduplication_id(dedup_id(key))
+                .send()
+                .await
+                .map_err(|e| format!("SQS refused the message: {}", wa_infra::aws::describe(&e)))?;
+            Ok(format!("queued: message {} (idempotency key {key})", out.message_id().unwrap_or("?")))
+        }
+    }
+}
+
+/// SQS deduplication ids are at most 128 characters of a restricted set: long or unusual keys
+/// are hashed.
+fn dedup_id(key: &str) -> String {
+    let plain = key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic());
+    if plain {
+        key.to_owned()
+    } else {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> SendArgs {
+        SendArgs {
+            to: Some("16505551234".into()),
+            text: Some("hi".into()),
+            template: None,
+            language: "en_US".into(),
+            file: None,
+            phone_number_id: "1".into(),
+            key: None,
+            category: None,
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_before_they_are_queued() {
+        let request = send_request(args()).unwrap();
+        assert_eq!(request["message"]["text"]["body"], "hi");
+        assert!(request["idempotency_key"].as_str().unwrap().starts_with("wa-send-"));
+        let err = send_request(SendArgs { text: Some("x".repeat(5000)), ..args() }).unwrap_err();
+        assert!(err.contains("text.body"), "{err}");
+        let err = send_request(SendArgs { text: None, ..args() }).unwrap_err();
+        assert!(err.contains("--text"), "{err}");
+        let err = send_request(SendArgs { to: Some("not a number".into()), ..args() }).unwrap_err();
+        assert!(err.contains("to"), "{err}");
+        assert_eq!(dedup_id("abc"), "abc");
+        assert_ne!(dedup_id("with space"), "with space");
+    }
+}

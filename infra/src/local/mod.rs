@@ -1,0 +1,90 @@
+//! Embedded adapters for the local stack (`wa dev`): queues, blobs and state in one SQLite file,
+//! so that a restart loses nothing. The same ports as the AWS adapters, the same rules: queues
+//! with visibility timeouts, receive counts, dead-letter queues and FIFO message groups; state
+//! with the conditional updates the DynamoDB table makes.
+
+mod queue;
+mod state;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+use wa_core::ports::StoreError;
+
+pub use queue::{LocalQueue, QueueInfo, Received};
+pub use state::{LocalBlobs, LocalSecrets, LocalState};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, body TEXT NOT NULL, grp TEXT,
+    dedup TEXT, visible_at INTEGER NOT NULL, receives INTEGER NOT NULL DEFAULT 0, receipt TEXT,
+    sent_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages(queue, visible_at, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_receipt ON messages(receipt);
+CREATE TABLE IF NOT EXISTS blobs(key TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sends(key TEXT PRIMARY KEY, state TEXT NOT NULL, in_progress_until INTEGER,
+    outcome TEXT, wamid TEXT, published INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sends_by_wamid ON sends(wamid);
+CREATE TABLE IF NOT EXISTS rates(phone TEXT PRIMARY KEY, tat_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pairs(phone TEXT, recipient TEXT, last_ms INTEGER NOT NULL, hits INTEGER NOT NULL,
+    PRIMARY KEY(phone, recipient));
+CREATE TABLE IF NOT EXISTS conversations(phone TEXT, user TEXT, last_inbound_at INTEGER, window_closed_at INTEGER,
+    free_entry_point_until INTEGER, profile_name TEXT, marketing_opt_out INTEGER NOT NULL DEFAULT 0,
+    consent_at INTEGER, PRIMARY KEY(phone, user));
+CREATE TABLE IF NOT EXISTS statuses(wamid TEXT PRIMARY KEY, status TEXT, rank INTEGER, status_at INTEGER,
+    recipient TEXT, callback_data TEXT, pricing_category TEXT, pricing_type TEXT, billable INTEGER,
+    costed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS counters(kind TEXT, phone TEXT, month TEXT, name TEXT, n INTEGER NOT NULL,
+    PRIMARY KEY(kind, phone, month, name));
+CREATE TABLE IF NOT EXISTS templates(name TEXT, language TEXT, category TEXT NOT NULL, PRIMARY KEY(name, language));
+";
+
+/// One SQLite database shared by every embedded adapter of a process.
+#[derive(Clone)]
+pub struct LocalDb {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for LocalDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalDb")
+    }
+}
+
+pub(crate) fn db_error(error: &rusqlite::Error) -> StoreError {
+    StoreError(format!("local database: {error}"))
+}
+
+impl LocalDb {
+    /// Opens (creating when missing) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| db_error(&e))?;
+        Self::init(conn)
+    }
+
+    /// A database in memory (tests).
+    pub fn memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(|e| db_error(&e))?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(())).map_err(|e| db_error(&e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| db_error(&e))?;
+        // `wa send` and `wa dlq` open the same file while `wa dev` runs.
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| db_error(&e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| db_error(&e))?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(crate::telemetry::now_millis()).unwrap_or(i64::MAX)
+}

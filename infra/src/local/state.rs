@@ -1,0 +1,525 @@
+//! Idempotency, rate-limit and conversation state, blobs and the development secret in the local
+//! database, with the same rules as the DynamoDB table (`crate::dynamo`).
+
+use std::sync::Arc;
+
+use rusqlite::{OptionalExtension, params};
+use wa_core::conversation::{ConversationFacts, StatusUpdate, status_rank};
+use wa_core::ports::{
+    BlobError, BlobStore, Claim, ConversationStore, IdempotencyStore, SecretError, SecretSource, StoreError,
+    ThrottleStore,
+};
+use wa_core::ratelimit::{Reservation, reserve};
+use wa_core::secrets::{AppSecrets, SecretStage};
+use wa_core::webhook::StatusKind;
+
+use super::{LocalDb, db_error};
+use crate::dynamo::MessageRecord;
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+const PAIR_MEMORY_MS: i64 = 15 * 60 * 1000;
+
+/// Parked bodies and claim-checked events.
+#[derive(Debug, Clone)]
+pub struct LocalBlobs {
+    db: LocalDb,
+}
+
+impl LocalBlobs {
+    /// In `db`.
+    #[must_use]
+    pub fn new(db: &LocalDb) -> Self {
+        Self { db: db.clone() }
+    }
+}
+
+impl BlobStore for LocalBlobs {
+    fn bucket(&self) -> &str {
+        "local"
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str) -> Result<(), BlobError> {
+        self.db
+            .lock()
+            .execute("INSERT OR REPLACE INTO blobs(key, body) VALUES (?1, ?2)", params![key, body])
+            .map(|_| ())
+            .map_err(|e| BlobError::Unavailable(e.to_string()))
+    }
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {
+        self.db
+            .lock()
+            .query_row("SELECT body FROM blobs WHERE key = ?1", params![key], |row| row.get(0))
+            .optional()
+            .map_err(|e| BlobError::Unavailable(e.to_string()))?
+            .ok_or_else(|| BlobError::NotFound(key.to_owned()))
+    }
+}
+
+/// The development secret: one app, one version (AWSCURRENT).
+#[derive(Debug, Clone)]
+pub struct LocalSecrets(pub Arc<AppSecrets>);
+
+impl SecretSource for LocalSecrets {
+    async fn get(&self, stage: SecretStage) -> Result<Option<Arc<AppSecrets>>, SecretError> {
+        Ok((stage == SecretStage::Current).then(|| self.0.clone()))
+    }
+
+    async fn refresh(&self, stage: SecretStage) -> Result<Option<Arc<AppSecrets>>, SecretError> {
+        self.get(stage).await
+    }
+}
+
+/// Sends, rate-limit slots, conversations, statuses, counters and templates.
+#[derive(Debug, Clone)]
+pub struct LocalState {
+    db: LocalDb,
+}
+
+impl LocalState {
+    /// In `db`.
+    #[must_use]
+    pub fn new(db: &LocalDb) -> Self {
+        Self { db: db.clone() }
+    }
+
+    fn add_counter(&self, kind: &str, phone: &str, month: &str, name: &str) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .execute(
+                "INSERT INTO counters(kind, phone, month, name, n) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT(kind, phone, month, name) DO UPDATE SET n = n + 1",
+                params![kind, phone, month, name],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    fn counters(&self, kind: &str, phone: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.db.lock();
+        let mut statement = conn
+            .prepare("SELECT name, n FROM counters WHERE kind = ?1 AND phone = ?2 AND month = ?3 ORDER BY name")
+            .map_err(|e| db_error(&e))?;
+        let rows = statement
+            .query_map(params![kind, phone, month], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| db_error(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| db_error(&e))?;
+        Ok(rows)
+    }
+
+    /// The month's ledger of a number: billable messages by `<category>#<pricing type>`.
+    pub fn costs(&self, phone: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.counters("COST", phone, month)
+    }
+
+    /// The month's status counts of a number, by `status#<status>`.
+    pub fn status_counts(&self, phone: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.counters("STATS", phone, month)
+    }
+
+    /// A message's status record and its send request.
+    pub fn message(&self, wamid: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let conn = self.db.lock();
+        let status = conn
+            .query_row(
+                "SELECT status, status_at, callback_data, pricing_category, pricing_type FROM statuses WHERE wamid = ?1",
+                params![wamid],
+                |row| {
+                    Ok((
+                        row.get::<_, Option<String>>(0)?,
+                        row.get::<_, Option<i64>>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| db_error(&e))?;
+        let key: Option<String> = conn
+            .query_row("SELECT key FROM sends WHERE wamid = ?1 LIMIT 1", params![wamid], |row| row.get(0))
+            .optional()
+            .map_err(|e| db_error(&e))?;
+        if status.is_none() && key.is_none() {
+            return Ok(None);
+        }
+        let (status, status_at, callback_data, pricing_category, pricing_type) =
+            status.unwrap_or((None, None, None, None, None));
+        Ok(Some(MessageRecord {
+            status,
+            status_at: status_at.and_then(|t| u64::try_from(t).ok()),
+            callback_data,
+            pricing_category,
+            pricing_type,
+            idempotency_key: key,
+        }))
+    }
+
+    /// A user's profile name, when a message carried it.
+    pub fn profile_name(&self, phone: &str, user: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .db
+            .lock()
+            .query_row(
+                "SELECT profile_name FROM conversations WHERE phone = ?1 AND user = ?2",
+                params![phone, user],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&e))?
+            .flatten())
+    }
+
+    fn upsert_conversation(&self, phone: &str, user: &str) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .execute("INSERT OR IGNORE INTO conversations(phone, user) VALUES (?1, ?2)", params![phone, user])
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+}
+
+/// state, in_progress_until, outcome, published, expires_at.
+type SendRow = (String, Option<i64>, Option<String>, bool, i64);
+
+fn secs(ms: u64) -> i64 {
+    i64::try_from(ms / 1000).unwrap_or(i64::MAX)
+}
+
+impl IdempotencyStore for LocalState {
+    async fn claim(&self, key: &str, now: u64, in_progress_until_ms: u64) -> Result<Claim, StoreError> {
+        let conn = self.db.lock();
+        let now_ms = i64::try_from(now).unwrap_or(i64::MAX);
+        let until = i64::try_from(in_progress_until_ms).unwrap_or(i64::MAX);
+        let existing: Option<SendRow> = conn
+            .query_row(
+                "SELECT state, in_progress_until, outcome, published, expires_at FROM sends WHERE key = ?1",
+                params![key],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+            )
+            .optional()
+            .map_err(|e| db_error(&e))?;
+        let free = match &existing {
+            None => true,
+            Some((state, in_progress_until, _, _, expires_at)) => {
+                (state == IN_PROGRESS && in_progress_until.unwrap_or(0) < now_ms) || *expires_at < secs(now)
+            }
+        };
+        if free {
+            conn.execute(
+                "INSERT OR REPLACE INTO sends(key, state, in_progress_until, outcome, wamid, published, expires_at)
+                 VALUES (?1, ?2, ?3, NULL, NULL, 0, ?4)",
+                params![key, IN_PROGRESS, until, secs(now) + 86_400],
+            )
+            .map_err(|e| db_error(&e))?;
+            return Ok(Claim::Acquired);
+        }
+        Ok(match existing {
+            Some((state, in_progress_until, outcome, published, _)) if state == COMPLETED => Claim::Completed {
+                outcome: outcome.unwrap_or_default(),
+                published,
+                owner_until_ms: u64::try_from(in_progress_until.unwrap_or(0)).unwrap_or(0),
+            },
+            _ => Claim::InProgress,
+        })
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        outcome: &str,
+        wamid: Option<&str>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .execute(
+                "UPDATE sends SET state = ?1, outcome = ?2, wamid = ?3, published = 0, expires_at = ?4 WHERE key = ?5",
+                params![COMPLETED, outcome, wamid, i64::try_from(expires_at_s).unwrap_or(i64::MAX), key],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn mark_published(&self, key: &str) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .execute("UPDATE sends SET published = 1 WHERE key = ?1", params![key])
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .execute("DELETE FROM sends WHERE key = ?1 AND state = ?2", params![key, IN_PROGRESS])
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+}
+
+impl ThrottleStore for LocalState {
+    async fn reserve(
+        &self,
+        phone: &str,
+        count: u32,
+        interval_us: u64,
+        now_us: u64,
+        horizon_us: u64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let conn = self.db.lock();
+        let tat: Option<i64> = conn
+            .query_row("SELECT tat_us FROM rates WHERE phone = ?1", params![phone], |row| row.get(0))
+            .optional()
+            .map_err(|e| db_error(&e))?;
+        let reservation = reserve(tat.and_then(|t| u64::try_from(t).ok()), now_us, count, interval_us, horizon_us);
+        if let Some(r) = &reservation {
+            conn.execute(
+                "INSERT INTO rates(phone, tat_us) VALUES (?1, ?2) ON CONFLICT(phone) DO UPDATE SET tat_us = ?2",
+                params![phone, i64::try_from(r.new_tat_us).unwrap_or(i64::MAX)],
+            )
+            .map_err(|e| db_error(&e))?;
+        }
+        Ok(reservation)
+    }
+
+    async fn pair_hit(&self, phone: &str, to: &str, now: u64) -> Result<u32, StoreError> {
+        let conn = self.db.lock();
+        let to = to.trim_start_matches('+');
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let previous: Option<(i64, u32)> = conn
+            .query_row(
+                "SELECT last_ms, hits FROM pairs WHERE phone = ?1 AND recipient = ?2",
+                params![phone, to],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| db_error(&e))?;
+        let hits =
+            previous.filter(|(last, _)| now - last < PAIR_MEMORY_MS).map_or(1, |(_, hits)| hits.saturating_add(1));
+        conn.execute(
+            "INSERT OR REPLACE INTO pairs(phone, recipient, last_ms, hits) VALUES (?1, ?2, ?3, ?4)",
+            params![phone, to, now, hits],
+        )
+        .map_err(|e| db_error(&e))?;
+        Ok(hits)
+    }
+}
+
+impl ConversationStore for LocalState {
+    async fn record_inbound(
+        &self,
+        phone: &str,
+        user: &str,
+        at_s: i64,
+        profile_name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.upsert_conversation(phone, user)?;
+        self.db
+            .lock()
+            .execute(
+                "UPDATE conversations SET last_inbound_at = ?1, profile_name = COALESCE(?2, profile_name)
+                 WHERE phone = ?3 AND user = ?4 AND (last_inbound_at IS NULL OR last_inbound_at < ?1)",
+                params![at_s, profile_name, phone, user],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn set_marketing_opt_out(
+        &self,
+        phone: &str,
+        user: &str,
+        opted_out: bool,
+        at_s: i64,
+    ) -> Result<bool, StoreError> {
+        self.upsert_conversation(phone, user)?;
+        let changed = self
+            .db
+            .lock()
+            .execute(
+                "UPDATE conversations SET marketing_opt_out = ?1, consent_at = ?2
+                 WHERE phone = ?3 AND user = ?4 AND (consent_at IS NULL OR consent_at <= ?2)",
+                params![opted_out, at_s, phone, user],
+            )
+            .map_err(|e| db_error(&e))?;
+        Ok(changed > 0)
+    }
+
+    async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
+        let Some(rank) = status_rank(update.status) else { return Ok(false) };
+        let conn = self.db.lock();
+        conn.execute("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![update.wamid])
+            .map_err(|e| db_error(&e))?;
+        if let Some((category, kind, billable)) = update.pricing {
+            conn.execute(
+                "UPDATE statuses SET pricing_category = ?1, pricing_type = ?2, billable = ?3 WHERE wamid = ?4",
+                params![category, kind, billable, update.wamid],
+            )
+            .map_err(|e| db_error(&e))?;
+        }
+        // failed applies only below read; anything else only above the stored rank.
+        let ceiling = if *update.status == StatusKind::Failed { 3 } else { rank };
+        let applied = conn
+            .execute(
+                "UPDATE statuses SET status = ?1, rank = ?2, status_at = ?3,
+                     recipient = COALESCE(?4, recipient), callback_data = COALESCE(?5, callback_data)
+                 WHERE wamid = ?6 AND (rank IS NULL OR rank < ?7)",
+                params![
+                    update.status.as_str(),
+                    rank,
+                    update.at.unwrap_or(0),
+                    update.recipient,
+                    update.callback_data,
+                    update.wamid,
+                    ceiling
+                ],
+            )
+            .map_err(|e| db_error(&e))?;
+        Ok(applied > 0)
+    }
+
+    async fn facts(&self, phone: &str, user: &str) -> Result<Option<ConversationFacts>, StoreError> {
+        self.db
+            .lock()
+            .query_row(
+                "SELECT last_inbound_at, window_closed_at, marketing_opt_out, free_entry_point_until
+                 FROM conversations WHERE phone = ?1 AND user = ?2",
+                params![phone, user],
+                |row| {
+                    Ok(ConversationFacts {
+                        last_inbound_at: row.get(0)?,
+                        window_closed_at: row.get(1)?,
+                        marketing_opt_out: row.get(2)?,
+                        free_entry_point_until: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn record_free_entry_point(&self, phone: &str, user: &str, until_s: i64) -> Result<(), StoreError> {
+        self.upsert_conversation(phone, user)?;
+        self.db
+            .lock()
+            .execute(
+                "UPDATE conversations SET free_entry_point_until = ?1 WHERE phone = ?2 AND user = ?3
+                 AND (free_entry_point_until IS NULL OR free_entry_point_until < ?1)",
+                params![until_s, phone, user],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn mark_window_closed(&self, phone: &str, user: &str, at_s: i64) -> Result<(), StoreError> {
+        self.upsert_conversation(phone, user)?;
+        self.db
+            .lock()
+            .execute(
+                "UPDATE conversations SET window_closed_at = ?1 WHERE phone = ?2 AND user = ?3",
+                params![at_s, phone, user],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn record_template_category(&self, name: &str, language: &str, category: &str) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .execute(
+                "INSERT OR REPLACE INTO templates(name, language, category) VALUES (?1, ?2, ?3)",
+                params![name, language, category],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn template_category(&self, name: &str, language: &str) -> Result<Option<String>, StoreError> {
+        self.db
+            .lock()
+            .query_row(
+                "SELECT category FROM templates WHERE name = ?1 AND language = ?2",
+                params![name, language],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn count_status(&self, phone: &str, month: &str, status: &str) -> Result<(), StoreError> {
+        self.add_counter("STATS", phone, month, &format!("status#{status}"))
+    }
+
+    async fn count_cost_once(
+        &self,
+        wamid: &str,
+        phone: &str,
+        month: &str,
+        category: &str,
+        pricing_type: &str,
+    ) -> Result<bool, StoreError> {
+        let first = {
+            let conn = self.db.lock();
+            conn.execute("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![wamid])
+                .map_err(|e| db_error(&e))?;
+            conn.execute("UPDATE statuses SET costed = 1 WHERE wamid = ?1 AND costed = 0", params![wamid])
+                .map_err(|e| db_error(&e))?
+                > 0
+        };
+        if first {
+            self.add_counter("COST", phone, month, &format!("{category}#{pricing_type}"))?;
+        }
+        Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sends_are_claimed_once_and_statuses_only_move_forward() {
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        let now = 1_000_000_000_000;
+        assert_eq!(state.claim("k", now, now + 30_000).await.unwrap(), Claim::Acquired);
+        assert_eq!(state.claim("k", now + 1, now + 30_000).await.unwrap(), Claim::InProgress);
+        state.complete("k", "{}", Some("wamid.1"), 4_000_000_000).await.unwrap();
+        assert!(matches!(state.claim("k", now + 2, now + 30_000).await.unwrap(), Claim::Completed { .. }));
+        let read = StatusUpdate {
+            wamid: "wamid.1",
+            status: &StatusKind::Read,
+            at: Some(5),
+            recipient: None,
+            callback_data: None,
+            pricing: Some(("marketing", "regular", true)),
+        };
+        let sent = StatusUpdate { status: &StatusKind::Sent, ..read.clone() };
+        assert!(state.apply_status(&read).await.unwrap());
+        assert!(!state.apply_status(&sent).await.unwrap(), "never downgraded");
+        let record = state.message("wamid.1").unwrap().unwrap();
+        assert_eq!(record.status.as_deref(), Some("read"));
+        assert_eq!(record.idempotency_key.as_deref(), Some("k"));
+        assert!(state.count_cost_once("wamid.1", "p", "2026-11", "marketing", "regular").await.unwrap());
+        assert!(!state.count_cost_once("wamid.1", "p", "2026-11", "marketing", "regular").await.unwrap());
+        assert_eq!(state.costs("p", "2026-11").unwrap(), [("marketing#regular".to_owned(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn conversations_keep_the_newest_facts() {
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        state.record_inbound("p", "u", 100, Some("Ana")).await.unwrap();
+        state.record_inbound("p", "u", 50, None).await.unwrap();
+        assert!(state.set_marketing_opt_out("p", "u", true, 200).await.unwrap());
+        assert!(!state.set_marketing_opt_out("p", "u", false, 150).await.unwrap(), "older change ignored");
+        let facts = state.facts("p", "u").await.unwrap().unwrap();
+        assert_eq!((facts.last_inbound_at, facts.marketing_opt_out), (Some(100), true));
+        assert_eq!(state.profile_name("p", "u").unwrap().as_deref(), Some("Ana"));
+        let r = state.reserve("p", 10, 1000, 5_000, 1_000_000).await.unwrap().unwrap();
+        assert_eq!((r.start_us, r.new_tat_us), (5_000, 15_000));
+        assert_eq!(state.pair_hit("p", "+1", 0).await.unwrap(), 1);
+        assert_eq!(state.pair_hit("p", "1", 10).await.unwrap(), 2);
+    }
+}
