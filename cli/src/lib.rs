@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod dev;
 pub mod dlq;
+pub mod doctor;
 pub mod produce;
 pub mod replay;
 

@@ -91,6 +91,23 @@ enum Command {
         #[arg(long, env = "WA_APP_SECRET", default_value = wa_cli::dev::DEV_APP_SECRET)]
         app_secret: String,
     },
+    /// Check a real Meta setup: token validity and expiry, the app's webhook subscription, the
+    /// WABA's subscribed apps, the business number's status and throughput.
+    Doctor {
+        /// Read app_id, app_secret and access_token from this Secrets Manager secret (AWSCURRENT);
+        /// otherwise from WA_APP_ID, WA_APP_SECRET and WA_ACCESS_TOKEN.
+        #[arg(long, env = "WHATSAPP_SECRET_ID")]
+        secret_id: Option<String>,
+        /// The WhatsApp Business Account id.
+        #[arg(long, env = "WA_WABA_ID")]
+        waba_id: String,
+        /// The business number's id.
+        #[arg(long, env = "WA_PHONE_NUMBER_ID")]
+        phone_number_id: String,
+        /// The Graph API host.
+        #[arg(long, env = "GRAPH_API_BASE", default_value = wa_infra::graph::DEFAULT_BASE)]
+        graph_url: String,
+    },
     /// Dead-letter queues: list what is in one, or move it back to its source queue.
     Dlq {
         #[command(subcommand)]
@@ -262,6 +279,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Doctor { secret_id, waba_id, phone_number_id, graph_url } => {
+            let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+            runtime.block_on(async move {
+                let secrets = match doctor_secrets(secret_id.as_deref()).await {
+                    Ok(secrets) => secrets,
+                    Err(error) => {
+                        eprintln!("wa doctor: {error}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let args = wa_cli::doctor::DoctorArgs { secrets, waba_id, phone_number_id, graph_base: graph_url };
+                match wa_cli::doctor::doctor(&args, wa_infra::telemetry::now_millis() / 1000).await {
+                    Ok((report, all_ok)) => {
+                        print!("{report}");
+                        if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    }
+                    Err(error) => {
+                        eprintln!("wa doctor: {error}");
+                        ExitCode::from(2)
+                    }
+                }
+            })
+        }
         Command::Dlq { action } => {
             let Some(runtime) = runtime() else { return ExitCode::FAILURE };
             let result = match action {
@@ -403,4 +443,29 @@ fn real_graph() -> Result<Option<wa_cli::dev::RealGraph>, String> {
         app_secret: need("WA_APP_SECRET", "the app secret that signs Meta's webhooks")?,
         verify_token: need("WA_VERIFY_TOKEN", "the verify token set in Meta's dashboard")?,
     }))
+}
+
+/// The credentials `wa doctor` checks: a secret, or the WA_* variables.
+async fn doctor_secrets(secret_id: Option<&str>) -> Result<wa_core::secrets::AppSecrets, String> {
+    use wa_core::ports::SecretSource;
+    if let Some(id) = secret_id {
+        let sdk = wa_infra::aws::load().await;
+        let source = wa_infra::secrets::secrets_manager(&sdk, id.to_owned(), 60);
+        return match source.get(wa_core::secrets::SecretStage::Current).await {
+            Ok(Some(secrets)) => Ok((*secrets).clone()),
+            Ok(None) => Err(format!("secret {id} has no AWSCURRENT value")),
+            Err(error) => Err(format!("cannot read secret {id}: {error}")),
+        };
+    }
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let need = |name: &str| {
+        var(name).ok_or(format!("set --secret-id, or {name} (with WA_APP_ID, WA_APP_SECRET, WA_ACCESS_TOKEN)"))
+    };
+    Ok(wa_core::secrets::AppSecrets {
+        app_id: need("WA_APP_ID")?,
+        app_secret: need("WA_APP_SECRET")?,
+        access_token: need("WA_ACCESS_TOKEN")?,
+        verify_token: String::new(),
+        phone_number_tokens: std::collections::BTreeMap::new(),
+    })
 }

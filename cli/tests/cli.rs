@@ -36,6 +36,14 @@ fn sign_prints_the_header_meta_would_send() {
     let out = Command::new(WA).args(["stats", "--table", "t", "--phone", "1", "--rate-card", "INR"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("--rate-card: a rate card looks like"));
+    let out = Command::new(WA)
+        .args(["doctor", "--waba-id", "1", "--phone-number-id", "2"])
+        .env_remove("WHATSAPP_SECRET_ID")
+        .env_remove("WA_APP_ID")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("set --secret-id, or WA_APP_ID"));
 }
 
 #[test]

@@ -334,3 +334,66 @@ pub(crate) async fn list_subscriptions(
         .collect();
     respond(200, json!({ "data": data }))
 }
+
+fn bearer_usable(shared: &Shared, headers: &HeaderMap, pairs: &[(String, String)]) -> bool {
+    caller_token(pairs, headers).and_then(|t| token_info(shared, t)).is_some_and(|info| info.usable(now_s()))
+}
+
+/// `GET|POST /{version}/{waba_id}/subscribed_apps`: which apps receive the WABA's webhooks.
+pub(crate) async fn subscribed_apps(
+    State(shared): State<Arc<Shared>>,
+    method: axum::http::Method,
+    Path((_version, waba)): Path<(String, String)>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let pairs = params(uri.query(), &[]);
+    let trace = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    if !bearer_usable(&shared, &headers, &pairs) {
+        return respond(401, meta_error(190, "Invalid OAuth access token", None, trace));
+    }
+    let (waba_id, app_id) = {
+        let config = lock(&shared.config);
+        (config.waba_id.clone(), config.app_id.clone())
+    };
+    if waba != waba_id {
+        return respond(400, meta_error(100, "Unsupported get request. Object does not exist", None, trace));
+    }
+    if method == axum::http::Method::POST {
+        let mut counters = lock(&shared.counters);
+        if !counters.subscribed_apps.contains(&app_id) {
+            counters.subscribed_apps.push(app_id);
+        }
+        return respond(200, json!({"success": true}));
+    }
+    let data: Vec<Value> = lock(&shared.counters)
+        .subscribed_apps
+        .iter()
+        .map(|id| json!({"whatsapp_business_api_data": {"id": id, "name": "Simulated app", "link": ""}}))
+        .collect();
+    respond(200, json!({ "data": data }))
+}
+
+/// `GET /{version}/{phone_number_id}`: the number's status, quality and throughput.
+pub(crate) async fn phone_number(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, id)): Path<(String, String)>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let pairs = params(uri.query(), &[]);
+    let trace = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    if !bearer_usable(&shared, &headers, &pairs) {
+        return respond(401, meta_error(190, "Invalid OAuth access token", None, trace));
+    }
+    let config = lock(&shared.config).clone();
+    let level = if config.messages_per_second >= 1000 { "HIGH" } else { "STANDARD" };
+    respond(
+        200,
+        json!({
+            "id": id, "display_phone_number": "15550783881", "verified_name": "Simulated business",
+            "status": config.phone_status, "quality_rating": "GREEN", "code_verification_status": "VERIFIED",
+            "platform_type": "CLOUD_API", "throughput": {"level": level},
+        }),
+    )
+}

@@ -57,6 +57,8 @@ pub struct SimConfig {
     pub status_delay: Duration,
     /// The pricing category of template messages in status webhooks.
     pub template_category: String,
+    /// The business number's `status` (`CONNECTED`, `PENDING`, `FLAGGED`, ...).
+    pub phone_status: String,
 }
 
 impl Default for SimConfig {
@@ -74,6 +76,7 @@ impl Default for SimConfig {
             latency: Duration::ZERO,
             status_delay: Duration::from_millis(20),
             template_category: "utility".into(),
+            phone_status: "CONNECTED".into(),
         }
     }
 }
@@ -172,6 +175,7 @@ struct Counters {
     webhooks_delivered: u64,
     tokens: HashMap<String, TokenInfo>,
     subscriptions: Vec<Subscription>,
+    subscribed_apps: Vec<String>,
     admin_calls: Vec<AdminCall>,
 }
 
@@ -230,6 +234,8 @@ impl Simulator {
             .route("/{version}/oauth/access_token", get(admin::exchange))
             .route("/{version}/debug_token", get(admin::debug_token))
             .route("/{version}/{app_id}/subscriptions", post(admin::subscribe).get(admin::list_subscriptions))
+            .route("/{version}/{waba_id}/subscribed_apps", get(admin::subscribed_apps).post(admin::subscribed_apps))
+            .route("/{version}/{phone_number_id}", get(admin::phone_number))
             .route("/_sim/faults", post(add_fault))
             .route("/_sim/inbound", post(user_message))
             .route("/_sim/messages", get(list_messages))

@@ -406,3 +406,51 @@ async fn the_watchdog_rotates_early_and_alarms_on_invalid_tokens() {
     let report = watchdog(&rig).run(now_s()).await.remove(0);
     assert!(report.failure.as_deref().is_some_and(|f| f.contains("503")), "{report:?}");
 }
+
+#[tokio::test]
+async fn wa_doctor_finds_the_usual_setup_mistakes() {
+    let rig = Rig::new(20).await;
+    let args = wa_cli::doctor::DoctorArgs {
+        secrets: rig.old.clone(),
+        waba_id: SimConfig::default().waba_id,
+        phone_number_id: PHONE.into(),
+        graph_base: rig.sim.base_url(),
+    };
+    // The webhook is verified, but the app is not subscribed to the WABA: no message would arrive.
+    let (report, ok) = wa_cli::doctor::doctor(&args, now_s()).await.unwrap();
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("✓ access token: valid for 19 more days") || report.contains("✓ access token: valid for 20"),
+        "{report}"
+    );
+    assert!(report.contains(&format!("✓ webhook: {} receives messages", rig.webhook_url)), "{report}");
+    assert!(report.contains("the app is not subscribed (webhooks verify, but no message ever arrives)"), "{report}");
+    assert!(report.contains("status CONNECTED, quality GREEN, throughput STANDARD"), "{report}");
+    assert!(report.contains("1 check(s) failed"), "{report}");
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/v23.0/{}/subscribed_apps", rig.sim.base_url(), args.waba_id);
+    assert!(http.post(&url).bearer_auth(&rig.old.access_token).send().await.unwrap().status().is_success());
+    let (report, ok) = wa_cli::doctor::doctor(&args, now_s()).await.unwrap();
+    assert!(ok, "{report}");
+    assert!(report.contains("all checks passed"), "{report}");
+
+    // An expiring token, a number under review, a wrong app secret.
+    rig.sim.set_token(&rig.old.access_token, TokenInfo::whatsapp(APP_ID, now_s() + 3 * DAY));
+    rig.sim.configure(|c| c.phone_status = "PENDING".into());
+    let (report, ok) = wa_cli::doctor::doctor(&args, now_s()).await.unwrap();
+    assert!(!ok);
+    assert!(
+        report.contains("✗ access token: expires in 2 days") || report.contains("✗ access token: expires in 3 days"),
+        "{report}"
+    );
+    assert!(report.contains("status PENDING"), "{report}");
+    let mut wrong = args.secrets.clone();
+    wrong.app_secret = "not-it".into();
+    let args = wa_cli::doctor::DoctorArgs { secrets: wrong, ..args };
+    let (report, _) = wa_cli::doctor::doctor(&args, now_s()).await.unwrap();
+    assert!(
+        report.contains("✗ access token: debug_token failed") && report.contains("check app_id and app_secret"),
+        "{report}"
+    );
+}
