@@ -4,7 +4,9 @@
 - every function: provided.al2023 on arm64, built with cargo-lambda;
 - every SQS event source: ReportBatchItemFailures; the queue's visibility timeout >= 6x the
   function timeout; FIFO sources take batches of at most 10;
-- every queue with a DLQ: maxReceiveCount >= 5 and the DLQ keeps messages longer than its source.
+- every queue with a DLQ: maxReceiveCount >= 5 and the DLQ keeps messages longer than its source,
+  and an alarm watches the DLQ's depth;
+- every checkov suppression says why, in place (a comment of at least a few words).
 Exits non-zero with one line per broken rule.
 """
 import sys
@@ -77,6 +79,19 @@ for name, resource in resources.items():
         problems.append(f"{dlq_name}: must keep messages longer than {name}")
     if bool(dlq.get("FifoQueue")) != bool(props.get("FifoQueue")):
         problems.append(f"{dlq_name}: must be FIFO exactly when {name} is")
+    alarmed = any(
+        r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and any(ref_name(d.get("Value")) == dlq_name for d in r["Properties"].get("Dimensions", []))
+        for r in resources.values()
+    )
+    if not alarmed:
+        problems.append(f"{dlq_name}: needs an alarm on ApproximateNumberOfMessagesVisible")
+
+for name, resource in resources.items():
+    for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+        if len(str(skip.get("comment", "")).split()) < 5:
+            problems.append(f"{name}: checkov skip {skip.get('id')} needs a comment saying why")
 
 for problem in problems:
     print(f"template.yaml: {problem}")
