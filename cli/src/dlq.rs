@@ -56,36 +56,7 @@ pub async fn dlq_list(queue: &str, queue_url: Option<&str>, data_dir: &Path) -> 
         }
         Some(url) => {
             let sqs = aws_sdk_sqs::Client::new(&wa_infra::aws::load().await);
-            // A look without taking: received with a zero visibility timeout.
-            let received = sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .visibility_timeout(0)
-                .send()
-                .await
-                .map_err(|e| format!("cannot read {url}: {}", wa_infra::aws::describe(&e)))?;
-            let attributes = sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                .send()
-                .await
-                .map_err(|e| format!("cannot read {url}: {}", wa_infra::aws::describe(&e)))?;
-            let total = attributes
-                .attributes()
-                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-                .cloned()
-                .unwrap_or_else(|| "?".into());
-            let _ = writeln!(out, "{url}: about {total} message(s); the first ones:");
-            for message in received.messages() {
-                let _ = writeln!(
-                    out,
-                    "  {}: {}",
-                    message.message_id().unwrap_or("?"),
-                    summary(message.body().unwrap_or_default())
-                );
-            }
+            out = dlq_list_sqs(&sqs, url).await?;
         }
     }
     Ok(out)
@@ -102,47 +73,84 @@ pub async fn dlq_redrive(queue: &str, urls: Option<(&str, &str)>, data_dir: &Pat
         }
         Some((from, to)) => {
             let sqs = aws_sdk_sqs::Client::new(&wa_infra::aws::load().await);
-            let fifo = to.ends_with(".fifo");
-            let mut moved = 0usize;
-            loop {
-                let received = sqs
-                    .receive_message()
-                    .queue_url(from)
-                    .max_number_of_messages(10)
-                    .visibility_timeout(60)
-                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot read {from}: {}", wa_infra::aws::describe(&e)))?;
-                if received.messages().is_empty() {
-                    break;
-                }
-                for message in received.messages() {
-                    let mut send = sqs.send_message().queue_url(to).message_body(message.body().unwrap_or_default());
-                    if fifo {
-                        let group = message
-                            .attributes()
-                            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
-                            .cloned()
-                            .unwrap_or_else(|| "redrive".into());
-                        send = send
-                            .message_group_id(group)
-                            .message_deduplication_id(format!("redrive-{}", message.message_id().unwrap_or("?")));
-                    }
-                    send.send().await.map_err(|e| format!("cannot send to {to}: {}", wa_infra::aws::describe(&e)))?;
-                    // Deleted only once the copy is on the source queue: nothing is lost.
-                    if let Some(receipt) = message.receipt_handle() {
-                        sqs.delete_message()
-                            .queue_url(from)
-                            .receipt_handle(receipt)
-                            .send()
-                            .await
-                            .map_err(|e| format!("cannot delete from {from}: {}", wa_infra::aws::describe(&e)))?;
-                    }
-                    moved += 1;
-                }
-            }
-            Ok(format!("{moved} message(s) moved from {from} back to {to}\n"))
+            dlq_redrive_sqs(&sqs, from, to).await
         }
     }
+}
+
+/// Lists the first messages of an SQS dead-letter queue without taking them.
+pub async fn dlq_list_sqs(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, String> {
+    let mut out = String::new();
+    // A look without taking: received with a zero visibility timeout.
+    let received = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read {url}: {}", wa_infra::aws::describe(&e)))?;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read {url}: {}", wa_infra::aws::describe(&e)))?;
+    let total = attributes
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .cloned()
+        .unwrap_or_else(|| "?".into());
+    let _ = writeln!(out, "{url}: about {total} message(s); the first ones:");
+    for message in received.messages() {
+        let _ =
+            writeln!(out, "  {}: {}", message.message_id().unwrap_or("?"), summary(message.body().unwrap_or_default()));
+    }
+    Ok(out)
+}
+
+/// Moves every message of an SQS dead-letter queue to `to`; each is deleted only after its copy
+/// was accepted.
+pub async fn dlq_redrive_sqs(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> Result<String, String> {
+    let fifo = to.ends_with(".fifo");
+    let mut moved = 0usize;
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(from)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .map_err(|e| format!("cannot read {from}: {}", wa_infra::aws::describe(&e)))?;
+        if received.messages().is_empty() {
+            break;
+        }
+        for message in received.messages() {
+            let mut send = sqs.send_message().queue_url(to).message_body(message.body().unwrap_or_default());
+            if fifo {
+                let group = message
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
+                    .cloned()
+                    .unwrap_or_else(|| "redrive".into());
+                send = send
+                    .message_group_id(group)
+                    .message_deduplication_id(format!("redrive-{}", message.message_id().unwrap_or("?")));
+            }
+            send.send().await.map_err(|e| format!("cannot send to {to}: {}", wa_infra::aws::describe(&e)))?;
+            if let Some(receipt) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(from)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot delete from {from}: {}", wa_infra::aws::describe(&e)))?;
+            }
+            moved += 1;
+        }
+    }
+    Ok(format!("{moved} message(s) moved from {from} back to {to}\n"))
 }

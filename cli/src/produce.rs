@@ -69,7 +69,6 @@ pub fn send_request(args: SendArgs) -> Result<Value, String> {
 /// Queues `request`; returns what happened, for a person.
 pub async fn send(request: &Value, queue_url: Option<&str>, data_dir: &Path) -> Result<String, String> {
     let key = request["idempotency_key"].as_str().unwrap_or_default();
-    let to = request["to"].as_str().unwrap_or("read");
     match queue_url {
         None => {
             let db = dev::open(data_dir)?;
@@ -81,21 +80,27 @@ pub async fn send(request: &Value, queue_url: Option<&str>, data_dir: &Path) -> 
             })
         }
         Some(url) => {
-            let sdk = wa_infra::aws::load().await;
-            let sqs = aws_sdk_sqs::Client::new(&sdk);
-            let group = format!("{}#{to}", request["phone_number_id"].as_str().unwrap_or_default());
-            let out = sqs
-                .send_message()
-                .queue_url(url)
-                .message_body(request.to_string())
-                .message_group_id(group)
-                .message_deduplication_id(dedup_id(key))
-                .send()
-                .await
-                .map_err(|e| format!("SQS refused the message: {}", wa_infra::aws::describe(&e)))?;
-            Ok(format!("queued: message {} (idempotency key {key})", out.message_id().unwrap_or("?")))
+            let sqs = aws_sdk_sqs::Client::new(&wa_infra::aws::load().await);
+            send_sqs(&sqs, url, request).await
         }
     }
+}
+
+/// Puts `request` on a real outbound FIFO queue.
+pub async fn send_sqs(sqs: &aws_sdk_sqs::Client, url: &str, request: &Value) -> Result<String, String> {
+    let key = request["idempotency_key"].as_str().unwrap_or_default();
+    let to = request["to"].as_str().unwrap_or("read");
+    let group = format!("{}#{to}", request["phone_number_id"].as_str().unwrap_or_default());
+    let out = sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(request.to_string())
+        .message_group_id(group)
+        .message_deduplication_id(dedup_id(key))
+        .send()
+        .await
+        .map_err(|e| format!("SQS refused the message: {}", wa_infra::aws::describe(&e)))?;
+    Ok(format!("queued: message {} (idempotency key {key})", out.message_id().unwrap_or("?")))
 }
 
 /// SQS deduplication ids are at most 128 characters of a restricted set: long or unusual keys

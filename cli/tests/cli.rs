@@ -212,6 +212,33 @@ fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
     // Nothing dead-lettered; helpful errors for bad input.
     let out = Command::new(WA).args(["dlq", "list", "--queue", "inbound", "--data-dir", data]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("inbound-dlq: 0 message(s)"));
+
+    // A send request that failed for good earlier sits in the outbound DLQ: listed, redriven, sent.
+    {
+        let db = wa_infra::local::LocalDb::open(&std::path::Path::new(data).join("state.sqlite3")).unwrap();
+        let dead = serde_json::json!({"phone_number_id": "106540352242922", "to": "16505550199", "idempotency_key": "cli-3",
+            "message": {"type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}}});
+        wa_cli::dev::Queues::of(&db)
+            .outbound
+            .dlq()
+            .send(&dead.to_string(), Some("106540352242922#16505550199"), Some("cli-3"))
+            .unwrap();
+    }
+    let out = Command::new(WA).args(["dlq", "list", "--queue", "outbound.fifo", "--data-dir", data]).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("outbound.fifo-dlq: 1 message(s)") && listing.contains("send request cli-3 (template"),
+        "{listing}"
+    );
+    assert!(!listing.contains("16505550199"), "{listing}");
+    let out =
+        Command::new(WA).args(["dlq", "redrive", "--queue", "outbound.fifo", "--data-dir", data]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("1 message(s) moved from outbound.fifo-dlq back to outbound.fifo")
+    );
+    let outcome = wait_for(data, "cli-3", |e| e["idempotency_key"] == "cli-3");
+    assert_eq!(outcome["status"], "accepted", "{outcome}");
     let out = Command::new(WA).args(["dlq", "list", "--queue", "nope", "--data-dir", data]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no local queue \"nope\""));
     let out = Command::new(WA).args(["send", "--to", "16505550199", "--data-dir", data]).output().unwrap();

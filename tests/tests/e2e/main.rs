@@ -4,6 +4,7 @@
 
 mod apps;
 mod ingest;
+mod operator;
 mod processor;
 mod rotation;
 mod sender;

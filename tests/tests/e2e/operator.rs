@@ -1,0 +1,61 @@
+//! The operator commands' SQS paths (`wa send --queue-url`, `wa dlq list|redrive --queue-url`)
+//! against moto's SQS.
+
+use serde_json::json;
+use wa_tests::{create_fifo_queue, drain_queue, moto_config};
+
+fn request(key: &str) -> serde_json::Value {
+    json!({"phone_number_id": "106540352242922", "to": "16505550177", "idempotency_key": key,
+           "message": {"type": "text", "text": {"body": "a private text"}}})
+}
+
+#[tokio::test]
+async fn wa_send_and_dlq_work_on_sqs() {
+    let aws = moto_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let outbound = create_fifo_queue(&aws, 30).await;
+    let dlq = create_fifo_queue(&aws, 30).await;
+
+    // A send, then the same key again: SQS keeps one (deduplication id = the idempotency key).
+    let said = wa_cli::produce::send_sqs(&sqs, &outbound, &request("op-1")).await.unwrap();
+    assert!(said.contains("idempotency key op-1"), "{said}");
+    wa_cli::produce::send_sqs(&sqs, &outbound, &request("op-1")).await.unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&outbound)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(received.messages().len(), 1);
+    let group = received.messages()[0].attributes().unwrap()
+        [&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId]
+        .clone();
+    assert_eq!(group, "106540352242922#16505550177");
+    let receipt = received.messages()[0].receipt_handle().unwrap();
+    sqs.delete_message().queue_url(&outbound).receipt_handle(receipt).send().await.unwrap();
+
+    // Two dead letters: listed without their text or numbers, then moved back.
+    for key in ["dead-1", "dead-2"] {
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(request(key).to_string())
+            .message_group_id("106540352242922#16505550177")
+            .message_deduplication_id(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let listing = wa_cli::dlq::dlq_list_sqs(&sqs, &dlq).await.unwrap();
+    assert!(listing.contains("about 2 message(s)"), "{listing}");
+    assert!(listing.contains("send request dead-1 (text, number 106540352242922, to …0177)"), "{listing}");
+    assert!(!listing.contains("a private text") && !listing.contains("16505550177"), "{listing}");
+    let moved = wa_cli::dlq::dlq_redrive_sqs(&sqs, &dlq, &outbound).await.unwrap();
+    assert!(moved.starts_with("2 message(s) moved"), "{moved}");
+    let back = drain_queue(&aws, &outbound).await;
+    assert_eq!(back.len(), 2);
+    assert!(drain_queue(&aws, &dlq).await.is_empty());
+    let err = wa_cli::dlq::dlq_list_sqs(&sqs, "http://127.0.0.1:1/000000000000/nope").await.unwrap_err();
+    assert!(err.starts_with("cannot read"), "{err}");
+}
