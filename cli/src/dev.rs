@@ -73,6 +73,9 @@ pub struct DevOptions {
     pub real_graph: Option<RealGraph>,
     /// Messages per second per business number.
     pub messages_per_second: u32,
+    /// Serve the webhook and queue its events only: no event processor, no sender (to measure the
+    /// webhook path alone, or to buffer events for later).
+    pub webhook_only: bool,
 }
 
 /// The queues of a local database.
@@ -231,10 +234,12 @@ impl DevStack {
             blobs: LocalBlobs::new(&db),
             keywords: OptOutKeywords::default(),
         });
-        tasks.push(tokio::spawn(consume(queues.inbound.clone(), stopped.clone(), move |event, deadline| {
-            let processor = processor.clone();
-            async move { processor.handle(&event, deadline).await }
-        })));
+        if !options.webhook_only {
+            tasks.push(tokio::spawn(consume(queues.inbound.clone(), stopped.clone(), move |event, deadline| {
+                let processor = processor.clone();
+                async move { processor.handle(&event, deadline).await }
+            })));
+        }
 
         // The sender on the outbound queue.
         let mut rates = HashMap::new();
@@ -249,10 +254,12 @@ impl DevStack {
             conversations: state.clone(),
             config: SenderConfig { default_rate: options.messages_per_second, rates, ..SenderConfig::default() },
         });
-        tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {
-            let sender = sender.clone();
-            async move { sender.handle(&event, deadline).await }
-        })));
+        if !options.webhook_only {
+            tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {
+                let sender = sender.clone();
+                async move { sender.handle(&event, deadline).await }
+            })));
+        }
 
         Ok(Self { webhook_url, simulator, db, queues, state, shutdown, tasks })
     }

@@ -46,6 +46,10 @@ enum Command {
         /// Also print the functions' JSON logs and metrics (stderr and stdout).
         #[arg(long)]
         logs: bool,
+        /// Serve the webhook and queue its events only (no event processor, no sender): to
+        /// measure the webhook path alone, or to buffer events; a later `wa dev` processes them.
+        #[arg(long, conflicts_with = "demo")]
+        webhook_only: bool,
     },
     /// Put a SendRequest on the outbound queue: the local stack's, or a real one with --queue-url.
     Send {
@@ -215,7 +219,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Dev { listen, simulator_listen, data_dir, demo, messages_per_second, logs } => {
+        Command::Dev { listen, simulator_listen, data_dir, demo, messages_per_second, logs, webhook_only } => {
             let Some(runtime) = runtime() else { return ExitCode::FAILURE };
             let options = wa_cli::dev::DevOptions {
                 listen,
@@ -229,6 +233,7 @@ fn main() -> ExitCode {
                     }
                 },
                 messages_per_second,
+                webhook_only,
             };
             if logs {
                 wa_infra::telemetry::init_logs_to(std::io::stderr);

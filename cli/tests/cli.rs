@@ -44,6 +44,9 @@ fn sign_prints_the_header_meta_would_send() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("set --secret-id, or WA_APP_ID"));
+    let out = Command::new(WA).args(["dev", "--demo", "--webhook-only"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("cannot be used with"));
 }
 
 #[test]

@@ -1,0 +1,58 @@
+//! The ingest CPU path next to its floor, measured in the same run.
+//!
+//! - floor: HMAC-SHA256 over the body + parsing the API Gateway envelope + parsing the body as JSON;
+//! - ingest: parsing the envelope + `webhook_ingest::process` (signature check, parse, split into
+//!   events, serialize, build the SQS `SendMessageBatch` entries) with in-memory ports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::FutureExt;
+use hmac::{KeyInit, Mac};
+use std::hint::black_box;
+use wa_bench::{APP_SECRET, BatchBuilder, NoBlobs, apigw_event, secrets, spec_examples, webhook};
+use webhook_ingest::{Ingest, Outcome};
+
+fn floor(event: &str) -> usize {
+    let request = lambda_http::request::from_str(event).unwrap();
+    let body: &[u8] = request.body().as_ref();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(APP_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap();
+    tag.len() + usize::from(value.is_object())
+}
+
+fn ingest(deps: &Ingest<BatchBuilder, NoBlobs, wa_infra::local::LocalSecrets>, event: &str) -> usize {
+    let request = lambda_http::request::from_str(event).unwrap();
+    match webhook_ingest::process(deps, &request, 1_795_000_000_000).now_or_never().unwrap() {
+        Outcome::Enqueued { events, .. } => events,
+        other => panic!("not enqueued: {other:?}"),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    wa_infra::telemetry::silence_metrics();
+    let deps = Ingest { queue: BatchBuilder, blobs: NoBlobs, secrets: secrets() };
+    for n in [1usize, 10, 100] {
+        let event = apigw_event(&webhook(n));
+        assert_eq!(ingest(&deps, &event), n);
+        let mut group = c.benchmark_group(format!("webhook_{n}_messages"));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function("floor", |b| b.iter(|| floor(black_box(&event))));
+        group.bench_function("ingest", |b| b.iter(|| ingest(&deps, black_box(&event))));
+        group.finish();
+    }
+    let events: Vec<String> = spec_examples().iter().map(|body| apigw_event(body)).collect();
+    let mut group = c.benchmark_group("spec_examples_16");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("floor", |b| b.iter(|| events.iter().map(|e| floor(black_box(e))).sum::<usize>()));
+    group.bench_function("ingest", |b| b.iter(|| events.iter().map(|e| ingest(&deps, black_box(e))).sum::<usize>()));
+    group.finish();
+}
+
+criterion_group! {
+    name = ingest_benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
+    targets = benches
+}
+criterion_main!(ingest_benches);

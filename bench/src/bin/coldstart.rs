@@ -1,0 +1,159 @@
+//! Cold start and memory of a Lambda function binary, against a small Lambda Runtime API emulator
+//! on loopback: exec → first poll of `/invocation/next`, exec → first invocation answered, peak
+//! RSS (VmHWM) after the answer, and the binary's size. The first invocation does the real work
+//! (a signed one-message webhook through the ingest handler: secret read and SQS batch against a
+//! loopback stand-in for AWS).
+//!
+//! `coldstart <label> <command> [args...]`, repeated `WA_BENCH_RUNS` times (default 10); prints
+//! one JSON line with the medians.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+#[derive(Default)]
+struct Times {
+    poll: Option<Instant>,
+    answer: Option<Instant>,
+    error: Option<String>,
+    served: bool,
+}
+
+fn emulator(event: String, times: Arc<Mutex<Times>>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().fallback(
+                move |method: axum::http::Method, uri: axum::http::Uri, body: axum::body::Bytes| {
+                    let times = times.clone();
+                    let event = event.clone();
+                    async move {
+                        let path = uri.path().to_owned();
+                        if method == axum::http::Method::GET && path.ends_with("/invocation/next") {
+                            let first = {
+                                let mut t = times.lock().unwrap();
+                                t.poll.get_or_insert_with(Instant::now);
+                                !std::mem::replace(&mut t.served, true)
+                            };
+                            if !first {
+                                // One invocation per process: later polls wait until the process is killed.
+                                tokio::time::sleep(Duration::from_secs(3600)).await;
+                            }
+                            let deadline =
+                                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+                                    + 30_000;
+                            return axum::response::Response::builder()
+                                .status(200)
+                                .header("lambda-runtime-aws-request-id", "bench-request-1")
+                                .header("lambda-runtime-deadline-ms", deadline.to_string())
+                                .header(
+                                    "lambda-runtime-invoked-function-arn",
+                                    "arn:aws:lambda:us-east-1:000000000000:function:bench",
+                                )
+                                .header("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000")
+                                .header("content-type", "application/json")
+                                .body(axum::body::Body::from(event))
+                                .unwrap();
+                        }
+                        let mut t = times.lock().unwrap();
+                        if path.ends_with("/response") {
+                            t.answer.get_or_insert_with(Instant::now);
+                        } else {
+                            t.error = Some(format!("{path}: {}", String::from_utf8_lossy(&body)));
+                        }
+                        axum::response::Response::builder().status(202).body(axum::body::Body::empty()).unwrap()
+                    }
+                },
+            );
+            axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app).await.unwrap();
+        });
+    });
+    address
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (label, command) = (args[0].clone(), args[1..].to_vec());
+    let runs: usize = std::env::var("WA_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let aws = wa_bench::fake_aws::start();
+    // The verify function gets Meta's verification GET; the others a signed one-message webhook.
+    let event = if label.contains("verify") {
+        wa_bench::apigw_verify_event("bench-verify")
+    } else {
+        wa_bench::apigw_event(&wa_bench::webhook(1))
+    };
+    let (mut polls, mut answers, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let times = Arc::new(Mutex::new(Times::default()));
+        let api = emulator(event.clone(), times.clone());
+        let started = Instant::now();
+        let mut child = Command::new(&command[0])
+            .args(&command[1..])
+            .env("AWS_LAMBDA_RUNTIME_API", &api)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_ENDPOINT_URL", &aws)
+            .env("WHATSAPP_SECRET_ID", "bench")
+            .env("WA_APP_SECRET", wa_bench::APP_SECRET)
+            .env("INBOUND_QUEUE_URL", format!("{aws}/000000000000/inbound"))
+            .env("PAYLOAD_BUCKET", "bench")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", command[0]));
+        let pid = child.id();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (poll, answer) = loop {
+            {
+                let t = times.lock().unwrap();
+                if let Some(error) = &t.error {
+                    let _ = child.kill();
+                    panic!("{label}: the function reported an error: {error}");
+                }
+                if let (Some(poll), Some(answer)) = (t.poll, t.answer) {
+                    break (poll, answer);
+                }
+            }
+            assert!(Instant::now() < deadline, "{label}: no answer within 20 s");
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        rss.push(peak_rss_kb(pid) as f64 / 1024.0);
+        let _ = child.kill();
+        let _ = child.wait();
+        polls.push(poll.duration_since(started).as_secs_f64() * 1000.0);
+        answers.push(answer.duration_since(started).as_secs_f64() * 1000.0);
+    }
+    let size = std::fs::metadata(&command[0]).map(|m| m.len()).ok().filter(|_| command.len() == 1);
+    println!(
+        "{}",
+        json!({"label": label, "runs": runs, "first_poll_ms": median(polls), "first_answer_ms": median(answers),
+               "peak_rss_mb": median(rss), "binary_mb": size.map(|s| s as f64 / 1_048_576.0)})
+    );
+}

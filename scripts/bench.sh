@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Every benchmark, side by side with peers, in one run on this machine; writes BENCHMARKS.md.
+# Installs the peers on demand (npm: Express in bench/peers/node; pip: pywa + FastAPI + uvicorn in
+# .venv-bench; wrk from the system's packages when missing). Takes about 10 minutes on 2 cores,
+# most of it the release build on a clean tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/bench
+rm -rf "$out" && mkdir -p "$out"
+log() { echo "==> $*" >&2; }
+
+command -v node >/dev/null || { echo "bench: Node.js is needed for the Express peers" >&2; exit 2; }
+if ! command -v wrk >/dev/null; then
+  log "installing wrk"
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null; else sudo apt-get install -y -q wrk >/dev/null; fi
+fi
+log "peers: Express (npm), pywa on FastAPI/uvicorn (pip)"
+(cd bench/peers/node && npm ci --no-audit --no-fund --silent)
+if [ ! -x .venv-bench/bin/python ] || ! cmp -s bench/peers/python/requirements.txt .venv-bench/.requirements; then
+  python3 -m venv .venv-bench
+  .venv-bench/bin/pip install -q --disable-pip-version-check -r bench/peers/python/requirements.txt
+  cp bench/peers/python/requirements.txt .venv-bench/.requirements
+fi
+
+log "release build: the Lambda functions alone (their own feature set), then the tools"
+cargo build --release --locked -p webhook-ingest -p webhook-verify -p sender -p event-processor -p secret-rotation -p token-watchdog
+cargo build --release --locked -p wa-cli -p wa-bench --bins
+
+log "1a. ingest CPU path vs floor (criterion)"
+cargo bench --locked -p wa-bench --bench ingest 2>/dev/null | tee "$out/criterion.txt" | grep -E "^[a-z_0-9]+/|time:" >&2
+log "1b. SQS client CPU per event"
+target/release/sqs_cpu | tee "$out/sqs_cpu.json" >&2
+
+log "2. cold start, memory, size"
+: > "$out/coldstart.jsonl"
+for fn in webhook-ingest webhook-verify sender event-processor secret-rotation token-watchdog; do
+  # The SQS- and schedule-driven functions answer their first (API Gateway) event with an error
+  # or a no-op; ingest and verify are timed on the real work, the others for start-up and size.
+  case $fn in webhook-*) target/release/coldstart "$fn" "target/release/$fn" >> "$out/coldstart.jsonl" ;;
+    *) echo "{\"label\": \"$fn\", \"binary_mb\": $(stat -c %s "target/release/$fn" | awk '{print $1/1048576}')}" >> "$out/coldstart.jsonl" ;;
+  esac
+done
+target/release/coldstart node-express-lambda node bench/peers/node/lambda.js >> "$out/coldstart.jsonl"
+cat "$out/coldstart.jsonl" >&2
+
+log "3. webhook throughput on loopback (wrk, signed 10-message payloads)"
+secret=dev-app-secret
+export WA_BENCH_BODY="$PWD/$out/payload-10.json"
+WA_BENCH_SIGNATURE=$(target/release/payload 10 "$WA_BENCH_BODY" "$secret"); export WA_BENCH_SIGNATURE
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+run_wrk() { # name port command...
+  local name=$1 port=$2; shift 2
+  "$@" > "$out/$name.server.log" 2>&1 &
+  local pid=$!
+  wait_port "$port"
+  local code
+  code=$(curl -s -o /dev/null -w "%{http_code}" -X POST "http://127.0.0.1:$port/webhook" -H "content-type: application/json" \
+    -H "x-hub-signature-256: $WA_BENCH_SIGNATURE" --data-binary "@$WA_BENCH_BODY")
+  [ "$code" = 200 ] || { echo "bench: $name answered $code to a signed webhook" >&2; kill "$pid"; exit 1; }
+  wrk -t1 -c32 -d3s -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > /dev/null   # warm-up
+  wrk -t1 -c32 -d10s --latency -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > "$out/$name.wrk.txt"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  grep -E "Requests/sec|99%|Non-2xx" "$out/$name.wrk.txt" | sed "s/^/  $name: /" >&2
+}
+port=$(free_port)
+run_wrk wa-dev "$port" target/release/wa dev --webhook-only --listen "127.0.0.1:$port" --simulator-listen 127.0.0.1:0 --data-dir "$out/wa-dev-data"
+port=$(free_port)
+run_wrk wa-dev-pipeline "$port" target/release/wa dev --listen "127.0.0.1:$port" --simulator-listen 127.0.0.1:0 --data-dir "$out/wa-dev-pipeline-data"
+port=$(free_port)
+run_wrk express "$port" node bench/peers/node/express_receiver.js "$port" "$secret"
+port=$(free_port)
+run_wrk pywa "$port" .venv-bench/bin/python bench/peers/python/pywa_receiver.py "$port" "$secret"
+
+log "4. sender pacing (2000 sends, 4 numbers at 80/s, 50 ms latency)"
+target/release/pacing | tee "$out/pacing.json" >&2
+
+python3 bench/report.py "$out" > BENCHMARKS.md
+log "wrote BENCHMARKS.md"
