@@ -1,6 +1,6 @@
 //! Client CPU per event enqueued, AWS SDK included: `SqsQueue::publish` against a loopback
 //! endpoint that answers `SendMessageBatch` like SQS (on its own thread, so that only the client's
-//! CPU is counted: RUSAGE_THREAD of the current-thread runtime that does all the client's work).
+//! CPU is counted: the thread CPU time of the current-thread runtime that does all the client's work).
 //! Prints one JSON line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,37 +22,8 @@ fn thread_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn serve() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let app = axum::Router::new().fallback(|body: axum::body::Bytes| async move {
-                let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-                let successful: Vec<Value> = request["Entries"]
-                    .as_array()
-                    .map(|entries| {
-                        entries
-                            .iter()
-                            .map(|e| json!({"Id": e["Id"], "MessageId": "00000000-0000-0000-0000-000000000000", "MD5OfMessageBody": "00000000000000000000000000000000"}))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (
-                    [("content-type", "application/x-amz-json-1.0")],
-                    json!({"Successful": successful, "Failed": []}).to_string(),
-                )
-            });
-            axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app).await.unwrap();
-        });
-    });
-    url
-}
-
 fn main() {
-    let endpoint = serve();
+    let endpoint = wa_bench::fake_aws::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let config = aws_config::defaults(BehaviorVersion::latest())
