@@ -203,9 +203,11 @@ impl<V: SecretVault, M: MetaAdmin, R: TokenSource> Rotation<V, M, R> {
         if pending.verify_token.trim().is_empty() {
             return Err(RotationError::Test("the pending verify token is empty".into()));
         }
-        let mut tokens: Vec<(&str, &String)> = vec![("access_token", &pending.access_token)];
-        tokens.extend(pending.phone_number_tokens.iter().map(|(id, t)| (id.as_str(), t)));
-        tokens.dedup_by(|a, b| a.1 == b.1);
+        // Each distinct token once (per-number tokens often repeat the main one).
+        let mut seen = std::collections::BTreeSet::new();
+        let tokens = std::iter::once(("access_token", &pending.access_token))
+            .chain(pending.phone_number_tokens.iter().map(|(id, t)| (id.as_str(), t)))
+            .filter(|(_, token)| seen.insert(token.as_str()));
         for (name, token) in tokens {
             let debug = self
                 .meta
