@@ -30,6 +30,9 @@ log "1a. ingest CPU path vs floor (criterion)"
 cargo bench --locked -p wa-bench --bench ingest 2>/dev/null | tee "$out/criterion.txt" | grep -E "^[a-z_0-9]+/|time:" >&2
 log "1b. SQS client CPU per event"
 target/release/sqs_cpu | tee "$out/sqs_cpu.json" >&2
+# Again with the client and the stand-in on one core: no cross-core wake-ups (on this VM they cost
+# ~40 µs of the client's CPU per call, part of what a loopback measurement charges the client).
+taskset -c 0 target/release/sqs_cpu | tee "$out/sqs_cpu_one_core.json" >&2
 
 log "2. cold start, memory, size"
 : > "$out/coldstart.jsonl"
@@ -63,6 +66,10 @@ run_wrk() { # name port command...
   kill "$pid"; wait "$pid" 2>/dev/null || true
   grep -E "Requests/sec|99%|Non-2xx" "$out/$name.wrk.txt" | sed "s/^/  $name: /" >&2
 }
+port=$(free_port)
+run_wrk ceiling "$port" target/release/receiver empty "$port"
+port=$(free_port)
+run_wrk wa-ingest "$port" target/release/receiver ingest "$port" "$secret"
 port=$(free_port)
 run_wrk wa-dev "$port" target/release/wa dev --webhook-only --listen "127.0.0.1:$port" --simulator-listen 127.0.0.1:0 --data-dir "$out/wa-dev-data"
 port=$(free_port)

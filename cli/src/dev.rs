@@ -17,7 +17,9 @@ use event_processor::Processor;
 use sender::{Sender, SenderConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use wa_core::apps::AppRouting;
 use wa_core::conversation::OptOutKeywords;
+use wa_core::ports::{BlobStore, EventQueue};
 use wa_core::secrets::AppSecrets;
 use wa_infra::graph::GraphClient;
 use wa_infra::local::{LocalBlobs, LocalDb, LocalQueue, LocalSecrets, LocalState, Received};
@@ -139,6 +141,44 @@ pub struct DevStack {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The webhook endpoint as an HTTP router: `GET` goes to the webhook-verify handler, anything else
+/// to webhook-ingest, each given the request as API Gateway would (the same handler code as the
+/// Lambdas).
+pub fn webhook_router<Q, B, S, V>(ingest: Arc<Ingest<Q, B, S>>, verify: Arc<V>) -> axum::Router
+where
+    Q: EventQueue + Send + Sync + 'static,
+    B: BlobStore + Send + Sync + 'static,
+    S: AppRouting + Send + Sync + 'static,
+    V: AppRouting + Send + Sync + 'static,
+{
+    axum::Router::new().fallback(
+        move |method: axum::http::Method,
+              uri: axum::http::Uri,
+              headers: axum::http::HeaderMap,
+              body: axum::body::Bytes| {
+            let ingest = ingest.clone();
+            let verify = verify.clone();
+            async move {
+                let mut request = lambda_http::http::Request::builder().method(method.clone()).uri(uri);
+                for (name, value) in &headers {
+                    request = request.header(name, value);
+                }
+                let Ok(request) = request.body(lambda_http::Body::from(body.to_vec())) else {
+                    return (axum::http::StatusCode::BAD_REQUEST, b"bad request".to_vec());
+                };
+                let response = if method == axum::http::Method::GET {
+                    webhook_verify::handle(verify.as_ref(), &request).await
+                } else {
+                    webhook_ingest::handle(ingest.as_ref(), &request).await
+                };
+                let status = axum::http::StatusCode::from_u16(response.status().as_u16())
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+                (status, response.body().to_vec())
+            }
+        },
+    )
+}
+
 fn dev_secrets(real: Option<&RealGraph>) -> AppSecrets {
     AppSecrets {
         app_id: DEV_APP_ID.into(),
@@ -190,33 +230,7 @@ impl DevStack {
         // The webhook: the verify and ingest handlers behind one HTTP server.
         let ingest =
             Arc::new(Ingest { queue: queues.inbound.clone(), blobs: LocalBlobs::new(&db), secrets: secrets.clone() });
-        let verify = Arc::new(secrets.clone());
-        let app = axum::Router::new().fallback(
-            move |method: axum::http::Method,
-                  uri: axum::http::Uri,
-                  headers: axum::http::HeaderMap,
-                  body: axum::body::Bytes| {
-                let ingest = ingest.clone();
-                let verify = verify.clone();
-                async move {
-                    let mut request = lambda_http::http::Request::builder().method(method.clone()).uri(uri);
-                    for (name, value) in &headers {
-                        request = request.header(name, value);
-                    }
-                    let Ok(request) = request.body(lambda_http::Body::from(body.to_vec())) else {
-                        return (axum::http::StatusCode::BAD_REQUEST, b"bad request".to_vec());
-                    };
-                    let response = if method == axum::http::Method::GET {
-                        webhook_verify::handle(verify.as_ref(), &request).await
-                    } else {
-                        webhook_ingest::handle(ingest.as_ref(), &request).await
-                    };
-                    let status = axum::http::StatusCode::from_u16(response.status().as_u16())
-                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-                    (status, response.body().to_vec())
-                }
-            },
-        );
+        let app = webhook_router(ingest, Arc::new(secrets.clone()));
         let mut server_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)

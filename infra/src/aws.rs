@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig, retry::RetryConfig, timeout::TimeoutConfig};
 
 /// Per-attempt and per-operation timeouts for every AWS call. The webhook functions answer within
 /// a few seconds even when a dependency hangs, far below API Gateway's 30 s limit.
@@ -15,14 +16,21 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// Loads the configuration from the standard AWS environment (`AWS_REGION`, credentials,
-/// `AWS_ENDPOINT_URL` for a local emulator), with our timeouts and standard retries.
-pub async fn load() -> SdkConfig {
+/// The configuration loader every function uses: our timeouts, standard retries (3 attempts),
+/// and no stalled-stream protection — the per-attempt timeout above is stricter than its 5 s
+/// grace period, and its body wrappers cost CPU on every call.
+#[must_use]
+pub fn loader() -> ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
         .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+}
+
+/// Loads the configuration from the standard AWS environment (`AWS_REGION`, credentials,
+/// `AWS_ENDPOINT_URL` for a local emulator) with [`loader`]'s settings.
+pub async fn load() -> SdkConfig {
+    loader().load().await
 }
 
 /// An S3 client; path-style addressing when a custom endpoint (an emulator) is configured.

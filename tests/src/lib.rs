@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use base64::Engine;
 
@@ -100,14 +100,13 @@ pub fn moto() -> &'static Moto {
     })
 }
 
-/// SDK configuration for an endpoint on loopback, with fixed test credentials and our timeouts.
+/// SDK configuration for an endpoint on loopback, with fixed test credentials and the functions'
+/// settings (timeouts, retries).
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    wa_infra::aws::loader()
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "wa-tests"))
-        .timeout_config(wa_infra::aws::timeouts())
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
         .load()
         .await
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 use aws_credential_types::Credentials;
 use serde_json::{Value, json};
 use wa_core::ports::EventQueue;
@@ -26,7 +26,7 @@ fn main() {
     let endpoint = wa_bench::fake_aws::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
-        let config = aws_config::defaults(BehaviorVersion::latest())
+        let config = wa_infra::aws::loader()
             .region(Region::new("us-east-1"))
             .endpoint_url(&endpoint)
             .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
@@ -44,12 +44,13 @@ fn main() {
         .to_string();
         let batch: Vec<String> = (0..10).map(|_| body.clone()).collect();
         let single = vec![body.clone()];
+        let hundred: Vec<String> = (0..100).map(|_| body.clone()).collect();
         // Warm up: connections, signing keys, allocator.
         for _ in 0..200 {
             queue.publish(&batch).await.unwrap();
         }
         let mut results = serde_json::Map::new();
-        for (name, bodies, calls) in [("batched_10", &batch, 2000usize), ("one_per_call", &single, 5000)] {
+        for (name, bodies, calls) in [("batched_10", &batch, 2000usize), ("batched_100", &hundred, 200), ("one_per_call", &single, 5000)] {
             let cpu = thread_cpu();
             let wall = Instant::now();
             for _ in 0..calls {

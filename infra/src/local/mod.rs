@@ -3,6 +3,7 @@
 //! with visibility timeouts, receive counts, dead-letter queues and FIFO message groups; state
 //! with the conditional updates the DynamoDB table makes.
 
+mod commits;
 mod queue;
 mod state;
 
@@ -21,7 +22,8 @@ CREATE TABLE IF NOT EXISTS messages(
     dedup TEXT, visible_at INTEGER NOT NULL, receives INTEGER NOT NULL DEFAULT 0, receipt TEXT,
     sent_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages(queue, visible_at, id);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_receipt ON messages(receipt);
+DROP INDEX IF EXISTS messages_by_receipt;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_receipt_set ON messages(receipt) WHERE receipt IS NOT NULL;
 CREATE TABLE IF NOT EXISTS blobs(key TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS sends(key TEXT PRIMARY KEY, state TEXT NOT NULL, in_progress_until INTEGER,
     outcome TEXT, wamid TEXT, published INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL);
@@ -44,6 +46,7 @@ CREATE TABLE IF NOT EXISTS templates(name TEXT, language TEXT, category TEXT NOT
 #[derive(Clone)]
 pub struct LocalDb {
     conn: Arc<Mutex<Connection>>,
+    commits: commits::Committer,
 }
 
 impl std::fmt::Debug for LocalDb {
@@ -77,11 +80,44 @@ impl LocalDb {
         // `wa send` and `wa dlq` open the same file while `wa dev` runs.
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| db_error(&e))?;
         conn.execute_batch(SCHEMA).map_err(|e| db_error(&e))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        conn.set_prepared_statement_cache_capacity(64);
+        let conn = Arc::new(Mutex::new(conn));
+        let commits = commits::Committer::start(conn.clone())
+            .map_err(|e| StoreError(format!("cannot start the local queue writer: {e}")))?;
+        Ok(Self { conn, commits })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Statements through SQLite's prepared-statement cache: the local stack runs the same few dozen
+/// statements over and over, and compiling each one every time cost more than running it.
+pub(crate) trait Cached {
+    /// `execute` with a cached statement.
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `query_row` with a cached statement.
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 }
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 use wa_core::ports::{EventQueue, QueueError, Redelivery, StoreError};
 
-use super::{LocalDb, db_error, now_ms};
+use super::commits::Publish;
+use super::{Cached, LocalDb, db_error, now_ms};
 
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
@@ -85,7 +86,7 @@ impl LocalQueue {
         let conn = self.db.lock();
         if let (true, Some(dedup)) = (self.fifo, dedup) {
             let seen: Option<i64> = conn
-                .query_row(
+                .row(
                     "SELECT id FROM messages WHERE queue = ?1 AND dedup = ?2 AND sent_at > ?3 LIMIT 1",
                     params![self.name, dedup, now - DEDUP_WINDOW_MS],
                     |row| row.get(0),
@@ -96,7 +97,7 @@ impl LocalQueue {
                 return Ok(false);
             }
         }
-        conn.execute(
+        conn.exec(
             "INSERT INTO messages(queue, body, grp, dedup, visible_at, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             params![self.name, body, group, dedup, now],
         )
@@ -110,7 +111,7 @@ impl LocalQueue {
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(|e| db_error(&e))?;
         // Past the receive limit: to the dead-letter queue instead of back to a consumer.
-        tx.execute(
+        tx.exec(
             "UPDATE messages SET queue = ?1, receives = 0, receipt = NULL, visible_at = ?2
              WHERE queue = ?3 AND visible_at <= ?2 AND receives >= ?4",
             params![format!("{}-dlq", self.name), now, self.name, i64::from(self.max_receives)],
@@ -126,7 +127,7 @@ impl LocalQueue {
              ORDER BY id LIMIT ?3"
         };
         let rows: Vec<(i64, String, Option<String>, u32, i64)> = {
-            let mut statement = tx.prepare(sql).map_err(|e| db_error(&e))?;
+            let mut statement = tx.prepare_cached(sql).map_err(|e| db_error(&e))?;
             let limit = i64::try_from(max).unwrap_or(10);
             statement
                 .query_map(params![self.name, now, limit], |row| {
@@ -140,7 +141,7 @@ impl LocalQueue {
         let mut received = Vec::with_capacity(rows.len());
         for (id, body, group, receives, sent_at_ms) in rows {
             let receipt = format!("{id}-{}-{now}", receives + 1);
-            tx.execute(
+            tx.exec(
                 "UPDATE messages SET receipt = ?1, receives = receives + 1, visible_at = ?2 WHERE id = ?3",
                 params![receipt, until, id],
             )
@@ -153,10 +154,7 @@ impl LocalQueue {
 
     /// Deletes a received message.
     pub fn delete(&self, receipt: &str) -> Result<(), StoreError> {
-        self.db
-            .lock()
-            .execute("DELETE FROM messages WHERE receipt = ?1", params![receipt])
-            .map_err(|e| db_error(&e))?;
+        self.db.lock().exec("DELETE FROM messages WHERE receipt = ?1", params![receipt]).map_err(|e| db_error(&e))?;
         Ok(())
     }
 
@@ -165,7 +163,7 @@ impl LocalQueue {
         let at = now_ms() + i64::from(seconds) * 1000;
         self.db
             .lock()
-            .execute("UPDATE messages SET visible_at = ?1 WHERE receipt = ?2", params![at, receipt])
+            .exec("UPDATE messages SET visible_at = ?1 WHERE receipt = ?2", params![at, receipt])
             .map_err(|e| db_error(&e))?;
         Ok(())
     }
@@ -174,7 +172,7 @@ impl LocalQueue {
     pub fn info(&self) -> Result<QueueInfo, StoreError> {
         let now = now_ms();
         let count = |sql: &str| -> Result<u64, StoreError> {
-            self.db.lock().query_row(sql, params![self.name, now], |row| row.get(0)).map_err(|e| db_error(&e))
+            self.db.lock().row(sql, params![self.name, now], |row| row.get(0)).map_err(|e| db_error(&e))
         };
         Ok(QueueInfo {
             visible: count("SELECT COUNT(*) FROM messages WHERE queue = ?1 AND visible_at <= ?2")?,
@@ -187,7 +185,7 @@ impl LocalQueue {
     pub fn peek(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, i64)>, StoreError> {
         let conn = self.db.lock();
         let mut statement = conn
-            .prepare("SELECT id, body, sent_at FROM messages WHERE queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+            .prepare_cached("SELECT id, body, sent_at FROM messages WHERE queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
             .map_err(|e| db_error(&e))?;
         let rows = statement
             .query_map(params![self.name, after, i64::try_from(limit).unwrap_or(100)], |row| {
@@ -203,9 +201,7 @@ impl LocalQueue {
     pub fn last_id(&self) -> Result<i64, StoreError> {
         self.db
             .lock()
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM messages WHERE queue = ?1", params![self.name], |row| {
-                row.get(0)
-            })
+            .row("SELECT COALESCE(MAX(id), 0) FROM messages WHERE queue = ?1", params![self.name], |row| row.get(0))
             .map_err(|e| db_error(&e))
     }
 
@@ -213,7 +209,7 @@ impl LocalQueue {
     pub fn move_all(&self, to: &LocalQueue) -> Result<usize, StoreError> {
         self.db
             .lock()
-            .execute(
+            .exec(
                 "UPDATE messages SET queue = ?1, receives = 0, receipt = NULL, visible_at = ?2 WHERE queue = ?3",
                 params![to.name, now_ms(), self.name],
             )
@@ -230,17 +226,17 @@ impl EventQueue for LocalQueue {
         if let Some(body) = bodies.iter().find(|b| b.len() > self.max_bytes) {
             return Err(QueueError::TooLarge { size: body.len(), limit: self.max_bytes });
         }
-        let now = now_ms();
-        let mut conn = self.db.lock();
-        let tx = conn.transaction().map_err(|e| queue_error(&e))?;
-        for body in bodies {
-            tx.execute(
-                "INSERT INTO messages(queue, body, grp, visible_at, sent_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![self.name, body, self.fifo.then_some("events"), now],
-            )
-            .map_err(|e| queue_error(&e))?;
+        if bodies.is_empty() {
+            return Ok(());
         }
-        tx.commit().map_err(|e| queue_error(&e))
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.db.commits.submit(Publish {
+            queue: self.name.clone(),
+            group: self.fifo.then_some("events"),
+            bodies: bodies.to_vec(),
+            done,
+        })?;
+        committed.await.map_err(|_| QueueError::Unavailable("local queue: the writer has stopped".into()))?
     }
 }
 
@@ -292,5 +288,40 @@ mod tests {
         assert_eq!(next.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["b1"]);
         q.delete(&got[0].receipt).unwrap();
         assert_eq!(q.receive(10, Duration::from_secs(60)).unwrap()[0].body, "a2");
+    }
+
+    #[tokio::test]
+    async fn concurrent_publishes_share_commits_and_each_keeps_its_order() {
+        let db = LocalDb::memory().unwrap();
+        let q = LocalQueue::new(&db, "inbound", false, 1024, 5);
+        let batches: Vec<Vec<String>> = (0..50).map(|p| (0..10).map(|i| format!("{p}-{i}")).collect()).collect();
+        let results = futures_util::future::join_all(batches.iter().map(|b| q.publish(b))).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let all = q.peek(0, 1000).unwrap();
+        assert_eq!(all.len(), 500, "every message committed before its publish returned");
+        for (p, batch) in batches.iter().enumerate() {
+            let mine: Vec<&str> =
+                all.iter().map(|(_, body, _)| body.as_str()).filter(|b| b.starts_with(&format!("{p}-"))).collect();
+            assert_eq!(mine, batch.iter().map(String::as_str).collect::<Vec<_>>(), "publish {p} in order");
+        }
+        assert!(q.publish(&[]).await.is_ok());
+        assert!(matches!(q.publish(&["x".repeat(2000)]).await, Err(QueueError::TooLarge { .. })));
+        assert_eq!(q.peek(0, 1000).unwrap().len(), 500);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_publish_in_it() {
+        let db = LocalDb::memory().unwrap();
+        let q = LocalQueue::new(&db, "inbound", false, 1024, 5);
+        db.lock().execute_batch("DROP TABLE messages").unwrap();
+        let one = ["a".to_owned()];
+        let two = ["b".to_owned(), "c".to_owned()];
+        let (first, second) = tokio::join!(q.publish(&one), q.publish(&two));
+        for result in [first, second] {
+            assert!(
+                matches!(&result, Err(QueueError::Unavailable(reason)) if reason.contains("messages")),
+                "{result:?}"
+            );
+        }
     }
 }

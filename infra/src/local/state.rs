@@ -13,7 +13,7 @@ use wa_core::ratelimit::{Reservation, reserve};
 use wa_core::secrets::{AppSecrets, SecretStage};
 use wa_core::webhook::StatusKind;
 
-use super::{LocalDb, db_error};
+use super::{Cached, LocalDb, db_error};
 use crate::dynamo::MessageRecord;
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -42,7 +42,7 @@ impl BlobStore for LocalBlobs {
     async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str) -> Result<(), BlobError> {
         self.db
             .lock()
-            .execute("INSERT OR REPLACE INTO blobs(key, body) VALUES (?1, ?2)", params![key, body])
+            .exec("INSERT OR REPLACE INTO blobs(key, body) VALUES (?1, ?2)", params![key, body])
             .map(|_| ())
             .map_err(|e| BlobError::Unavailable(e.to_string()))
     }
@@ -50,7 +50,7 @@ impl BlobStore for LocalBlobs {
     async fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {
         self.db
             .lock()
-            .query_row("SELECT body FROM blobs WHERE key = ?1", params![key], |row| row.get(0))
+            .row("SELECT body FROM blobs WHERE key = ?1", params![key], |row| row.get(0))
             .optional()
             .map_err(|e| BlobError::Unavailable(e.to_string()))?
             .ok_or_else(|| BlobError::NotFound(key.to_owned()))
@@ -87,7 +87,7 @@ impl LocalState {
     fn add_counter(&self, kind: &str, phone: &str, month: &str, name: &str) -> Result<(), StoreError> {
         self.db
             .lock()
-            .execute(
+            .exec(
                 "INSERT INTO counters(kind, phone, month, name, n) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT(kind, phone, month, name) DO UPDATE SET n = n + 1",
                 params![kind, phone, month, name],
@@ -99,7 +99,7 @@ impl LocalState {
     fn counters(&self, kind: &str, phone: &str, month: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let conn = self.db.lock();
         let mut statement = conn
-            .prepare("SELECT name, n FROM counters WHERE kind = ?1 AND phone = ?2 AND month = ?3 ORDER BY name")
+            .prepare_cached("SELECT name, n FROM counters WHERE kind = ?1 AND phone = ?2 AND month = ?3 ORDER BY name")
             .map_err(|e| db_error(&e))?;
         let rows = statement
             .query_map(params![kind, phone, month], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -123,7 +123,7 @@ impl LocalState {
     pub fn message(&self, wamid: &str) -> Result<Option<MessageRecord>, StoreError> {
         let conn = self.db.lock();
         let status = conn
-            .query_row(
+            .row(
                 "SELECT status, status_at, callback_data, pricing_category, pricing_type FROM statuses WHERE wamid = ?1",
                 params![wamid],
                 |row| {
@@ -139,7 +139,7 @@ impl LocalState {
             .optional()
             .map_err(|e| db_error(&e))?;
         let key: Option<String> = conn
-            .query_row("SELECT key FROM sends WHERE wamid = ?1 LIMIT 1", params![wamid], |row| row.get(0))
+            .row("SELECT key FROM sends WHERE wamid = ?1 LIMIT 1", params![wamid], |row| row.get(0))
             .optional()
             .map_err(|e| db_error(&e))?;
         if status.is_none() && key.is_none() {
@@ -162,11 +162,9 @@ impl LocalState {
         Ok(self
             .db
             .lock()
-            .query_row(
-                "SELECT profile_name FROM conversations WHERE phone = ?1 AND user = ?2",
-                params![phone, user],
-                |row| row.get::<_, Option<String>>(0),
-            )
+            .row("SELECT profile_name FROM conversations WHERE phone = ?1 AND user = ?2", params![phone, user], |row| {
+                row.get::<_, Option<String>>(0)
+            })
             .optional()
             .map_err(|e| db_error(&e))?
             .flatten())
@@ -175,7 +173,7 @@ impl LocalState {
     fn upsert_conversation(&self, phone: &str, user: &str) -> Result<(), StoreError> {
         self.db
             .lock()
-            .execute("INSERT OR IGNORE INTO conversations(phone, user) VALUES (?1, ?2)", params![phone, user])
+            .exec("INSERT OR IGNORE INTO conversations(phone, user) VALUES (?1, ?2)", params![phone, user])
             .map(|_| ())
             .map_err(|e| db_error(&e))
     }
@@ -194,7 +192,7 @@ impl IdempotencyStore for LocalState {
         let now_ms = i64::try_from(now).unwrap_or(i64::MAX);
         let until = i64::try_from(in_progress_until_ms).unwrap_or(i64::MAX);
         let existing: Option<SendRow> = conn
-            .query_row(
+            .row(
                 "SELECT state, in_progress_until, outcome, published, expires_at FROM sends WHERE key = ?1",
                 params![key],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
@@ -208,7 +206,7 @@ impl IdempotencyStore for LocalState {
             }
         };
         if free {
-            conn.execute(
+            conn.exec(
                 "INSERT OR REPLACE INTO sends(key, state, in_progress_until, outcome, wamid, published, expires_at)
                  VALUES (?1, ?2, ?3, NULL, NULL, 0, ?4)",
                 params![key, IN_PROGRESS, until, secs(now) + 86_400],
@@ -235,7 +233,7 @@ impl IdempotencyStore for LocalState {
     ) -> Result<(), StoreError> {
         self.db
             .lock()
-            .execute(
+            .exec(
                 "UPDATE sends SET state = ?1, outcome = ?2, wamid = ?3, published = 0, expires_at = ?4 WHERE key = ?5",
                 params![COMPLETED, outcome, wamid, i64::try_from(expires_at_s).unwrap_or(i64::MAX), key],
             )
@@ -246,7 +244,7 @@ impl IdempotencyStore for LocalState {
     async fn mark_published(&self, key: &str) -> Result<(), StoreError> {
         self.db
             .lock()
-            .execute("UPDATE sends SET published = 1 WHERE key = ?1", params![key])
+            .exec("UPDATE sends SET published = 1 WHERE key = ?1", params![key])
             .map(|_| ())
             .map_err(|e| db_error(&e))
     }
@@ -254,7 +252,7 @@ impl IdempotencyStore for LocalState {
     async fn release(&self, key: &str) -> Result<(), StoreError> {
         self.db
             .lock()
-            .execute("DELETE FROM sends WHERE key = ?1 AND state = ?2", params![key, IN_PROGRESS])
+            .exec("DELETE FROM sends WHERE key = ?1 AND state = ?2", params![key, IN_PROGRESS])
             .map(|_| ())
             .map_err(|e| db_error(&e))
     }
@@ -271,12 +269,12 @@ impl ThrottleStore for LocalState {
     ) -> Result<Option<Reservation>, StoreError> {
         let conn = self.db.lock();
         let tat: Option<i64> = conn
-            .query_row("SELECT tat_us FROM rates WHERE phone = ?1", params![phone], |row| row.get(0))
+            .row("SELECT tat_us FROM rates WHERE phone = ?1", params![phone], |row| row.get(0))
             .optional()
             .map_err(|e| db_error(&e))?;
         let reservation = reserve(tat.and_then(|t| u64::try_from(t).ok()), now_us, count, interval_us, horizon_us);
         if let Some(r) = &reservation {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO rates(phone, tat_us) VALUES (?1, ?2) ON CONFLICT(phone) DO UPDATE SET tat_us = ?2",
                 params![phone, i64::try_from(r.new_tat_us).unwrap_or(i64::MAX)],
             )
@@ -290,16 +288,14 @@ impl ThrottleStore for LocalState {
         let to = to.trim_start_matches('+');
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         let previous: Option<(i64, u32)> = conn
-            .query_row(
-                "SELECT last_ms, hits FROM pairs WHERE phone = ?1 AND recipient = ?2",
-                params![phone, to],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .row("SELECT last_ms, hits FROM pairs WHERE phone = ?1 AND recipient = ?2", params![phone, to], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .optional()
             .map_err(|e| db_error(&e))?;
         let hits =
             previous.filter(|(last, _)| now - last < PAIR_MEMORY_MS).map_or(1, |(_, hits)| hits.saturating_add(1));
-        conn.execute(
+        conn.exec(
             "INSERT OR REPLACE INTO pairs(phone, recipient, last_ms, hits) VALUES (?1, ?2, ?3, ?4)",
             params![phone, to, now, hits],
         )
@@ -319,7 +315,7 @@ impl ConversationStore for LocalState {
         self.upsert_conversation(phone, user)?;
         self.db
             .lock()
-            .execute(
+            .exec(
                 "UPDATE conversations SET last_inbound_at = ?1, profile_name = COALESCE(?2, profile_name)
                  WHERE phone = ?3 AND user = ?4 AND (last_inbound_at IS NULL OR last_inbound_at < ?1)",
                 params![at_s, profile_name, phone, user],
@@ -339,7 +335,7 @@ impl ConversationStore for LocalState {
         let changed = self
             .db
             .lock()
-            .execute(
+            .exec(
                 "UPDATE conversations SET marketing_opt_out = ?1, consent_at = ?2
                  WHERE phone = ?3 AND user = ?4 AND (consent_at IS NULL OR consent_at <= ?2)",
                 params![opted_out, at_s, phone, user],
@@ -351,10 +347,10 @@ impl ConversationStore for LocalState {
     async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
         let Some(rank) = status_rank(update.status) else { return Ok(false) };
         let conn = self.db.lock();
-        conn.execute("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![update.wamid])
+        conn.exec("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![update.wamid])
             .map_err(|e| db_error(&e))?;
         if let Some((category, kind, billable)) = update.pricing {
-            conn.execute(
+            conn.exec(
                 "UPDATE statuses SET pricing_category = ?1, pricing_type = ?2, billable = ?3 WHERE wamid = ?4",
                 params![category, kind, billable, update.wamid],
             )
@@ -363,7 +359,7 @@ impl ConversationStore for LocalState {
         // failed applies only below read; anything else only above the stored rank.
         let ceiling = if *update.status == StatusKind::Failed { 3 } else { rank };
         let applied = conn
-            .execute(
+            .exec(
                 "UPDATE statuses SET status = ?1, rank = ?2, status_at = ?3,
                      recipient = COALESCE(?4, recipient), callback_data = COALESCE(?5, callback_data)
                  WHERE wamid = ?6 AND (rank IS NULL OR rank < ?7)",
@@ -384,7 +380,7 @@ impl ConversationStore for LocalState {
     async fn facts(&self, phone: &str, user: &str) -> Result<Option<ConversationFacts>, StoreError> {
         self.db
             .lock()
-            .query_row(
+            .row(
                 "SELECT last_inbound_at, window_closed_at, marketing_opt_out, free_entry_point_until
                  FROM conversations WHERE phone = ?1 AND user = ?2",
                 params![phone, user],
@@ -405,7 +401,7 @@ impl ConversationStore for LocalState {
         self.upsert_conversation(phone, user)?;
         self.db
             .lock()
-            .execute(
+            .exec(
                 "UPDATE conversations SET free_entry_point_until = ?1 WHERE phone = ?2 AND user = ?3
                  AND (free_entry_point_until IS NULL OR free_entry_point_until < ?1)",
                 params![until_s, phone, user],
@@ -418,7 +414,7 @@ impl ConversationStore for LocalState {
         self.upsert_conversation(phone, user)?;
         self.db
             .lock()
-            .execute(
+            .exec(
                 "UPDATE conversations SET window_closed_at = ?1 WHERE phone = ?2 AND user = ?3",
                 params![at_s, phone, user],
             )
@@ -429,7 +425,7 @@ impl ConversationStore for LocalState {
     async fn record_template_category(&self, name: &str, language: &str, category: &str) -> Result<(), StoreError> {
         self.db
             .lock()
-            .execute(
+            .exec(
                 "INSERT OR REPLACE INTO templates(name, language, category) VALUES (?1, ?2, ?3)",
                 params![name, language, category],
             )
@@ -440,11 +436,9 @@ impl ConversationStore for LocalState {
     async fn template_category(&self, name: &str, language: &str) -> Result<Option<String>, StoreError> {
         self.db
             .lock()
-            .query_row(
-                "SELECT category FROM templates WHERE name = ?1 AND language = ?2",
-                params![name, language],
-                |row| row.get(0),
-            )
+            .row("SELECT category FROM templates WHERE name = ?1 AND language = ?2", params![name, language], |row| {
+                row.get(0)
+            })
             .optional()
             .map_err(|e| db_error(&e))
     }
@@ -463,9 +457,8 @@ impl ConversationStore for LocalState {
     ) -> Result<bool, StoreError> {
         let first = {
             let conn = self.db.lock();
-            conn.execute("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![wamid])
-                .map_err(|e| db_error(&e))?;
-            conn.execute("UPDATE statuses SET costed = 1 WHERE wamid = ?1 AND costed = 0", params![wamid])
+            conn.exec("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![wamid]).map_err(|e| db_error(&e))?;
+            conn.exec("UPDATE statuses SET costed = 1 WHERE wamid = ?1 AND costed = 0", params![wamid])
                 .map_err(|e| db_error(&e))?
                 > 0
         };

@@ -1,0 +1,50 @@
+//! Two reference receivers for the webhook throughput benchmark, on the same HTTP stack as
+//! `wa dev` (its router, axum, a two-worker tokio runtime):
+//! - `empty`: reads the body and answers `200 ok` — no signature check, no work: the loopback
+//!   ceiling, which no receiver doing the webhook's work can pass on the same machine;
+//! - `ingest`: `wa dev`'s webhook router with the real ingest handler (signature check, parse,
+//!   split, serialize, the SQS `SendMessageBatch` entries built) but nothing stored — the work
+//!   the Express and pywa receivers do, which keep nothing either.
+//!
+//! Usage: `receiver empty|ingest <port> [app secret]`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use wa_bench::{BatchBuilder, NoBlobs};
+use wa_core::secrets::AppSecrets;
+use wa_infra::local::LocalSecrets;
+use webhook_ingest::Ingest;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
+        panic!("usage: receiver empty|ingest <port> [app secret]");
+    };
+    let secret = args.get(3).cloned().unwrap_or_else(|| wa_bench::APP_SECRET.to_owned());
+    let app = match mode.as_str() {
+        "empty" => axum::Router::new().fallback(|body: axum::body::Bytes| async move {
+            std::hint::black_box(body.len());
+            "ok"
+        }),
+        "ingest" => {
+            let secrets = LocalSecrets(Arc::new(AppSecrets {
+                app_id: "1".into(),
+                app_secret: secret,
+                verify_token: "bench-verify".into(),
+                access_token: "bench-token".into(),
+                phone_number_tokens: std::collections::BTreeMap::new(),
+            }));
+            let ingest = Arc::new(Ingest { queue: BatchBuilder, blobs: NoBlobs, secrets: secrets.clone() });
+            // As in `wa dev`: no EMF metric lines (there is no CloudWatch to read them).
+            wa_infra::telemetry::silence_metrics();
+            wa_cli::dev::webhook_router(ingest, Arc::new(secrets))
+        }
+        other => panic!("unknown mode {other}: empty or ingest"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        axum::serve(listener, app).await.unwrap();
+    });
+}
