@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with peers, in one run on this machine; writes BENCHMARKS.md.
 # Installs the peers on demand (npm: Express in bench/peers/node; pip: pywa + FastAPI + uvicorn in
-# .venv-bench; wrk from the system's packages when missing). Takes about 10 minutes on 2 cores,
-# most of it the release build on a clean tree.
+# .venv-bench; wrk from the system's packages when missing). Measuring takes about 5 minutes on
+# 2 cores; the release build before it about 10 more on a clean tree (BENCHMARKS.md says how long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
 rm -rf "$out" && mkdir -p "$out"
 log() { echo "==> $*" >&2; }
+start=$SECONDS
 
 command -v node >/dev/null || { echo "bench: Node.js is needed for the Express peers" >&2; exit 2; }
 if ! command -v wrk >/dev/null; then
@@ -26,6 +27,7 @@ log "release build: the Lambda functions alone (their own feature set), then the
 cargo build --release --locked -p webhook-ingest -p webhook-verify -p sender -p event-processor -p secret-rotation -p token-watchdog
 cargo build --release --locked -p wa-cli -p wa-bench --bins
 
+built=$SECONDS
 log "1a. ingest CPU path vs floor (criterion)"
 cargo bench --locked -p wa-bench --bench ingest 2>/dev/null | tee "$out/criterion.txt" | grep -E "^[a-z_0-9]+/|time:" >&2
 log "1b. SQS client CPU per event"
@@ -82,5 +84,6 @@ run_wrk pywa "$port" .venv-bench/bin/python bench/peers/python/pywa_receiver.py 
 log "4. sender pacing (2000 sends, 4 numbers at 80/s, 50 ms latency)"
 target/release/pacing | tee "$out/pacing.json" >&2
 
+echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built))}" > "$out/timings.json"
 python3 bench/report.py "$out" > BENCHMARKS.md
 log "wrote BENCHMARKS.md"
