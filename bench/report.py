@@ -69,7 +69,7 @@ one = json.loads((out / "sqs_cpu_one_core.json").read_text())
 say("")
 say("SQS client CPU per event enqueued, AWS SDK included (SigV4, HTTP, JSON), against a loopback endpoint "
     "answering like SQS on a thread of its own, the client on a current-thread runtime as in the ingest function "
-    "(CPU of the client thread only, user + system). The second column pins both threads to one core (`taskset -c 0`): "
+    "(CPU of the client thread only, user + system; median of 5 interleaved runs). The second column pins both threads to one core (`taskset -c 0`): "
     "no cross-core wake-ups, which on this VM cost the client about 40 µs per call (`perf`: `sock_def_readable` → "
     "`_raw_spin_unlock_irqrestore`, `finish_task_switch`) — loopback makes the client pay the receiving side's TCP work and "
     "wake-up, which a remote SQS endpoint does not.")
