@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with peers, in one run on this machine; writes BENCHMARKS.md.
 # Installs the peers on demand (npm: Express in bench/peers/node; pip: pywa + FastAPI + uvicorn in
-# .venv-bench; wrk from the system's packages when missing). Measuring takes about 5 minutes on
-# 2 cores; the release build before it about 10 more on a clean tree (BENCHMARKS.md says how long).
+# .venv-bench; wrk from the system's packages when missing). Measuring takes about 3 minutes on
+# 2 cores; the release build before it about 6 more on a clean tree (BENCHMARKS.md says how long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
 rm -rf "$out" && mkdir -p "$out"
 log() { echo "==> $*" >&2; }
 start=$SECONDS
+# A clean tree: nothing built, no peers installed (a fresh clone).
+clean=true
+{ [ -e target/release/webhook-ingest ] || [ -d .venv-bench ] || [ -d bench/peers/node/node_modules ]; } && clean=false
 
 command -v node >/dev/null || { echo "bench: Node.js is needed for the Express peers" >&2; exit 2; }
 if ! command -v wrk >/dev/null; then
@@ -23,35 +26,35 @@ if [ ! -x .venv-bench/bin/python ] || ! cmp -s bench/peers/python/requirements.t
   cp bench/peers/python/requirements.txt .venv-bench/.requirements
 fi
 
-log "release build: the Lambda functions alone (their own feature set), then the tools"
-cargo build --release --locked -p webhook-ingest -p webhook-verify -p sender -p event-processor -p secret-rotation -p token-watchdog
-cargo build --release --locked -p wa-cli -p wa-bench --bins
+# The Lambda functions are built as `sam build` builds them: the workspace's default members, with
+# their own features. The tools and the criterion benchmark then reuse that build of the AWS SDK
+# (infra/Cargo.toml aligns the features they share), so only our crates, axum and SQLite are added.
+log "release build: the Lambda functions, then wa, the benchmark drivers and the criterion benchmark"
+cargo build --release --locked
+cargo build --release --locked -p wa-cli --bin wa
+cargo bench --locked --no-run -p wa-bench --bench ingest 2>&1 | grep -v "^ *Executable" >&2
 
 built=$SECONDS
 log "1a. ingest CPU path vs floor (criterion)"
 cargo bench --locked -p wa-bench --bench ingest 2>/dev/null | tee "$out/criterion.txt" | grep -E "^[a-z_0-9]+/|time:" >&2
 log "1b. SQS client CPU per event"
-target/release/sqs_cpu | tee "$out/sqs_cpu.json" >&2
+target/release/wa-bench sqs-cpu | tee "$out/sqs_cpu.json" >&2
 # Again with the client and the stand-in on one core: no cross-core wake-ups (on this VM they cost
 # ~40 µs of the client's CPU per call, part of what a loopback measurement charges the client).
-taskset -c 0 target/release/sqs_cpu | tee "$out/sqs_cpu_one_core.json" >&2
+taskset -c 0 target/release/wa-bench sqs-cpu | tee "$out/sqs_cpu_one_core.json" >&2
 
 log "2. cold start, memory, size"
 : > "$out/coldstart.jsonl"
 for fn in webhook-ingest webhook-verify sender event-processor secret-rotation token-watchdog; do
-  # The SQS- and schedule-driven functions answer their first (API Gateway) event with an error
-  # or a no-op; ingest and verify are timed on the real work, the others for start-up and size.
-  case $fn in webhook-*) target/release/coldstart "$fn" "target/release/$fn" >> "$out/coldstart.jsonl" ;;
-    *) echo "{\"label\": \"$fn\", \"binary_mb\": $(stat -c %s "target/release/$fn" | awk '{print $1/1048576}')}" >> "$out/coldstart.jsonl" ;;
-  esac
+  target/release/wa-bench coldstart "$fn" "target/release/$fn" >> "$out/coldstart.jsonl"
 done
-target/release/coldstart node-express-lambda node bench/peers/node/lambda.js >> "$out/coldstart.jsonl"
+target/release/wa-bench coldstart node-express-lambda node bench/peers/node/lambda.js >> "$out/coldstart.jsonl"
 cat "$out/coldstart.jsonl" >&2
 
 log "3. webhook throughput on loopback (wrk, signed 10-message payloads)"
 secret=dev-app-secret
 export WA_BENCH_BODY="$PWD/$out/payload-10.json"
-WA_BENCH_SIGNATURE=$(target/release/payload 10 "$WA_BENCH_BODY" "$secret"); export WA_BENCH_SIGNATURE
+WA_BENCH_SIGNATURE=$(target/release/wa-bench payload 10 "$WA_BENCH_BODY" "$secret"); export WA_BENCH_SIGNATURE
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 run_wrk() { # name port command...
@@ -69,9 +72,9 @@ run_wrk() { # name port command...
   grep -E "Requests/sec|99%|Non-2xx" "$out/$name.wrk.txt" | sed "s/^/  $name: /" >&2
 }
 port=$(free_port)
-run_wrk ceiling "$port" target/release/receiver empty "$port"
+run_wrk ceiling "$port" target/release/wa-bench receiver empty "$port"
 port=$(free_port)
-run_wrk wa-ingest "$port" target/release/receiver ingest "$port" "$secret"
+run_wrk wa-ingest "$port" target/release/wa-bench receiver ingest "$port" "$secret"
 port=$(free_port)
 run_wrk wa-dev "$port" target/release/wa dev --webhook-only --listen "127.0.0.1:$port" --simulator-listen 127.0.0.1:0 --data-dir "$out/wa-dev-data"
 port=$(free_port)
@@ -82,8 +85,8 @@ port=$(free_port)
 run_wrk pywa "$port" .venv-bench/bin/python bench/peers/python/pywa_receiver.py "$port" "$secret"
 
 log "4. sender pacing (2000 sends, 4 numbers at 80/s, 50 ms latency)"
-target/release/pacing | tee "$out/pacing.json" >&2
+target/release/wa-bench pacing | tee "$out/pacing.json" >&2
 
-echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built))}" > "$out/timings.json"
+echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built)), \"clean_tree\": $clean}" > "$out/timings.json"
 python3 bench/report.py "$out" > BENCHMARKS.md
 log "wrote BENCHMARKS.md"

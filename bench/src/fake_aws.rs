@@ -1,5 +1,7 @@
-//! A loopback stand-in for the AWS calls the functions make on their first invocation
-//! (`GetSecretValue`, `SendMessageBatch`, `SendMessage`), answered at once, on a thread of its own.
+//! A loopback stand-in for the AWS calls the functions make on their first invocation, answered
+//! at once, on a thread of its own: Secrets Manager (`GetSecretValue`, `DescribeSecret`: the secret
+//! being rotated, its version `PENDING_VERSION` staged AWSPENDING), SQS (`SendMessageBatch`,
+//! `SendMessage`) and DynamoDB (every write succeeds, every read finds nothing: a new table).
 
 use serde_json::{Value, json};
 
@@ -8,6 +10,9 @@ pub fn secret() -> String {
     json!({"app_id": "1", "app_secret": crate::APP_SECRET, "verify_token": "bench-verify", "access_token": "bench-token"})
         .to_string()
 }
+
+/// The version id `DescribeSecret` reports as AWSPENDING (a rotation in progress).
+pub const PENDING_VERSION: &str = "bench-pending";
 
 /// Starts it; returns its URL (use as `AWS_ENDPOINT_URL`).
 pub fn start() -> String {
@@ -25,6 +30,12 @@ pub fn start() -> String {
                     let answer = if target.ends_with("GetSecretValue") {
                         json!({"ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:bench", "Name": "bench",
                            "VersionId": "v1", "VersionStages": ["AWSCURRENT"], "SecretString": secret()})
+                    } else if target.ends_with("DescribeSecret") {
+                        json!({"ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:bench", "Name": "bench",
+                           "RotationEnabled": true,
+                           "VersionIdsToStages": {"v1": ["AWSCURRENT"], PENDING_VERSION: ["AWSPENDING"]}})
+                    } else if target.starts_with("DynamoDB_") {
+                        json!({})
                     } else if target.ends_with("SendMessageBatch") {
                         let ok: Vec<Value> = request["Entries"]
                             .as_array()

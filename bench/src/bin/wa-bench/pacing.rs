@@ -2,7 +2,6 @@
 //! 80 messages/s with 50 ms latency; the real sender handler on the local stack's queue and state
 //! (SQLite), five concurrent pollers like Lambda's event source mapping. Prints one JSON line:
 //! achieved rate per number, the busiest 1-second window, 130429 count, p99 queue-to-accepted.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,7 +31,7 @@ fn sqs_event(batch: &[wa_infra::local::Received]) -> aws_lambda_events::sqs::Sqs
     serde_json::from_value(json!({ "Records": records })).unwrap()
 }
 
-fn main() {
+pub fn main() {
     wa_infra::telemetry::silence_metrics();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {

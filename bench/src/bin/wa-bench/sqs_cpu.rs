@@ -2,7 +2,6 @@
 //! endpoint that answers `SendMessageBatch` like SQS (on its own thread, so that only the client's
 //! CPU is counted: the thread CPU time of the current-thread runtime that does all the client's work).
 //! Prints one JSON line: per case the median of 5 runs, and each run's CPU.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ fn thread_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn main() {
+pub fn main() {
     let endpoint = wa_bench::fake_aws::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {

@@ -1,23 +1,27 @@
 //! Cold start and memory of a Lambda function binary, against a small Lambda Runtime API emulator
 //! on loopback: exec → first poll of `/invocation/next`, exec → first invocation answered, peak
-//! RSS (VmHWM) after the answer, and the binary's size. The first invocation does the real work
-//! (a signed one-message webhook through the ingest handler: secret read and SQS batch against a
-//! loopback stand-in for AWS).
+//! RSS (VmHWM) after the answer, and the binary's size. The first invocation does each function's
+//! real work against a loopback stand-in for AWS (`wa_bench::fake_aws`) and the Cloud API simulator,
+//! and its answer is checked (see [`first_invocation`]): ingest a signed one-message webhook (secret
+//! read, SQS batch), verify Meta's verification GET, the sender a template send (idempotency claim,
+//! rate slot, Graph call, outcome published), the event processor an inbound message (dedupe,
+//! conversation state, event published), secret rotation its testSecret step (pending version read,
+//! token checked with debug_token), the watchdog its daily run (secret read, debug_token).
 //!
-//! `coldstart <label> <command> [args...]`, repeated `WA_BENCH_RUNS` times (default 10); prints
+//! `wa-bench coldstart <label> <command> [args...]`, repeated `WA_BENCH_RUNS` times (default 10); prints
 //! one JSON line with the medians.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Default)]
 struct Times {
     poll: Option<Instant>,
     answer: Option<Instant>,
+    answer_body: Option<String>,
     error: Option<String>,
     served: bool,
 }
@@ -64,6 +68,7 @@ fn emulator(event: String, times: Arc<Mutex<Times>>) -> String {
                         let mut t = times.lock().unwrap();
                         if path.ends_with("/response") {
                             t.answer.get_or_insert_with(Instant::now);
+                            t.answer_body.get_or_insert_with(|| String::from_utf8_lossy(&body).into_owned());
                         } else {
                             t.error = Some(format!("{path}: {}", String::from_utf8_lossy(&body)));
                         }
@@ -75,6 +80,79 @@ fn emulator(event: String, times: Arc<Mutex<Times>>) -> String {
         });
     });
     address
+}
+
+/// The Cloud API simulator on a thread of its own (the Graph API of the sender, rotation and
+/// watchdog), accepting the stand-in secret's app and token; returns its base URL.
+fn simulator() -> String {
+    let (url, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let config = wa_simulator::SimConfig {
+                access_token: "bench-token".into(),
+                access_token_expires_at: now + 60 * 86_400,
+                app_id: "1".into(),
+                app_secret: wa_bench::APP_SECRET.into(),
+                ..wa_simulator::SimConfig::default()
+            };
+            let sim = wa_simulator::Simulator::start("127.0.0.1:0", config).await.unwrap();
+            url.send(sim.base_url()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    });
+    started.recv().unwrap()
+}
+
+/// An SQS event of one record.
+fn sqs_event(body: &Value, group: Option<&str>) -> String {
+    let mut attributes = json!({"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000"});
+    if let Some(group) = group {
+        attributes["MessageGroupId"] = group.into();
+    }
+    json!({"Records": [{"messageId": "bench-1", "receiptHandle": "bench-receipt", "body": body.to_string(),
+        "attributes": attributes,
+        "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:bench"}]})
+    .to_string()
+}
+
+/// The first event `label`'s function gets, and the check that its answer shows the work done.
+fn first_invocation(label: &str) -> (String, fn(&str) -> bool) {
+    let status_200 = |body: &str| serde_json::from_str::<Value>(body).is_ok_and(|v| v["statusCode"] == 200);
+    let no_failures = |body: &str| {
+        serde_json::from_str::<Value>(body).is_ok_and(|v| v["batchItemFailures"].as_array().is_some_and(Vec::is_empty))
+    };
+    match label {
+        l if l.contains("verify") => (wa_bench::apigw_verify_event("bench-verify"), status_200),
+        "sender" => {
+            let request = json!({"phone_number_id": "106540352242922", "to": "16505551234", "idempotency_key": "bench-1",
+                "message": {"type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}}});
+            (sqs_event(&request, Some("106540352242922#16505551234")), no_failures)
+        }
+        "event-processor" => {
+            let event = json!({"version": 1, "kind": "message", "event_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA",
+                "phone_number_id": "106540352242922", "user_id": "16505551234", "waba_id": "102290129340398", "field": "messages",
+                "received_at": 1_795_000_000_000u64, "payload": {"from": "16505551234",
+                "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA", "timestamp": "1749416383",
+                "type": "text", "text": {"body": "Hello, is my order ready?"}}});
+            (sqs_event(&event, None), no_failures)
+        }
+        "secret-rotation" => (
+            json!({"Step": "testSecret", "SecretId": "bench", "ClientRequestToken": wa_bench::fake_aws::PENDING_VERSION})
+                .to_string(),
+            |body: &str| body.trim() == "null",
+        ),
+        "token-watchdog" => (
+            json!({"version": "0", "id": "bench", "detail-type": "Scheduled Event", "source": "aws.events",
+                   "account": "000000000000", "time": "2026-11-25T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}})
+            .to_string(),
+            |body: &str| serde_json::from_str::<Value>(body).is_ok_and(|v| v["secrets"] == 1 && v["failed"] == 0),
+        ),
+        // webhook-ingest and the Node.js function: a signed one-message webhook.
+        _ => (wa_bench::apigw_event(&wa_bench::webhook(1)), status_200),
+    }
 }
 
 fn peak_rss_kb(pid: u32) -> u64 {
@@ -92,17 +170,12 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+pub fn main(args: &[String]) {
     let (label, command) = (args[0].clone(), args[1..].to_vec());
     let runs: usize = std::env::var("WA_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let aws = wa_bench::fake_aws::start();
-    // The verify function gets Meta's verification GET; the others a signed one-message webhook.
-    let event = if label.contains("verify") {
-        wa_bench::apigw_verify_event("bench-verify")
-    } else {
-        wa_bench::apigw_event(&wa_bench::webhook(1))
-    };
+    let graph = simulator();
+    let (event, done) = first_invocation(&label);
     let (mut polls, mut answers, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let times = Arc::new(Mutex::new(Times::default()));
@@ -124,6 +197,11 @@ fn main() {
             .env("WA_APP_SECRET", wa_bench::APP_SECRET)
             .env("INBOUND_QUEUE_URL", format!("{aws}/000000000000/inbound"))
             .env("PAYLOAD_BUCKET", "bench")
+            .env("STATE_TABLE", "bench")
+            .env("EVENTS_QUEUE_URL", format!("{aws}/000000000000/events"))
+            .env("OUTBOUND_QUEUE_URL", format!("{aws}/000000000000/outbound.fifo"))
+            .env("SECRET_IDS", "bench")
+            .env("GRAPH_API_BASE", &graph)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -145,6 +223,11 @@ fn main() {
             std::thread::sleep(Duration::from_micros(200));
         };
         rss.push(peak_rss_kb(pid) as f64 / 1024.0);
+        let body = times.lock().unwrap().answer_body.clone().unwrap_or_default();
+        if !done(&body) {
+            let _ = child.kill();
+            panic!("{label}: the first invocation did not do its work; it answered {body}");
+        }
         let _ = child.kill();
         let _ = child.wait();
         polls.push(poll.duration_since(started).as_secs_f64() * 1000.0);

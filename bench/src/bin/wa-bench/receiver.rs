@@ -6,8 +6,7 @@
 //!   split, serialize, the SQS `SendMessageBatch` entries built) but nothing stored — the work
 //!   the Express and pywa receivers do, which keep nothing either.
 //!
-//! Usage: `receiver empty|ingest <port> [app secret]`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Usage: `wa-bench receiver empty|ingest <port> [app secret]`.
 
 use std::sync::Arc;
 
@@ -16,12 +15,11 @@ use wa_core::secrets::AppSecrets;
 use wa_infra::local::LocalSecrets;
 use webhook_ingest::Ingest;
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (Some(mode), Some(port)) = (args.get(1), args.get(2).and_then(|p| p.parse::<u16>().ok())) else {
-        panic!("usage: receiver empty|ingest <port> [app secret]");
+pub fn main(args: &[String]) {
+    let (Some(mode), Some(port)) = (args.first(), args.get(1).and_then(|p| p.parse::<u16>().ok())) else {
+        panic!("usage: wa-bench receiver empty|ingest <port> [app secret]");
     };
-    let secret = args.get(3).cloned().unwrap_or_else(|| wa_bench::APP_SECRET.to_owned());
+    let secret = args.get(2).cloned().unwrap_or_else(|| wa_bench::APP_SECRET.to_owned());
     let app = match mode.as_str() {
         "empty" => axum::Router::new().fallback(|body: axum::body::Bytes| async move {
             std::hint::black_box(body.len());

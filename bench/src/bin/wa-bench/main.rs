@@ -1,0 +1,31 @@
+//! The benchmark drivers, one binary (one release link instead of five): `wa-bench <command> [args]`.
+//! `scripts/bench.sh` runs them all; each command's module says what it measures.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod coldstart;
+mod pacing;
+mod payload;
+mod receiver;
+mod sqs_cpu;
+
+const USAGE: &str = "usage: wa-bench coldstart <label> <command> [args...]
+       wa-bench pacing
+       wa-bench payload <messages> <file> [app secret]
+       wa-bench receiver empty|ingest <port> [app secret]
+       wa-bench sqs-cpu";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("coldstart") => coldstart::main(rest),
+        Some("pacing") => pacing::main(),
+        Some("payload") => payload::main(rest),
+        Some("receiver") => receiver::main(rest),
+        Some("sqs-cpu") => sqs_cpu::main(),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
