@@ -12,4 +12,5 @@ pub mod s3;
 pub mod secrets;
 pub mod sqs;
 pub mod telemetry;
+pub mod tls;
 pub mod vault;

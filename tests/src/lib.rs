@@ -101,9 +101,9 @@ pub fn moto() -> &'static Moto {
 }
 
 /// SDK configuration for an endpoint on loopback, with fixed test credentials and the functions'
-/// settings (timeouts, retries).
+/// settings (timeouts, retries, the HTTP client with the compiled-in TLS roots Lambda gets).
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    wa_infra::aws::loader()
+    wa_infra::aws::loader_with(|_| None)
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("testing", "testing", None, None, "wa-tests"))

@@ -181,8 +181,14 @@ pub fn main(args: &[String]) {
         let times = Arc::new(Mutex::new(Times::default()));
         let api = emulator(event.clone(), times.clone());
         let started = Instant::now();
+        // Lambda's environment, not this shell's: the variables the runtime sets (and ours), nothing else
+        // (a developer's SSL_CERT_FILE, say, would change what the functions read at start-up).
         let mut child = Command::new(&command[0])
             .args(&command[1..])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LANG", "en_US.UTF-8")
+            .env("TZ", ":UTC")
             .env("AWS_LAMBDA_RUNTIME_API", &api)
             .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")

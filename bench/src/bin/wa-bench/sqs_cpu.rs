@@ -25,7 +25,7 @@ pub fn main() {
     let endpoint = wa_bench::fake_aws::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
-        let config = wa_infra::aws::loader()
+        let config = wa_infra::aws::loader_with(|_| None)
             .region(Region::new("us-east-1"))
             .endpoint_url(&endpoint)
             .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
