@@ -48,8 +48,12 @@ impl Report {
 }
 
 async fn get(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, String> {
-    let response =
-        http.get(url).bearer_auth(token).send().await.map_err(|e| format!("unreachable: {}", e.without_url()))?;
+    let response = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {}", wa_infra::aws::describe(&e.without_url())))?;
     let status = response.status().as_u16();
     let body: Value = response.json().await.map_err(|e| format!("HTTP {status}, not JSON: {}", e.without_url()))?;
     if status == 200 {

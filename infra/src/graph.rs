@@ -135,8 +135,9 @@ impl GraphApi for GraphClient {
         let response = self.http.post(self.messages_url(phone_number_id)).bearer_auth(token).json(body).send().await;
         let response = match response {
             Ok(response) => response,
-            Err(e) if e.is_connect() => return Err(GraphFailure::Unreachable(e.without_url().to_string())),
-            Err(e) => return Err(GraphFailure::Ambiguous(e.without_url().to_string())),
+            // The whole chain of causes (a refused connection, an untrusted certificate), without the URL.
+            Err(e) if e.is_connect() => return Err(GraphFailure::Unreachable(crate::aws::describe(&e.without_url()))),
+            Err(e) => return Err(GraphFailure::Ambiguous(crate::aws::describe(&e.without_url()))),
         };
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| GraphFailure::Ambiguous(e.without_url().to_string()))?;
