@@ -89,6 +89,15 @@ pub fn apigw_verify_event(verify_token: &str) -> String {
     .to_string()
 }
 
+/// One inbound event v1 (a user's text message), as ingest puts it on the inbound queue.
+#[must_use]
+pub fn inbound_event() -> Value {
+    json!({"version": 1, "kind": "message", "event_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA",
+        "phone_number_id": "106540352242922", "user_id": "16505551234", "waba_id": "102290129340398", "field": "messages",
+        "received_at": 1_795_000_000_000u64, "payload": {"from": "16505551234", "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA",
+        "timestamp": "1749416383", "type": "text", "text": {"body": "Hello, is my order ready? Thanks a lot, see you soon."}}})
+}
+
 /// The development app secret as a secret source.
 #[must_use]
 pub fn secrets() -> wa_infra::local::LocalSecrets {

@@ -132,12 +132,7 @@ fn first_invocation(label: &str) -> (String, fn(&str) -> bool) {
             (sqs_event(&request, Some("106540352242922#16505551234")), no_failures)
         }
         "event-processor" => {
-            let event = json!({"version": 1, "kind": "message", "event_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA",
-                "phone_number_id": "106540352242922", "user_id": "16505551234", "waba_id": "102290129340398", "field": "messages",
-                "received_at": 1_795_000_000_000u64, "payload": {"from": "16505551234",
-                "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA", "timestamp": "1749416383",
-                "type": "text", "text": {"body": "Hello, is my order ready?"}}});
-            (sqs_event(&event, None), no_failures)
+            (sqs_event(&wa_bench::inbound_event(), None), no_failures)
         }
         "secret-rotation" => (
             json!({"Step": "testSecret", "SecretId": "bench", "ClientRequestToken": wa_bench::fake_aws::PENDING_VERSION})

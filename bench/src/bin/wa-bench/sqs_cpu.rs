@@ -31,16 +31,9 @@ pub fn main() {
             .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
             .load()
             .await;
-        let queue = SqsQueue::new(
-            aws_sdk_sqs::Client::new(&config),
-            format!("{endpoint}/000000000000/inbound"),
-            262_144,
-        );
-        let body = json!({"version": 1, "kind": "message", "event_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA",
-            "phone_number_id": "106540352242922", "user_id": "16505551234", "waba_id": "102290129340398", "field": "messages",
-            "received_at": 1_795_000_000_000u64, "payload": {"from": "16505551234", "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA",
-            "timestamp": "1749416383", "type": "text", "text": {"body": "Hello, is my order ready? Thanks a lot, see you soon."}}})
-        .to_string();
+        let queue =
+            SqsQueue::new(aws_sdk_sqs::Client::new(&config), format!("{endpoint}/000000000000/inbound"), 262_144);
+        let body = wa_bench::inbound_event().to_string();
         let batch: Vec<String> = (0..10).map(|_| body.clone()).collect();
         let single = vec![body.clone()];
         let hundred: Vec<String> = (0..100).map(|_| body.clone()).collect();
@@ -51,7 +44,8 @@ pub fn main() {
         // Each case is run REPEATS times, interleaved, and the median reported: the VM's scheduling
         // moves single runs by ±30 %.
         const REPEATS: usize = 5;
-        let cases = [("batched_10", &batch, 2000usize), ("batched_100", &hundred, 200), ("one_per_call", &single, 5000)];
+        let cases =
+            [("batched_10", &batch, 2000usize), ("batched_100", &hundred, 200), ("one_per_call", &single, 5000)];
         let mut samples: Vec<Vec<(f64, f64)>> = vec![Vec::new(); cases.len()];
         for _ in 0..REPEATS {
             for (case, (_, bodies, calls)) in cases.iter().enumerate() {
