@@ -45,8 +45,8 @@ say("# Benchmarks")
 say("")
 say("Measured in one run of `scripts/bench.sh` on one machine; ratios compare numbers taken in that same run.")
 timings = out / "timings.json"
-if timings.exists():
-    t = json.loads(timings.read_text())
+t = json.loads(timings.read_text()) if timings.exists() else {}
+if t:
     total = t["setup_and_build_s"] + t["measuring_s"]
     tree = "a clean tree: nothing built before" if t.get("clean_tree") else "what the target directory lacked"
     say(f"That run took {t['setup_and_build_s'] // 60} min {t['setup_and_build_s'] % 60} s to install the peers and build "
@@ -128,7 +128,7 @@ say("")
 
 say("## 3. Webhook throughput on loopback")
 say("")
-say("wrk (1 thread, 32 connections, 10 s after a 3 s warm-up) POSTs one signed 10-message webhook, all on the same 2 cores, one "
+say(f"wrk (1 thread, 32 connections, {t.get('wrk_s', 8)} s after a {t.get('wrk_warmup_s', 2)} s warm-up) POSTs one signed 10-message webhook, all on the same 2 cores, one "
     "server process each. Every receiver but `ceiling` checks the signature of every request.")
 say("")
 say("- `wa-dev` is `wa dev --webhook-only`: the ingest handler verifies, splits the payload and enqueues its 10 events "

@@ -27,16 +27,16 @@ if [ ! -x .venv-bench/bin/python ] || ! cmp -s bench/peers/python/requirements.t
 fi
 
 # The Lambda functions are built as `sam build` builds them: the workspace's default members, with
-# their own features. The tools and the criterion benchmark then reuse that build of the AWS SDK
-# (infra/Cargo.toml aligns the features they share), so only our crates, axum and SQLite are added.
-log "release build: the Lambda functions, then wa, the benchmark drivers and the criterion benchmark"
+# their own features. The tools (`wa` and the `wa-bench` driver, criterion included) then reuse that
+# build of the AWS SDK (infra/Cargo.toml aligns the features they share): one invocation, so that
+# their two links run side by side; only our crates, axum, SQLite and criterion are added.
+log "release build: the Lambda functions, then wa and the benchmark driver"
 cargo build --release --locked
-cargo build --release --locked -p wa-cli --bin wa
-cargo bench --locked --no-run -p wa-bench --bench ingest 2>&1 | grep -v "^ *Executable" >&2
+cargo build --release --locked -p wa-cli --bin wa -p wa-bench --bin wa-bench
 
 built=$SECONDS
 log "1a. ingest CPU path vs floor (criterion)"
-cargo bench --locked -p wa-bench --bench ingest 2>/dev/null | tee "$out/criterion.txt" | grep -E "^[a-z_0-9]+/|time:" >&2
+target/release/wa-bench ingest-cpu target/criterion 2>/dev/null | tee "$out/criterion.txt" | grep -E "^[a-z_0-9]+/|time:" >&2
 log "1b. SQS client CPU per event"
 target/release/wa-bench sqs-cpu | tee "$out/sqs_cpu.json" >&2
 # Again with the client and the stand-in on one core: no cross-core wake-ups (on this VM they cost
@@ -55,6 +55,7 @@ log "3. webhook throughput on loopback (wrk, signed 10-message payloads)"
 secret=dev-app-secret
 export WA_BENCH_BODY="$PWD/$out/payload-10.json"
 WA_BENCH_SIGNATURE=$(target/release/wa-bench payload 10 "$WA_BENCH_BODY" "$secret"); export WA_BENCH_SIGNATURE
+wrk_warmup=2 wrk_seconds=8
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 run_wrk() { # name port command...
@@ -66,8 +67,8 @@ run_wrk() { # name port command...
   code=$(curl -s -o /dev/null -w "%{http_code}" -X POST "http://127.0.0.1:$port/webhook" -H "content-type: application/json" \
     -H "x-hub-signature-256: $WA_BENCH_SIGNATURE" --data-binary "@$WA_BENCH_BODY")
   [ "$code" = 200 ] || { echo "bench: $name answered $code to a signed webhook" >&2; kill "$pid"; exit 1; }
-  wrk -t1 -c32 -d3s -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > /dev/null   # warm-up
-  wrk -t1 -c32 -d10s --latency -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > "$out/$name.wrk.txt"
+  wrk -t1 -c32 -d"${wrk_warmup}s" -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > /dev/null
+  wrk -t1 -c32 -d"${wrk_seconds}s" --latency -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > "$out/$name.wrk.txt"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   grep -E "Requests/sec|99%|Non-2xx" "$out/$name.wrk.txt" | sed "s/^/  $name: /" >&2
 }
@@ -87,6 +88,6 @@ run_wrk pywa "$port" .venv-bench/bin/python bench/peers/python/pywa_receiver.py 
 log "4. sender pacing (2000 sends, 4 numbers at 80/s, 50 ms latency)"
 target/release/wa-bench pacing | tee "$out/pacing.json" >&2
 
-echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built)), \"clean_tree\": $clean}" > "$out/timings.json"
+echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built)), \"clean_tree\": $clean, \"wrk_warmup_s\": $wrk_warmup, \"wrk_s\": $wrk_seconds}" > "$out/timings.json"
 python3 bench/report.py "$out" > BENCHMARKS.md
 log "wrote BENCHMARKS.md"

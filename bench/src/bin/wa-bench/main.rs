@@ -3,12 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod coldstart;
+mod ingest_cpu;
 mod pacing;
 mod payload;
 mod receiver;
 mod sqs_cpu;
 
 const USAGE: &str = "usage: wa-bench coldstart <label> <command> [args...]
+       wa-bench ingest-cpu [criterion output directory]
        wa-bench pacing
        wa-bench payload <messages> <file> [app secret]
        wa-bench receiver empty|ingest <port> [app secret]
@@ -19,6 +21,7 @@ fn main() {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("coldstart") => coldstart::main(rest),
+        Some("ingest-cpu") => ingest_cpu::main(rest),
         Some("pacing") => pacing::main(),
         Some("payload") => payload::main(rest),
         Some("receiver") => receiver::main(rest),

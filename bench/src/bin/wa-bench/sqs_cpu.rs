@@ -45,7 +45,7 @@ pub fn main() {
         // moves single runs by ±30 %.
         const REPEATS: usize = 5;
         let cases =
-            [("batched_10", &batch, 2000usize), ("batched_100", &hundred, 200), ("one_per_call", &single, 5000)];
+            [("batched_10", &batch, 2000usize), ("batched_100", &hundred, 200), ("one_per_call", &single, 2000)];
         let mut samples: Vec<Vec<(f64, f64)>> = vec![Vec::new(); cases.len()];
         for _ in 0..REPEATS {
             for (case, (_, bodies, calls)) in cases.iter().enumerate() {

@@ -1,11 +1,13 @@
-//! The ingest CPU path next to its floor, measured in the same run.
+//! The ingest CPU path next to its floor, measured in the same run with criterion (results in
+//! `target/criterion`, or the directory given).
 //!
 //! - floor: HMAC-SHA256 over the body + parsing the API Gateway envelope + parsing the body as JSON;
 //! - ingest: parsing the envelope + `webhook_ingest::process` (signature check, parse, split into
 //!   events, serialize, build the SQS `SendMessageBatch` entries) with in-memory ports.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::path::Path;
+use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
 use futures_util::FutureExt;
 use hmac::{KeyInit, Mac};
 use std::hint::black_box;
@@ -50,9 +52,13 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = ingest_benches;
-    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = benches
+pub fn main(args: &[String]) {
+    let output = args.first().map_or("target/criterion", String::as_str);
+    let mut criterion = Criterion::default()
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .output_directory(Path::new(output));
+    benches(&mut criterion);
+    criterion.final_summary();
 }
-criterion_main!(ingest_benches);
