@@ -18,21 +18,27 @@ if ! command -v wrk >/dev/null; then
   log "installing wrk"
   if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null; else sudo apt-get install -y -q wrk >/dev/null; fi
 fi
-log "peers: Express (npm), pywa on FastAPI/uvicorn (pip)"
-(cd bench/peers/node && npm ci --no-audit --no-fund --silent)
-if [ ! -x .venv-bench/bin/python ] || ! cmp -s bench/peers/python/requirements.txt .venv-bench/.requirements; then
-  python3 -m venv .venv-bench
-  .venv-bench/bin/pip install -q --disable-pip-version-check -r bench/peers/python/requirements.txt
-  cp bench/peers/python/requirements.txt .venv-bench/.requirements
-fi
+# The peers install (mostly downloads) while the release build below keeps the cores busy.
+log "peers: Express (npm), pywa on FastAPI/uvicorn (pip), in the background"
+install_peers() {
+  (cd bench/peers/node && npm ci --no-audit --no-fund --silent)
+  if [ ! -x .venv-bench/bin/python ] || ! cmp -s bench/peers/python/requirements.txt .venv-bench/.requirements; then
+    python3 -m venv .venv-bench
+    .venv-bench/bin/pip install -q --disable-pip-version-check -r bench/peers/python/requirements.txt
+    cp bench/peers/python/requirements.txt .venv-bench/.requirements
+  fi
+}
+install_peers > "$out/peers.log" 2>&1 &
+peers=$!
 
 # The Lambda functions are built as `sam build` builds them: the workspace's default members, with
-# their own features. The tools (`wa` and the `wa-bench` driver, criterion included) then reuse that
-# build of the AWS SDK (infra/Cargo.toml aligns the features they share): one invocation, so that
-# their two links run side by side; only our crates, axum, SQLite and criterion are added.
-log "release build: the Lambda functions, then wa and the benchmark driver"
+# their own features. The `wa-bench` driver (criterion, `wa dev`'s code and the other drivers) then
+# reuses that build of the AWS SDK (infra/Cargo.toml aligns the features they share): only our
+# crates, axum, SQLite and criterion are added, and one more release link.
+log "release build: the Lambda functions, then the benchmark driver"
 cargo build --release --locked
-cargo build --release --locked -p wa-cli --bin wa -p wa-bench --bin wa-bench
+cargo build --release --locked -p wa-bench --bin wa-bench
+wait "$peers" || { cat "$out/peers.log" >&2; echo "bench: installing the peers failed (above)" >&2; exit 1; }
 
 built=$SECONDS
 log "1a. ingest CPU path vs floor (criterion)"
@@ -77,9 +83,9 @@ run_wrk ceiling "$port" target/release/wa-bench receiver empty "$port"
 port=$(free_port)
 run_wrk wa-ingest "$port" target/release/wa-bench receiver ingest "$port" "$secret"
 port=$(free_port)
-run_wrk wa-dev "$port" target/release/wa dev --webhook-only --listen "127.0.0.1:$port" --simulator-listen 127.0.0.1:0 --data-dir "$out/wa-dev-data"
+run_wrk wa-dev "$port" target/release/wa-bench dev "127.0.0.1:$port" "$out/wa-dev-data"
 port=$(free_port)
-run_wrk wa-dev-pipeline "$port" target/release/wa dev --listen "127.0.0.1:$port" --simulator-listen 127.0.0.1:0 --data-dir "$out/wa-dev-pipeline-data"
+run_wrk wa-dev-pipeline "$port" target/release/wa-bench dev "127.0.0.1:$port" "$out/wa-dev-pipeline-data" --pipeline
 port=$(free_port)
 run_wrk express "$port" node bench/peers/node/express_receiver.js "$port" "$secret"
 port=$(free_port)

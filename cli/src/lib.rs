@@ -136,6 +136,11 @@ pub fn this_month(now: i64) -> String {
     month_of(now)
 }
 
+/// The runtime `wa`'s commands run on (`wa dev` included): two worker threads.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+}
+
 /// `wa dev`: starts the local stack, prints where everything is, follows the events queue, and
 /// runs until Ctrl-C — or, with `demo`, plays the demo and exits (success when every step held).
 pub async fn run_dev(options: dev::DevOptions, demo: bool) -> std::process::ExitCode {

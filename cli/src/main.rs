@@ -207,7 +207,7 @@ enum DlqAction {
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    match wa_cli::runtime() {
         Ok(runtime) => Some(runtime),
         Err(error) => {
             eprintln!("wa: cannot start a runtime: {error}");

@@ -2,7 +2,10 @@
 //! `scripts/bench.sh` runs them all; each command's module says what it measures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::process::ExitCode;
+
 mod coldstart;
+mod dev;
 mod ingest_cpu;
 mod pacing;
 mod payload;
@@ -10,17 +13,19 @@ mod receiver;
 mod sqs_cpu;
 
 const USAGE: &str = "usage: wa-bench coldstart <label> <command> [args...]
+       wa-bench dev <listen address> <data dir> [--pipeline]
        wa-bench ingest-cpu [criterion output directory]
        wa-bench pacing
        wa-bench payload <messages> <file> [app secret]
        wa-bench receiver empty|ingest <port> [app secret]
        wa-bench sqs-cpu";
 
-fn main() {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("coldstart") => coldstart::main(rest),
+        Some("dev") => return dev::main(rest),
         Some("ingest-cpu") => ingest_cpu::main(rest),
         Some("pacing") => pacing::main(),
         Some("payload") => payload::main(rest),
@@ -28,7 +33,8 @@ fn main() {
         Some("sqs-cpu") => sqs_cpu::main(),
         _ => {
             eprintln!("{USAGE}");
-            std::process::exit(2);
+            return ExitCode::from(2);
         }
     }
+    ExitCode::SUCCESS
 }
