@@ -31,13 +31,19 @@ install_peers() {
 install_peers > "$out/peers.log" 2>&1 &
 peers=$!
 
-# The Lambda functions are built as `sam build` builds them: the workspace's default members, with
-# their own features. The `wa-bench` driver (criterion, `wa dev`'s code and the other drivers) then
-# reuses that build of the AWS SDK (infra/Cargo.toml aligns the features they share): only our
-# crates, axum, SQLite and criterion are added, and one more release link.
-log "release build: the Lambda functions, then the benchmark driver"
-cargo build --release --locked
-cargo build --release --locked -p wa-bench --bin wa-bench
+# One release build: the Lambda functions and the `wa-bench` driver (criterion, `wa dev`'s code and
+# the other drivers). The functions get exactly what `sam build` builds (the workspace's default
+# members, with their own features): the tools share every crate the functions use with the same
+# features, and SQLite lives in a crate of its own (infra/local). Checked below.
+log "release build: the Lambda functions and the benchmark driver"
+functions=()
+for dir in functions/*/; do functions+=(-p "$(basename "$dir")"); done
+cargo build --release --locked -p wa-core -p wa-infra "${functions[@]}" -p wa-bench
+rebuilt=$(cargo build --release --locked 2>&1 | grep Compiling || true)
+if [ -n "$rebuilt" ]; then
+  echo "bench: the functions built with the tools differ from what \`cargo build --release\` builds:" >&2
+  echo "$rebuilt" >&2; exit 1
+fi
 wait "$peers" || { cat "$out/peers.log" >&2; echo "bench: installing the peers failed (above)" >&2; exit 1; }
 
 built=$SECONDS
@@ -61,7 +67,7 @@ log "3. webhook throughput on loopback (wrk, signed 10-message payloads)"
 secret=dev-app-secret
 export WA_BENCH_BODY="$PWD/$out/payload-10.json"
 WA_BENCH_SIGNATURE=$(target/release/wa-bench payload 10 "$WA_BENCH_BODY" "$secret"); export WA_BENCH_SIGNATURE
-wrk_warmup=2 wrk_seconds=8
+wrk_warmup=1 wrk_seconds=8
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 run_wrk() { # name port command...

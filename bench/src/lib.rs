@@ -100,8 +100,8 @@ pub fn inbound_event() -> Value {
 
 /// The development app secret as a secret source.
 #[must_use]
-pub fn secrets() -> wa_infra::local::LocalSecrets {
-    wa_infra::local::LocalSecrets(Arc::new(AppSecrets {
+pub fn secrets() -> wa_infra_local::LocalSecrets {
+    wa_infra_local::LocalSecrets(Arc::new(AppSecrets {
         app_id: "1".into(),
         app_secret: APP_SECRET.into(),
         verify_token: "v".into(),

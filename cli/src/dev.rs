@@ -22,7 +22,7 @@ use wa_core::conversation::OptOutKeywords;
 use wa_core::ports::{BlobStore, EventQueue};
 use wa_core::secrets::AppSecrets;
 use wa_infra::graph::GraphClient;
-use wa_infra::local::{LocalBlobs, LocalDb, LocalQueue, LocalSecrets, LocalState, Received};
+use wa_infra_local::{LocalBlobs, LocalDb, LocalQueue, LocalSecrets, LocalState, Received};
 use wa_simulator::{SimConfig, Simulator};
 use webhook_ingest::Ingest;
 

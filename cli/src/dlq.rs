@@ -30,7 +30,7 @@ pub fn summary(body: &str) -> String {
     format!("JSON ({} bytes)", body.len())
 }
 
-fn local_dlq(queue: &str, data_dir: &Path) -> Result<(dev::Queues, wa_infra::local::LocalQueue), String> {
+fn local_dlq(queue: &str, data_dir: &Path) -> Result<(dev::Queues, wa_infra_local::LocalQueue), String> {
     let db = dev::open(data_dir)?;
     let queues = dev::Queues::of(&db);
     let source = queues.by_name(queue).filter(|q| !q.name().ends_with("-dlq")).ok_or_else(|| {

@@ -141,7 +141,7 @@ fn start_dev(data: &str) -> Dev {
 }
 
 fn events(data: &str) -> Vec<serde_json::Value> {
-    let db = wa_infra::local::LocalDb::open(&std::path::Path::new(data).join("state.sqlite3")).unwrap();
+    let db = wa_infra_local::LocalDb::open(&std::path::Path::new(data).join("state.sqlite3")).unwrap();
     wa_cli::dev::Queues::of(&db)
         .events
         .peek(0, 10_000)
@@ -218,7 +218,7 @@ fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
 
     // A send request that failed for good earlier sits in the outbound DLQ: listed, redriven, sent.
     {
-        let db = wa_infra::local::LocalDb::open(&std::path::Path::new(data).join("state.sqlite3")).unwrap();
+        let db = wa_infra_local::LocalDb::open(&std::path::Path::new(data).join("state.sqlite3")).unwrap();
         let dead = serde_json::json!({"phone_number_id": "106540352242922", "to": "16505550199", "idempotency_key": "cli-3",
             "message": {"type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}}});
         wa_cli::dev::Queues::of(&db)

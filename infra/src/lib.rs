@@ -5,8 +5,6 @@ pub mod aws;
 pub mod config;
 pub mod dynamo;
 pub mod graph;
-#[cfg(feature = "local")]
-pub mod local;
 pub mod meta_admin;
 pub mod s3;
 pub mod secrets;

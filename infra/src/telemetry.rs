@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "WhatsAppPipeline";
 
-/// Installs a JSON log subscriber on stdout (level from `RUST_LOG`, default `info`). Safe to
+/// Installs a JSON log subscriber on stdout (levels from `RUST_LOG`, see [`log_filter`]). Safe to
 /// call twice.
 pub fn init_logs() {
     init_logs_to(std::io::stdout);
@@ -16,17 +16,39 @@ pub fn init_logs_to<W>(writer: W)
 where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(writer)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let layer = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
+        .with_writer(writer)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .without_time()
-        .try_init();
+        .without_time();
+    let (filter, unreadable) = match log_filter(std::env::var("RUST_LOG").ok().as_deref()) {
+        Ok(filter) => (filter, None),
+        Err(error) => (info_filter(), Some(error)),
+    };
+    let _ = tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(layer, filter)).try_init();
+    if let Some(error) = unreadable {
+        tracing::warn!(%error, "RUST_LOG is not a level or a list of target=level; logging at info");
+    }
+}
+
+/// The log levels `RUST_LOG` asks for: a level (`debug`), per-target levels, or both
+/// (`warn,webhook_ingest=debug`); `info` when unset or empty. Plain target filters, without the
+/// regular expressions of `tracing`'s `EnvFilter` (smaller functions, no regex engine).
+pub fn log_filter(
+    value: Option<&str>,
+) -> Result<tracing_subscriber::filter::Targets, tracing_subscriber::filter::ParseError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(value) => value.parse(),
+        None => Ok(info_filter()),
+    }
+}
+
+fn info_filter() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -77,6 +99,22 @@ pub fn silence_metrics() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn log_filter_reads_levels_and_targets() {
+        let info = log_filter(None).unwrap();
+        assert!(info.would_enable("webhook_ingest", &Level::INFO));
+        assert!(!info.would_enable("webhook_ingest", &Level::DEBUG));
+        assert_eq!(format!("{:?}", log_filter(Some("  ")).unwrap()), format!("{info:?}"));
+        let debug = log_filter(Some("debug")).unwrap();
+        assert!(debug.would_enable("aws_smithy_runtime", &Level::DEBUG));
+        let mixed = log_filter(Some("warn,webhook_ingest=debug")).unwrap();
+        assert!(mixed.would_enable("webhook_ingest", &Level::DEBUG));
+        assert!(mixed.would_enable("wa_infra::sqs", &Level::WARN));
+        assert!(!mixed.would_enable("wa_infra::sqs", &Level::INFO));
+        assert!(log_filter(Some("webhook_ingest=loud")).is_err());
+    }
 
     #[test]
     fn emf_shape() {

@@ -24,7 +24,7 @@ fn floor(event: &str) -> usize {
     tag.len() + usize::from(value.is_object())
 }
 
-fn ingest(deps: &Ingest<BatchBuilder, NoBlobs, wa_infra::local::LocalSecrets>, event: &str) -> usize {
+fn ingest(deps: &Ingest<BatchBuilder, NoBlobs, wa_infra_local::LocalSecrets>, event: &str) -> usize {
     let request = lambda_http::request::from_str(event).unwrap();
     match webhook_ingest::process(deps, &request, 1_795_000_000_000).now_or_never().unwrap() {
         Outcome::Enqueued { events, .. } => events,

@@ -11,7 +11,7 @@ use sender::{Sender, SenderConfig};
 use serde_json::{Value, json};
 use wa_core::secrets::AppSecrets;
 use wa_infra::graph::GraphClient;
-use wa_infra::local::{LocalDb, LocalQueue, LocalSecrets, LocalState};
+use wa_infra_local::{LocalDb, LocalQueue, LocalSecrets, LocalState};
 use wa_simulator::{SimConfig, Simulator};
 
 const NUMBERS: [&str; 4] = ["100000000000001", "100000000000002", "100000000000003", "100000000000004"];
@@ -19,7 +19,7 @@ const SENDS: usize = 2000;
 const LIMIT: u32 = 80;
 const POLLERS: usize = 5;
 
-fn sqs_event(batch: &[wa_infra::local::Received]) -> aws_lambda_events::sqs::SqsEvent {
+fn sqs_event(batch: &[wa_infra_local::Received]) -> aws_lambda_events::sqs::SqsEvent {
     let records: Vec<Value> = batch
         .iter()
         .map(|m| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use wa_bench::{BatchBuilder, NoBlobs};
 use wa_core::secrets::AppSecrets;
-use wa_infra::local::LocalSecrets;
+use wa_infra_local::LocalSecrets;
 use webhook_ingest::Ingest;
 
 pub fn main(args: &[String]) {

@@ -1,5 +1,5 @@
 //! Idempotency, rate-limit and conversation state, blobs and the development secret in the local
-//! database, with the same rules as the DynamoDB table (`crate::dynamo`).
+//! database, with the same rules as the DynamoDB table (`wa_infra::dynamo`).
 
 use std::sync::Arc;
 
@@ -13,8 +13,8 @@ use wa_core::ratelimit::{Reservation, reserve};
 use wa_core::secrets::{AppSecrets, SecretStage};
 use wa_core::webhook::StatusKind;
 
-use super::{Cached, LocalDb, db_error};
-use crate::dynamo::MessageRecord;
+use crate::{Cached, LocalDb, db_error};
+use wa_infra::dynamo::MessageRecord;
 
 const IN_PROGRESS: &str = "INPROGRESS";
 const COMPLETED: &str = "COMPLETED";

@@ -122,5 +122,5 @@ impl Cached for Connection {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    i64::try_from(crate::telemetry::now_millis()).unwrap_or(i64::MAX)
+    i64::try_from(wa_infra::telemetry::now_millis()).unwrap_or(i64::MAX)
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 use wa_core::ports::{EventQueue, QueueError, Redelivery, StoreError};
 
-use super::commits::Publish;
-use super::{Cached, LocalDb, db_error, now_ms};
+use crate::commits::Publish;
+use crate::{Cached, LocalDb, db_error, now_ms};
 
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 use wa_core::ports::QueueError;
 
-use super::{Cached, now_ms};
+use crate::{Cached, now_ms};
 
 /// The most publishes one transaction takes (each carries up to a webhook's events).
 const MAX_GROUP: usize = 256;
