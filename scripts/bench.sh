@@ -2,7 +2,7 @@
 # Every benchmark, side by side with peers, in one run on this machine; writes BENCHMARKS.md.
 # Installs the peers on demand (npm: Express in bench/peers/node; pip: pywa + FastAPI + uvicorn in
 # .venv-bench; wrk from the system's packages when missing). Measuring takes under 2 minutes on
-# 2 cores; the release build before it about 7.5 more on a clean tree (BENCHMARKS.md says how long).
+# 2 cores; the release build before it about 7.3 more on a clean tree (BENCHMARKS.md says how long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
