@@ -128,7 +128,7 @@ say("")
 
 say("## 3. Webhook throughput on loopback")
 say("")
-say(f"wrk (1 thread, 32 connections, {t.get('wrk_s', 8)} s after a {t.get('wrk_warmup_s', 2)} s warm-up) POSTs one signed 10-message webhook, all on the same 2 cores, one "
+say(f"wrk (1 thread, 32 connections, {t.get('wrk_s', 8)} s after a {t.get('wrk_warmup_s', 1)} s warm-up) POSTs one signed 10-message webhook, all on the same 2 cores, one "
     "server process each. Every receiver but `ceiling` checks the signature of every request.")
 say("")
 say("- `wa-dev` is `wa dev --webhook-only` (its code, `wa_cli::run_dev`, started by the driver: `bench/src/bin/wa-bench/dev.rs`): the ingest handler verifies, splits the payload and enqueues its 10 events "

@@ -38,6 +38,8 @@ pub const DEV_ACCESS_TOKEN: &str = "dev-access-token";
 pub const DEV_PHONE_NUMBER_ID: &str = "106540352242922";
 /// The local database file inside the data directory.
 pub const DB_FILE: &str = "state.sqlite3";
+/// Messages per second per business number unless told otherwise (Meta's default throughput).
+pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 80;
 
 /// Queue names in the local database.
 pub const INBOUND: &str = "inbound";

@@ -41,7 +41,7 @@ enum Command {
         #[arg(long)]
         demo: bool,
         /// Messages per second per business number.
-        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, default_value_t = wa_cli::dev::DEFAULT_MESSAGES_PER_SECOND, value_parser = clap::value_parser!(u32).range(1..=1000))]
         messages_per_second: u32,
         /// Also print the functions' JSON logs and metrics (stderr and stdout).
         #[arg(long)]
@@ -132,7 +132,7 @@ enum Command {
         #[arg(long)]
         webhook_url: Option<String>,
         /// Messages per second per business number before 130429.
-        #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, default_value_t = wa_cli::dev::DEFAULT_MESSAGES_PER_SECOND, value_parser = clap::value_parser!(u32).range(1..=1000))]
         messages_per_second: u32,
         /// Messages to one recipient in a burst before 131056.
         #[arg(long, default_value_t = 45, value_parser = clap::value_parser!(u32).range(1..))]

@@ -1,6 +1,6 @@
 //! `wa dev` for the webhook throughput benchmark: the same code as the `wa` binary's `dev`
 //! command (`wa_cli::run_dev` on `wa_cli::runtime()`, EMF metric lines silenced, the simulator
-//! standing in for the Graph API, 80 messages/s), started from this driver so that the benchmark
+//! standing in for the Graph API, its default messages/s), started from this driver so that the benchmark
 //! links one release binary instead of two.
 //!
 //! Usage: `wa-bench dev <listen address> <data dir> [--pipeline]`: without `--pipeline` it is
@@ -19,7 +19,7 @@ pub fn main(args: &[String]) -> ExitCode {
         simulator_listen: "127.0.0.1:0".into(),
         data_dir: data_dir.into(),
         real_graph: None,
-        messages_per_second: 80,
+        messages_per_second: wa_cli::dev::DEFAULT_MESSAGES_PER_SECOND,
         webhook_only: args.get(2).map(String::as_str) != Some("--pipeline"),
     };
     wa_infra::telemetry::silence_metrics();
