@@ -345,12 +345,11 @@ where
         let deadline = wa_infra::telemetry::now_millis() + VISIBILITY.as_millis() as u64 - 1000;
         let response = handler(sqs_event(&queue, &batch), deadline).await;
         let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-        for message in &batch {
-            if !failed.contains(&message.id.to_string().as_str())
-                && let Err(error) = queue.delete(&message.receipt)
-            {
-                tracing::error!(queue = queue.name(), %error, "cannot delete a handled message");
-            }
+        let handled: Vec<&str> =
+            batch.iter().filter(|m| !failed.contains(&m.id.to_string().as_str())).map(|m| m.receipt.as_str()).collect();
+        if let Err(error) = queue.delete_all(&handled) {
+            // They come back after the visibility timeout; the handlers are idempotent.
+            tracing::error!(queue = queue.name(), %error, "cannot delete handled messages");
         }
     }
 }

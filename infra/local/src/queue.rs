@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use wa_core::ports::{EventQueue, QueueError, Redelivery, StoreError};
 
 use crate::commits::Publish;
@@ -83,40 +83,43 @@ impl LocalQueue {
             return Err(QueueError::Unavailable("a FIFO queue needs a message group id".into()));
         }
         let now = now_ms();
-        let conn = self.db.lock();
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(|e| queue_error(&e))?;
         if let (true, Some(dedup)) = (self.fifo, dedup) {
-            let seen: Option<i64> = conn
-                .row(
-                    "SELECT id FROM messages WHERE queue = ?1 AND dedup = ?2 AND sent_at > ?3 LIMIT 1",
-                    params![self.name, dedup, now - DEDUP_WINDOW_MS],
-                    |row| row.get(0),
-                )
-                .optional()
+            // Like SQS: the id is remembered for five minutes from its send, even once the message
+            // has been received and deleted.
+            tx.exec("DELETE FROM dedups WHERE sent_at <= ?1", params![now - DEDUP_WINDOW_MS])
                 .map_err(|e| queue_error(&e))?;
-            if seen.is_some() {
+            let fresh = tx
+                .exec(
+                    "INSERT OR IGNORE INTO dedups(queue, dedup, sent_at) VALUES (?1, ?2, ?3)",
+                    params![self.name, dedup, now],
+                )
+                .map_err(|e| queue_error(&e))?;
+            if fresh == 0 {
                 return Ok(false);
             }
         }
-        conn.exec(
+        tx.exec(
             "INSERT INTO messages(queue, body, grp, dedup, visible_at, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             params![self.name, body, group, dedup, now],
         )
         .map_err(|e| queue_error(&e))?;
+        tx.commit().map_err(|e| queue_error(&e))?;
         Ok(true)
     }
 
-    /// Receives up to `max` messages, invisible to others for `visibility`.
+    /// Receives up to `max` messages, invisible to others for `visibility`. As on SQS, a message
+    /// already received `max_receives` times goes to the dead-letter queue when it would be handed
+    /// out again.
     pub fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Received>, StoreError> {
         let now = now_ms();
+        let until = now + i64::try_from(visibility.as_millis()).unwrap_or(30_000);
+        let dlq = format!("{}-dlq", self.name);
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(|e| db_error(&e))?;
-        // Past the receive limit: to the dead-letter queue instead of back to a consumer.
-        tx.exec(
-            "UPDATE messages SET queue = ?1, receives = 0, receipt = NULL, visible_at = ?2
-             WHERE queue = ?3 AND visible_at <= ?2 AND receives >= ?4",
-            params![format!("{}-dlq", self.name), now, self.name, i64::from(self.max_receives)],
-        )
-        .map_err(|e| db_error(&e))?;
+        // Oldest first, along `messages_in_order` (FIFO groups checked on `messages_by_group`): the
+        // cost is the messages returned plus those skipped ahead of them, whatever the backlog behind.
         let sql = if self.fifo {
             "SELECT id, body, grp, receives, sent_at FROM messages m WHERE queue = ?1 AND visible_at <= ?2
                AND NOT EXISTS (SELECT 1 FROM messages o WHERE o.queue = ?1 AND o.grp = m.grp
@@ -126,27 +129,45 @@ impl LocalQueue {
             "SELECT id, body, grp, receives, sent_at FROM messages WHERE queue = ?1 AND visible_at <= ?2
              ORDER BY id LIMIT ?3"
         };
-        let rows: Vec<(i64, String, Option<String>, u32, i64)> = {
-            let mut statement = tx.prepare_cached(sql).map_err(|e| db_error(&e))?;
-            let limit = i64::try_from(max).unwrap_or(10);
-            statement
-                .query_map(params![self.name, now, limit], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-                })
-                .map_err(|e| db_error(&e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| db_error(&e))?
-        };
-        let until = now + i64::try_from(visibility.as_millis()).unwrap_or(30_000);
-        let mut received = Vec::with_capacity(rows.len());
-        for (id, body, group, receives, sent_at_ms) in rows {
-            let receipt = format!("{id}-{}-{now}", receives + 1);
-            tx.exec(
-                "UPDATE messages SET receipt = ?1, receives = receives + 1, visible_at = ?2 WHERE id = ?3",
-                params![receipt, until, id],
-            )
-            .map_err(|e| db_error(&e))?;
-            received.push(Received { id, receipt, body, group, receives: receives + 1, sent_at_ms });
+        let mut received = Vec::with_capacity(max.min(100));
+        loop {
+            let wanted = max - received.len();
+            if wanted == 0 {
+                break;
+            }
+            let rows: Vec<(i64, String, Option<String>, u32, i64)> = {
+                let mut statement = tx.prepare_cached(sql).map_err(|e| db_error(&e))?;
+                statement
+                    .query_map(params![self.name, now, i64::try_from(wanted).unwrap_or(10)], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    })
+                    .map_err(|e| db_error(&e))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| db_error(&e))?
+            };
+            let (found, mut dead) = (rows.len(), 0);
+            for (id, body, group, receives, sent_at_ms) in rows {
+                if receives >= self.max_receives {
+                    tx.exec(
+                        "UPDATE messages SET queue = ?1, receives = 0, receipt = NULL, visible_at = ?2 WHERE id = ?3",
+                        params![dlq, now, id],
+                    )
+                    .map_err(|e| db_error(&e))?;
+                    dead += 1;
+                    continue;
+                }
+                let receipt = format!("{id}-{}-{now}", receives + 1);
+                tx.exec(
+                    "UPDATE messages SET receipt = ?1, receives = receives + 1, visible_at = ?2 WHERE id = ?3",
+                    params![receipt, until, id],
+                )
+                .map_err(|e| db_error(&e))?;
+                received.push(Received { id, receipt, body, group, receives: receives + 1, sent_at_ms });
+            }
+            // Another round only to fill the places of messages moved to the dead-letter queue.
+            if dead == 0 || found < wanted {
+                break;
+            }
         }
         tx.commit().map_err(|e| db_error(&e))?;
         Ok(received)
@@ -154,8 +175,17 @@ impl LocalQueue {
 
     /// Deletes a received message.
     pub fn delete(&self, receipt: &str) -> Result<(), StoreError> {
-        self.db.lock().exec("DELETE FROM messages WHERE receipt = ?1", params![receipt]).map_err(|e| db_error(&e))?;
-        Ok(())
+        self.delete_all(&[receipt])
+    }
+
+    /// Deletes received messages, in one commit.
+    pub fn delete_all(&self, receipts: &[&str]) -> Result<(), StoreError> {
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(|e| db_error(&e))?;
+        for receipt in receipts {
+            tx.exec("DELETE FROM messages WHERE receipt = ?1", params![receipt]).map_err(|e| db_error(&e))?;
+        }
+        tx.commit().map_err(|e| db_error(&e))
     }
 
     /// Makes a received message visible again after `seconds`.
@@ -288,6 +318,105 @@ mod tests {
         assert_eq!(next.iter().map(|r| r.body.as_str()).collect::<Vec<_>>(), ["b1"]);
         q.delete(&got[0].receipt).unwrap();
         assert_eq!(q.receive(10, Duration::from_secs(60)).unwrap()[0].body, "a2");
+    }
+
+    /// SQLite virtual-machine steps taken by `f` (a deterministic measure of work, unlike time).
+    fn steps<T>(db: &LocalDb, f: impl FnOnce() -> T) -> (T, u64) {
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = counter.clone();
+        db.lock().progress_handler(
+            1,
+            Some(move || {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }),
+        );
+        let result = f();
+        db.lock().progress_handler(1, None::<fn() -> bool>);
+        (result, counter.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn fill(db: &LocalDb, queue: &str, n: usize, group: impl Fn(usize) -> Option<String>) {
+        let mut conn = db.lock();
+        let tx = conn.transaction().unwrap();
+        for i in 0..n {
+            tx.execute(
+                "INSERT INTO messages(queue, body, grp, visible_at, sent_at) VALUES (?1, ?2, ?3, 0, 0)",
+                params![queue, format!("m{i}"), group(i)],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn receive_cost_does_not_grow_with_the_backlog() {
+        // Per backlog: the steps of a receive of 10 with 10 others in flight ahead, 10 received too
+        // often ahead (moved to the DLQ on the way) and, on the FIFO queue, a held group ahead.
+        let cost = |backlog: usize| {
+            let db = LocalDb::memory().unwrap();
+            let standard = LocalQueue::new(&db, "inbound", false, 1024, 2);
+            fill(&db, "inbound", backlog, |_| None);
+            let first = standard.receive(10, Duration::from_secs(60)).unwrap();
+            let worn = standard.receive(10, Duration::from_secs(60)).unwrap();
+            for message in &worn {
+                standard.release(&message.receipt, 0).unwrap();
+            }
+            let again = standard.receive(10, Duration::from_secs(60)).unwrap();
+            assert_eq!(
+                again.iter().map(|m| (m.id, m.receives)).collect::<Vec<_>>(),
+                worn.iter().map(|m| (m.id, 2)).collect::<Vec<_>>()
+            );
+            for message in &worn {
+                // Received twice: dead on the next receive.
+                assert_eq!(
+                    db.lock().execute("UPDATE messages SET visible_at = 0 WHERE id = ?1", [message.id]).unwrap(),
+                    1
+                );
+            }
+            let (got, standard_steps) = steps(&db, || standard.receive(10, Duration::from_secs(60)).unwrap());
+            assert_eq!(got.len(), 10);
+            assert_eq!(got[0].id, first[0].id + 20, "oldest first, past those in flight and the dead");
+            assert_eq!(standard.dlq().peek(0, 100).unwrap().len(), 10);
+
+            let fifo = LocalQueue::new(&db, "out.fifo", true, 1024, 5);
+            // Group "held" has 5 messages ahead of everything; its first one goes in flight.
+            fill(&db, "out.fifo", 5, |_| Some("held".into()));
+            fill(&db, "out.fifo", backlog, |i| Some(format!("g{}", i % 50)));
+            assert_eq!(fifo.receive(1, Duration::from_secs(60)).unwrap()[0].group.as_deref(), Some("held"));
+            let (got, fifo_steps) = steps(&db, || fifo.receive(10, Duration::from_secs(60)).unwrap());
+            assert_eq!(got.len(), 10);
+            assert!(got.iter().all(|m| m.group.as_deref() != Some("held")), "the held group waits");
+            (standard_steps, fifo_steps)
+        };
+        let (small, large) = (cost(100), cost(20_000));
+        assert!(
+            large.0 <= small.0 + small.0 / 10,
+            "standard queue: {small:?} steps with 100 waiting, {large:?} with 20,000"
+        );
+        assert!(
+            large.1 <= small.1 + small.1 / 10,
+            "FIFO queue: {small:?} steps with 100 waiting, {large:?} with 20,000"
+        );
+    }
+
+    #[test]
+    fn a_deduplication_id_is_remembered_five_minutes_after_its_message_is_gone() {
+        let db = LocalDb::memory().unwrap();
+        let q = LocalQueue::new(&db, "outbound.fifo", true, 1024, 5);
+        assert!(q.send("a", Some("g"), Some("d")).unwrap());
+        let got = q.receive(10, Duration::from_secs(60)).unwrap();
+        q.delete_all(&[got[0].receipt.as_str()]).unwrap();
+        assert!(!q.send("a", Some("g"), Some("d")).unwrap(), "deduplicated after the delete");
+        assert!(q.receive(10, Duration::from_secs(60)).unwrap().is_empty());
+        // Six minutes later the id is free again, and the expired entry is swept.
+        db.lock().execute("UPDATE dedups SET sent_at = sent_at - 360000", []).unwrap();
+        assert!(q.send("a", Some("g"), Some("d")).unwrap());
+        assert!(q.send("b", Some("g"), Some("e")).unwrap());
+        let remembered: i64 = db.lock().query_row("SELECT COUNT(*) FROM dedups", [], |r| r.get(0)).unwrap();
+        assert_eq!(remembered, 2);
+        // Another queue's ids are its own.
+        assert!(LocalQueue::new(&db, "other.fifo", true, 1024, 5).send("a", Some("g"), Some("d")).unwrap());
     }
 
     #[tokio::test]
