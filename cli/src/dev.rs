@@ -103,13 +103,16 @@ impl Queues {
         }
     }
 
+    /// Every queue and its DLQ.
+    #[must_use]
+    pub fn all(&self) -> Vec<LocalQueue> {
+        [&self.inbound, &self.outbound, &self.events].into_iter().flat_map(|q| [q.clone(), q.dlq()]).collect()
+    }
+
     /// A queue by name, DLQs included (`inbound-dlq`, ...).
     #[must_use]
     pub fn by_name(&self, name: &str) -> Option<LocalQueue> {
-        [&self.inbound, &self.outbound, &self.events]
-            .into_iter()
-            .flat_map(|q| [q.clone(), q.dlq()])
-            .find(|q| q.name() == name)
+        self.all().into_iter().find(|q| q.name() == name)
     }
 }
 
@@ -277,6 +280,8 @@ impl DevStack {
             })));
         }
 
+        tasks.push(tokio::spawn(expire(queues.all(), stopped.clone())));
+
         Ok(Self { webhook_url, simulator, db, queues, state, shutdown, tasks })
     }
 
@@ -337,8 +342,8 @@ where
         };
         if batch.is_empty() {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = stop.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                changed = stop.changed() => if changed.is_err() { return },
             }
             continue;
         }
@@ -350,6 +355,27 @@ where
         if let Err(error) = queue.delete_all(&handled) {
             // They come back after the visibility timeout; the handlers are idempotent.
             tracing::error!(queue = queue.name(), %error, "cannot delete handled messages");
+        }
+    }
+}
+
+/// Deletes messages past their queue's retention period (7 days, DLQs 14, as the template sets
+/// them on SQS) at start and then every minute, so that a local stack left running does not grow
+/// without end: nothing consumes the events queue locally.
+async fn expire(queues: Vec<LocalQueue>, mut stop: watch::Receiver<bool>) {
+    loop {
+        for queue in &queues {
+            match queue.expire() {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(queue = queue.name(), expired = n, "deleted messages past the retention period")
+                }
+                Err(error) => tracing::error!(queue = queue.name(), %error, "cannot delete expired messages"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
         }
     }
 }
@@ -420,8 +446,8 @@ pub async fn follow(events: LocalQueue, mut stop: watch::Receiver<bool>, out: im
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.changed() => if *stop.borrow() { return },
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
         }
     }
 }

@@ -208,9 +208,28 @@ fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // An event older than the queue's 7-day retention (the oldest id), as if the stack had been
+    // left running: the restarted stack deletes it (and every minute after), as SQS would.
+    let db = rusqlite::Connection::open(std::path::Path::new(data).join("state.sqlite3")).unwrap();
+    let eight_days_ago = i64::try_from(wa_infra::telemetry::now_millis()).unwrap() - 8 * 24 * 3600 * 1000;
+    db.execute(
+        "INSERT INTO messages(id, queue, body, visible_at, sent_at) VALUES (-1, 'events', '{}', 0, ?1)",
+        [eight_days_ago],
+    )
+    .unwrap();
+    let expired = || -> i64 { db.query_row("SELECT COUNT(*) FROM messages WHERE id = -1", [], |r| r.get(0)).unwrap() };
+    assert_eq!(expired(), 1);
     let _dev = start_dev(data);
     let outcome = wait_for(data, "cli-2", |e| e["idempotency_key"] == "cli-2");
     assert_eq!(outcome["status"], "accepted", "{outcome}");
+    for _ in 0..100 {
+        if expired() == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(expired(), 0, "the expired event is gone");
+    drop(db);
 
     // Nothing dead-lettered; helpful errors for bad input.
     let out = Command::new(WA).args(["dlq", "list", "--queue", "inbound", "--data-dir", data]).output().unwrap();

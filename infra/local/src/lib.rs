@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 use wa_core::ports::StoreError;
 
-pub use queue::{LocalQueue, QueueInfo, Received};
+pub use queue::{DLQ_RETENTION_MS, LocalQueue, QueueInfo, RETENTION_MS, Received};
 pub use state::{LocalBlobs, LocalSecrets, LocalState};
 
 /// A queue's receive reads an index range bounded by what it returns plus what it must skip (the

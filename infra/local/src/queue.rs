@@ -12,6 +12,13 @@ use crate::commits::Publish;
 use crate::{Cached, LocalDb, db_error, now_ms};
 
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a queue keeps a message (the template's `MessageRetentionPeriod`: 7 days).
+pub const RETENTION_MS: i64 = 7 * DAY_MS;
+/// How long a dead-letter queue keeps one (14 days, from the message's first send, as on SQS).
+pub const DLQ_RETENTION_MS: i64 = 14 * DAY_MS;
+/// Messages `expire` deletes per commit, so that the writer never waits long behind it.
+const EXPIRE_CHUNK: i64 = 500;
 
 /// A queue in the local database.
 #[derive(Debug, Clone)]
@@ -235,6 +242,36 @@ impl LocalQueue {
             .map_err(|e| db_error(&e))
     }
 
+    /// How long this queue keeps a message.
+    #[must_use]
+    pub fn retention_ms(&self) -> i64 {
+        if self.name.ends_with("-dlq") { DLQ_RETENTION_MS } else { RETENTION_MS }
+    }
+
+    /// Deletes the messages sent longer ago than the retention period (in flight or not, as on
+    /// SQS); returns how many. Ids follow send times within a queue (a message keeps both when it
+    /// moves to or from a dead-letter queue), so the expired ones are the oldest ids: each commit
+    /// reads the next few hundred, never the whole queue.
+    pub fn expire(&self) -> Result<usize, StoreError> {
+        let cutoff = now_ms() - self.retention_ms();
+        let mut deleted = 0;
+        loop {
+            let n = self
+                .db
+                .lock()
+                .exec(
+                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2)
+                       AND sent_at < ?3",
+                    params![self.name, EXPIRE_CHUNK, cutoff],
+                )
+                .map_err(|e| db_error(&e))?;
+            deleted += n;
+            if n < usize::try_from(EXPIRE_CHUNK).unwrap_or(0) {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// Moves every message of this queue to `to`, with fresh receive counts; returns how many.
     pub fn move_all(&self, to: &LocalQueue) -> Result<usize, StoreError> {
         self.db
@@ -398,6 +435,38 @@ mod tests {
             large.1 <= small.1 + small.1 / 10,
             "FIFO queue: {small:?} steps with 100 waiting, {large:?} with 20,000"
         );
+    }
+
+    #[test]
+    fn messages_expire_after_the_retention_period() {
+        let db = LocalDb::memory().unwrap();
+        let q = LocalQueue::new(&db, "events", false, 1024, 5);
+        assert_eq!((q.retention_ms(), q.dlq().retention_ms()), (RETENTION_MS, DLQ_RETENTION_MS));
+        let now = now_ms();
+        let sent = |queue: &str, age_ms: i64, n: usize| {
+            for _ in 0..n {
+                db.lock()
+                    .execute(
+                        "INSERT INTO messages(queue, body, visible_at, sent_at) VALUES (?1, 'x', 0, ?2)",
+                        params![queue, now - age_ms],
+                    )
+                    .unwrap();
+            }
+        };
+        // More than a chunk past the period, a few just inside it, then new ones.
+        sent("events", RETENTION_MS + DAY_MS, 1_200);
+        sent("events", RETENTION_MS - 60_000, 3);
+        sent("events", 0, 2);
+        // The DLQ keeps for 14 days what the queue keeps for 7.
+        sent("events-dlq", RETENTION_MS + DAY_MS, 4);
+        sent("events-dlq", DLQ_RETENTION_MS + DAY_MS, 1);
+        // An in-flight message expires too.
+        assert_eq!(q.receive(1, Duration::from_secs(600)).unwrap().len(), 1);
+        assert_eq!(q.expire().unwrap(), 1_200);
+        assert_eq!(q.peek(0, 10_000).unwrap().len(), 5);
+        assert_eq!(q.expire().unwrap(), 0);
+        assert_eq!(q.dlq().expire().unwrap(), 1);
+        assert_eq!(q.dlq().peek(0, 100).unwrap().len(), 4);
     }
 
     #[test]
