@@ -132,7 +132,7 @@ say(f"wrk (1 thread, 32 connections, {t.get('wrk_s', 8)} s after a {t.get('wrk_w
     "server process each. Every receiver but `ceiling` checks the signature of every request.")
 say("")
 say("- `wa-dev` is `wa dev --webhook-only` (its code, `wa_cli::run_dev`, started by the driver: `bench/src/bin/wa-bench/dev.rs`): the ingest handler verifies, splits the payload and enqueues its 10 events "
-    "durably into SQLite (committed before the answer; concurrent requests share a commit) — the webhook's whole job, as in "
+    "durably into SQLite (committed and flushed to disk before the answer; concurrent requests share a commit and its flush) — the webhook's whole job, as in "
     "Lambda, where the queue is SQS.")
 say("- `wa-dev-pipeline` is plain `wa dev`: its event processor consumes the inbound queue meanwhile, in the same process "
     "on the same 2 cores (in AWS it runs elsewhere). wrk repeats one payload, so after the first request the processor's "
