@@ -217,8 +217,21 @@ fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
         [eight_days_ago],
     )
     .unwrap();
-    let expired = || -> i64 { db.query_row("SELECT COUNT(*) FROM messages WHERE id = -1", [], |r| r.get(0)).unwrap() };
-    assert_eq!(expired(), 1);
+    // And a send record past its expiry (DynamoDB's TTL deletes those in AWS).
+    db.execute(
+        "INSERT INTO sends(key, state, outcome, expires_at) VALUES ('expired-key', 'COMPLETED', '{}', ?1)",
+        [eight_days_ago / 1000],
+    )
+    .unwrap();
+    let expired = || -> i64 {
+        db.query_row(
+            "SELECT (SELECT COUNT(*) FROM messages WHERE id = -1) + (SELECT COUNT(*) FROM sends WHERE key = 'expired-key')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(expired(), 2);
     let _dev = start_dev(data);
     let outcome = wait_for(data, "cli-2", |e| e["idempotency_key"] == "cli-2");
     assert_eq!(outcome["status"], "accepted", "{outcome}");
@@ -228,7 +241,7 @@ fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(expired(), 0, "the expired event is gone");
+    assert_eq!(expired(), 0, "the expired event and send record are gone");
     drop(db);
 
     // Nothing dead-lettered; helpful errors for bad input.

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS blobs(key TEXT PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS sends(key TEXT PRIMARY KEY, state TEXT NOT NULL, in_progress_until INTEGER,
     outcome TEXT, wamid TEXT, published INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sends_by_wamid ON sends(wamid);
+CREATE INDEX IF NOT EXISTS sends_by_expiry ON sends(expires_at);
 CREATE TABLE IF NOT EXISTS rates(phone TEXT PRIMARY KEY, tat_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pairs(phone TEXT, recipient TEXT, last_ms INTEGER NOT NULL, hits INTEGER NOT NULL,
     PRIMARY KEY(phone, recipient));

@@ -84,6 +84,29 @@ impl LocalState {
         Self { db: db.clone() }
     }
 
+    /// Deletes send records and dedupe claims past their `expires_at` (Unix seconds), as
+    /// DynamoDB's TTL does for the table's items; returns how many. Reads already treat them as
+    /// absent; this keeps a local stack left running from growing by one row per event for good.
+    pub fn expire(&self, now_s: u64) -> Result<usize, StoreError> {
+        const CHUNK: usize = 500;
+        let now = i64::try_from(now_s).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        loop {
+            let n = self
+                .db
+                .lock()
+                .exec(
+                    "DELETE FROM sends WHERE key IN (SELECT key FROM sends WHERE expires_at < ?1 LIMIT ?2)",
+                    params![now, i64::try_from(CHUNK).unwrap_or(500)],
+                )
+                .map_err(|e| db_error(&e))?;
+            deleted += n;
+            if n < CHUNK {
+                return Ok(deleted);
+            }
+        }
+    }
+
     fn add_counter(&self, kind: &str, phone: &str, month: &str, name: &str) -> Result<(), StoreError> {
         self.db
             .lock()
@@ -498,6 +521,23 @@ mod tests {
         assert!(state.count_cost_once("wamid.1", "p", "2026-11", "marketing", "regular").await.unwrap());
         assert!(!state.count_cost_once("wamid.1", "p", "2026-11", "marketing", "regular").await.unwrap());
         assert_eq!(state.costs("p", "2026-11").unwrap(), [("marketing#regular".to_owned(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn send_records_past_their_expiry_are_deleted() {
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        let now = 1_000_000_000_000; // ms
+        for i in 0..1_203 {
+            let key = format!("old-{i}");
+            assert_eq!(state.claim(&key, now, now + 30_000).await.unwrap(), Claim::Acquired);
+            state.complete(&key, "{}", None, now / 1000 + 10).await.unwrap();
+        }
+        assert_eq!(state.claim("kept", now, now + 30_000).await.unwrap(), Claim::Acquired);
+        state.complete("kept", "{}", None, now / 1000 + 90_000).await.unwrap();
+        assert_eq!(state.expire(now / 1000 + 9).unwrap(), 0, "none expired yet");
+        assert_eq!(state.expire(now / 1000 + 11).unwrap(), 1_203);
+        assert!(matches!(state.claim("kept", now + 1, now + 30_000).await.unwrap(), Claim::Completed { .. }));
+        assert_eq!(state.claim("old-7", now + 1, now + 30_000).await.unwrap(), Claim::Acquired);
     }
 
     #[tokio::test]
