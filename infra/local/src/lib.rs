@@ -102,6 +102,24 @@ impl LocalDb {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Runs `delete(connection, chunk)`, a DELETE of at most `chunk` rows, one commit at a time
+    /// until it deletes fewer (so that no other writer waits long behind an expiry sweep); returns
+    /// how many rows went.
+    pub(crate) fn delete_in_chunks(
+        &self,
+        delete: impl Fn(&Connection, i64) -> rusqlite::Result<usize>,
+    ) -> Result<usize, StoreError> {
+        const CHUNK: usize = 500;
+        let mut deleted = 0;
+        loop {
+            let n = delete(&self.lock(), i64::try_from(CHUNK).unwrap_or(i64::MAX)).map_err(|e| db_error(&e))?;
+            deleted += n;
+            if n < CHUNK {
+                return Ok(deleted);
+            }
+        }
+    }
 }
 
 /// Statements through SQLite's prepared-statement cache: the local stack runs the same few dozen

@@ -17,8 +17,6 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub const RETENTION_MS: i64 = 7 * DAY_MS;
 /// How long a dead-letter queue keeps one (14 days, from the message's first send, as on SQS).
 pub const DLQ_RETENTION_MS: i64 = 14 * DAY_MS;
-/// Messages `expire` deletes per commit, so that the writer never waits long behind it.
-const EXPIRE_CHUNK: i64 = 500;
 
 /// A queue in the local database.
 #[derive(Debug, Clone)]
@@ -254,22 +252,13 @@ impl LocalQueue {
     /// reads the next few hundred, never the whole queue.
     pub fn expire(&self) -> Result<usize, StoreError> {
         let cutoff = now_ms() - self.retention_ms();
-        let mut deleted = 0;
-        loop {
-            let n = self
-                .db
-                .lock()
-                .exec(
-                    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2)
-                       AND sent_at < ?3",
-                    params![self.name, EXPIRE_CHUNK, cutoff],
-                )
-                .map_err(|e| db_error(&e))?;
-            deleted += n;
-            if n < usize::try_from(EXPIRE_CHUNK).unwrap_or(0) {
-                return Ok(deleted);
-            }
-        }
+        self.db.delete_in_chunks(|conn, chunk| {
+            conn.exec(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE queue = ?1 ORDER BY id LIMIT ?2)
+                   AND sent_at < ?3",
+                params![self.name, chunk, cutoff],
+            )
+        })
     }
 
     /// Moves every message of this queue to `to`, with fresh receive counts; returns how many.

@@ -88,23 +88,13 @@ impl LocalState {
     /// DynamoDB's TTL does for the table's items; returns how many. Reads already treat them as
     /// absent; this keeps a local stack left running from growing by one row per event for good.
     pub fn expire(&self, now_s: u64) -> Result<usize, StoreError> {
-        const CHUNK: usize = 500;
         let now = i64::try_from(now_s).unwrap_or(i64::MAX);
-        let mut deleted = 0;
-        loop {
-            let n = self
-                .db
-                .lock()
-                .exec(
-                    "DELETE FROM sends WHERE key IN (SELECT key FROM sends WHERE expires_at < ?1 LIMIT ?2)",
-                    params![now, i64::try_from(CHUNK).unwrap_or(500)],
-                )
-                .map_err(|e| db_error(&e))?;
-            deleted += n;
-            if n < CHUNK {
-                return Ok(deleted);
-            }
-        }
+        self.db.delete_in_chunks(|conn, chunk| {
+            conn.exec(
+                "DELETE FROM sends WHERE key IN (SELECT key FROM sends WHERE expires_at < ?1 LIMIT ?2)",
+                params![now, chunk],
+            )
+        })
     }
 
     fn add_counter(&self, kind: &str, phone: &str, month: &str, name: &str) -> Result<(), StoreError> {
