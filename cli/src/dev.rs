@@ -360,15 +360,16 @@ where
 }
 
 /// Deletes messages past their queue's retention period (7 days, DLQs 14, as the template sets
-/// them on SQS) and send records and dedupe claims past their `expires_at` (DynamoDB's TTL), at
-/// start and then every minute, so that a local stack left running does not grow without end:
-/// nothing consumes the events queue locally, and every event leaves a dedupe claim.
+/// them on SQS) and send records, dedupe claims and message statuses past their `expires_at`
+/// (DynamoDB's TTL), at start and then every minute, so that a local stack left running does not
+/// grow without end: nothing consumes the events queue locally, and every event leaves a dedupe
+/// claim.
 async fn expire(queues: Vec<LocalQueue>, state: LocalState, mut stop: watch::Receiver<bool>) {
     loop {
         match state.expire(wa_infra::telemetry::now_millis() / 1000) {
             Ok(0) => {}
-            Ok(n) => tracing::info!(expired = n, "deleted send records past their expiry"),
-            Err(error) => tracing::error!(%error, "cannot delete expired send records"),
+            Ok(n) => tracing::info!(expired = n, "deleted state records past their expiry"),
+            Err(error) => tracing::error!(%error, "cannot delete expired state records"),
         }
         for queue in &queues {
             match queue.expire() {

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS conversations(phone TEXT, user TEXT, last_inbound_at 
     consent_at INTEGER, PRIMARY KEY(phone, user));
 CREATE TABLE IF NOT EXISTS statuses(wamid TEXT PRIMARY KEY, status TEXT, rank INTEGER, status_at INTEGER,
     recipient TEXT, callback_data TEXT, pricing_category TEXT, pricing_type TEXT, billable INTEGER,
-    costed INTEGER NOT NULL DEFAULT 0);
+    costed INTEGER NOT NULL DEFAULT 0, expires_at INTEGER);
 CREATE TABLE IF NOT EXISTS counters(kind TEXT, phone TEXT, month TEXT, name TEXT, n INTEGER NOT NULL,
     PRIMARY KEY(kind, phone, month, name));
 CREATE TABLE IF NOT EXISTS templates(name TEXT, language TEXT, category TEXT NOT NULL, PRIMARY KEY(name, language));
@@ -92,6 +92,7 @@ impl LocalDb {
         // `wa send` and `wa dlq` open the same file while `wa dev` runs.
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| db_error(&e))?;
         conn.execute_batch(SCHEMA).map_err(|e| db_error(&e))?;
+        migrate(&conn).map_err(|e| db_error(&e))?;
         conn.set_prepared_statement_cache_capacity(64);
         let conn = Arc::new(Mutex::new(conn));
         let commits = commits::Committer::start(conn.clone())
@@ -120,6 +121,24 @@ impl LocalDb {
             }
         }
     }
+}
+
+/// Brings a database written by an earlier version up to `SCHEMA`: statuses gained `expires_at`
+/// (90 days, as their DynamoDB items); the ones already there get it from now.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_expiry: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('statuses') WHERE name = 'expires_at'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_expiry {
+        conn.execute_batch("ALTER TABLE statuses ADD COLUMN expires_at INTEGER")?;
+    }
+    conn.execute(
+        "UPDATE statuses SET expires_at = ?1 WHERE expires_at IS NULL",
+        [now_ms() / 1000 + state::STATUS_TTL_S],
+    )?;
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS statuses_by_expiry ON statuses(expires_at)")
 }
 
 /// Statements through SQLite's prepared-statement cache: the local stack runs the same few dozen
@@ -172,6 +191,43 @@ mod tests {
         };
         assert_eq!((mode.as_str(), sync), ("wal", 2), "WAL, synchronous=FULL");
         drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn statuses_written_before_their_expiry_column_get_one() {
+        let dir = std::env::temp_dir().join(format!("wa-local-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.sqlite3");
+        {
+            // The statuses table as earlier versions made it, with one message in it.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE statuses(wamid TEXT PRIMARY KEY, status TEXT, rank INTEGER, status_at INTEGER,
+                    recipient TEXT, callback_data TEXT, pricing_category TEXT, pricing_type TEXT, billable INTEGER,
+                    costed INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO statuses(wamid, status) VALUES ('wamid.old', 'read');",
+            )
+            .unwrap();
+        }
+        for _ in 0..2 {
+            // Opened twice: the second time finds nothing to migrate.
+            let db = LocalDb::open(&path).unwrap();
+            let expires_at: i64 = db
+                .lock()
+                .query_row("SELECT expires_at FROM statuses WHERE wamid = 'wamid.old'", [], |r| r.get(0))
+                .unwrap();
+            let expected = now_ms() / 1000 + state::STATUS_TTL_S;
+            assert!((expected - 60..=expected).contains(&expires_at), "{expires_at} vs {expected}");
+            let state = LocalState::new(&db);
+            assert_eq!(state.expire(u64::try_from(expires_at + 1).unwrap()).unwrap(), 1);
+            db.lock()
+                .execute(
+                    "INSERT INTO statuses(wamid, status, expires_at) VALUES ('wamid.old', 'read', ?1)",
+                    [expires_at],
+                )
+                .unwrap();
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

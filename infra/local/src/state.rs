@@ -84,17 +84,25 @@ impl LocalState {
         Self { db: db.clone() }
     }
 
-    /// Deletes send records and dedupe claims past their `expires_at` (Unix seconds), as
-    /// DynamoDB's TTL does for the table's items; returns how many. Reads already treat them as
-    /// absent; this keeps a local stack left running from growing by one row per event for good.
+    /// Deletes send records, dedupe claims and message statuses past their `expires_at` (Unix
+    /// seconds), as DynamoDB's TTL does for the table's items; returns how many. Reads already
+    /// treat expired sends as absent; this keeps a local stack left running from growing by a row
+    /// per event and per message for good.
     pub fn expire(&self, now_s: u64) -> Result<usize, StoreError> {
         let now = i64::try_from(now_s).unwrap_or(i64::MAX);
-        self.db.delete_in_chunks(|conn, chunk| {
+        let sends = self.db.delete_in_chunks(|conn, chunk| {
             conn.exec(
                 "DELETE FROM sends WHERE key IN (SELECT key FROM sends WHERE expires_at < ?1 LIMIT ?2)",
                 params![now, chunk],
             )
-        })
+        })?;
+        let statuses = self.db.delete_in_chunks(|conn, chunk| {
+            conn.exec(
+                "DELETE FROM statuses WHERE wamid IN (SELECT wamid FROM statuses WHERE expires_at < ?1 LIMIT ?2)",
+                params![now, chunk],
+            )
+        })?;
+        Ok(sends + statuses)
     }
 
     fn add_counter(&self, kind: &str, phone: &str, month: &str, name: &str) -> Result<(), StoreError> {
@@ -190,6 +198,13 @@ impl LocalState {
             .map(|_| ())
             .map_err(|e| db_error(&e))
     }
+}
+
+/// How long a message's status record is kept (its DynamoDB item's TTL: 90 days).
+pub(crate) const STATUS_TTL_S: i64 = 90 * 86_400;
+
+fn status_expiry() -> i64 {
+    crate::now_ms() / 1000 + STATUS_TTL_S
 }
 
 /// state, in_progress_until, outcome, published, expires_at.
@@ -360,8 +375,11 @@ impl ConversationStore for LocalState {
     async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
         let Some(rank) = status_rank(update.status) else { return Ok(false) };
         let conn = self.db.lock();
-        conn.exec("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![update.wamid])
-            .map_err(|e| db_error(&e))?;
+        conn.exec(
+            "INSERT OR IGNORE INTO statuses(wamid, expires_at) VALUES (?1, ?2)",
+            params![update.wamid, status_expiry()],
+        )
+        .map_err(|e| db_error(&e))?;
         if let Some((category, kind, billable)) = update.pricing {
             conn.exec(
                 "UPDATE statuses SET pricing_category = ?1, pricing_type = ?2, billable = ?3 WHERE wamid = ?4",
@@ -470,7 +488,11 @@ impl ConversationStore for LocalState {
     ) -> Result<bool, StoreError> {
         let first = {
             let conn = self.db.lock();
-            conn.exec("INSERT OR IGNORE INTO statuses(wamid) VALUES (?1)", params![wamid]).map_err(|e| db_error(&e))?;
+            conn.exec(
+                "INSERT OR IGNORE INTO statuses(wamid, expires_at) VALUES (?1, ?2)",
+                params![wamid, status_expiry()],
+            )
+            .map_err(|e| db_error(&e))?;
             conn.exec("UPDATE statuses SET costed = 1 WHERE wamid = ?1 AND costed = 0", params![wamid])
                 .map_err(|e| db_error(&e))?
                 > 0
@@ -528,6 +550,27 @@ mod tests {
         assert_eq!(state.expire(now / 1000 + 11).unwrap(), 1_203);
         assert!(matches!(state.claim("kept", now + 1, now + 30_000).await.unwrap(), Claim::Completed { .. }));
         assert_eq!(state.claim("old-7", now + 1, now + 30_000).await.unwrap(), Claim::Acquired);
+    }
+
+    #[tokio::test]
+    async fn statuses_expire_after_ninety_days() {
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        let update = StatusUpdate {
+            wamid: "wamid.1",
+            status: &StatusKind::Delivered,
+            at: Some(5),
+            recipient: None,
+            callback_data: None,
+            pricing: None,
+        };
+        assert!(state.apply_status(&update).await.unwrap());
+        assert!(state.count_cost_once("wamid.2", "p", "2026-11", "marketing", "regular").await.unwrap());
+        let now_s = u64::try_from(crate::now_ms() / 1000).unwrap();
+        let day = 86_400;
+        assert_eq!(state.expire(now_s + 89 * day).unwrap(), 0);
+        assert!(state.message("wamid.1").unwrap().is_some());
+        assert_eq!(state.expire(now_s + 91 * day).unwrap(), 2);
+        assert!(state.message("wamid.1").unwrap().is_none());
     }
 
     #[tokio::test]
