@@ -83,7 +83,7 @@ impl LocalDb {
         Self::init(Connection::open_in_memory().map_err(|e| db_error(&e))?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(())).map_err(|e| db_error(&e))?;
         // Every commit reaches the disk before it returns: a webhook is answered 200, and a send
         // claimed before its Graph call, only once that survives a power cut too (NORMAL would
@@ -92,7 +92,7 @@ impl LocalDb {
         // `wa send` and `wa dlq` open the same file while `wa dev` runs.
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| db_error(&e))?;
         conn.execute_batch(SCHEMA).map_err(|e| db_error(&e))?;
-        migrate(&conn).map_err(|e| db_error(&e))?;
+        migrate(&mut conn).map_err(|e| db_error(&e))?;
         conn.set_prepared_statement_cache_capacity(64);
         let conn = Arc::new(Mutex::new(conn));
         let commits = commits::Committer::start(conn.clone())
@@ -124,21 +124,23 @@ impl LocalDb {
 }
 
 /// Brings a database written by an earlier version up to `SCHEMA`: statuses gained `expires_at`
-/// (90 days, as their DynamoDB items); the ones already there get it from now.
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let has_expiry: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('statuses') WHERE name = 'expires_at'",
-        [],
-        |row| row.get(0),
-    )?;
+/// (90 days, as their DynamoDB items); the ones already there get it from now. In one write
+/// transaction, so that two processes opening an old file at once do not both alter it.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let has_expiry: bool =
+        tx.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('statuses') WHERE name = 'expires_at'", [], |row| {
+            row.get(0)
+        })?;
     if !has_expiry {
-        conn.execute_batch("ALTER TABLE statuses ADD COLUMN expires_at INTEGER")?;
+        tx.execute_batch("ALTER TABLE statuses ADD COLUMN expires_at INTEGER")?;
     }
-    conn.execute(
+    tx.execute(
         "UPDATE statuses SET expires_at = ?1 WHERE expires_at IS NULL",
         [now_ms() / 1000 + state::STATUS_TTL_S],
     )?;
-    conn.execute_batch("CREATE INDEX IF NOT EXISTS statuses_by_expiry ON statuses(expires_at)")
+    tx.execute_batch("CREATE INDEX IF NOT EXISTS statuses_by_expiry ON statuses(expires_at)")?;
+    tx.commit()
 }
 
 /// Statements through SQLite's prepared-statement cache: the local stack runs the same few dozen
