@@ -84,8 +84,8 @@ impl LocalState {
         Self { db: db.clone() }
     }
 
-    /// Deletes send records, dedupe claims and message statuses past their `expires_at` (Unix
-    /// seconds), as DynamoDB's TTL does for the table's items; returns how many. Reads already
+    /// Deletes send records, dedupe claims, message statuses and recipients' 131056 runs past their
+    /// expiry (`now_s`: Unix seconds), as DynamoDB's TTL does for the table's items; returns how many. Reads already
     /// treat expired sends as absent; this keeps a local stack left running from growing by a row
     /// per event and per message for good.
     pub fn expire(&self, now_s: u64) -> Result<usize, StoreError> {
@@ -102,7 +102,14 @@ impl LocalState {
                 params![now, chunk],
             )
         })?;
-        Ok(sends + statuses)
+        // A recipient's run of 131056 answers is forgotten after PAIR_MEMORY_MS (as its item's TTL).
+        let pairs = self.db.delete_in_chunks(|conn, chunk| {
+            conn.exec(
+                "DELETE FROM pairs WHERE rowid IN (SELECT rowid FROM pairs WHERE last_ms < ?1 LIMIT ?2)",
+                params![now.saturating_mul(1000) - PAIR_MEMORY_MS, chunk],
+            )
+        })?;
+        Ok(sends + statuses + pairs)
     }
 
     fn add_counter(&self, kind: &str, phone: &str, month: &str, name: &str) -> Result<(), StoreError> {
@@ -571,6 +578,18 @@ mod tests {
         assert!(state.message("wamid.1").unwrap().is_some());
         assert_eq!(state.expire(now_s + 91 * day).unwrap(), 2);
         assert!(state.message("wamid.1").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_recipients_131056_run_is_forgotten_after_fifteen_minutes() {
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        let t0: u64 = 1_000_000_000_000; // ms
+        let memory = u64::try_from(PAIR_MEMORY_MS).unwrap();
+        assert_eq!(state.pair_hit("p", "+1555", t0).await.unwrap(), 1);
+        assert_eq!(state.pair_hit("p", "1555", t0 + 1000).await.unwrap(), 2);
+        assert_eq!(state.expire((t0 + memory) / 1000).unwrap(), 0, "still remembered");
+        assert_eq!(state.expire((t0 + 2000 + memory) / 1000).unwrap(), 1);
+        assert_eq!(state.pair_hit("p", "1555", t0 + 2000).await.unwrap(), 1, "a fresh run");
     }
 
     #[tokio::test]
