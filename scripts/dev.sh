@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
+venv_require scripts/requirements-dev.txt
 
 moto_port=${WA_DEV_MOTO_PORT:-4566}
 lambda_port=${WA_DEV_PORT:-9000}
