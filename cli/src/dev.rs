@@ -360,10 +360,10 @@ where
 }
 
 /// Deletes messages past their queue's retention period (7 days, DLQs 14, as the template sets
-/// them on SQS) and send records, dedupe claims, message statuses and recipients' 131056 runs
-/// past their expiry (DynamoDB's TTL), at start and then every minute, so that a local stack left running does not
-/// grow without end: nothing consumes the events queue locally, and every event leaves a dedupe
-/// claim.
+/// them on SQS) and send records, dedupe claims, message statuses and recipients' 131056 runs past
+/// their expiry (DynamoDB's TTL), at start and then every minute, so that a local stack left
+/// running does not grow without end: nothing consumes the events queue locally, and every event
+/// leaves a dedupe claim.
 async fn expire(queues: Vec<LocalQueue>, state: LocalState, mut stop: watch::Receiver<bool>) {
     loop {
         match state.expire(wa_infra::telemetry::now_millis() / 1000) {

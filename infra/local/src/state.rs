@@ -85,9 +85,9 @@ impl LocalState {
     }
 
     /// Deletes send records, dedupe claims, message statuses and recipients' 131056 runs past their
-    /// expiry (`now_s`: Unix seconds), as DynamoDB's TTL does for the table's items; returns how many. Reads already
-    /// treat expired sends as absent; this keeps a local stack left running from growing by a row
-    /// per event and per message for good.
+    /// expiry (`now_s`: Unix seconds), as DynamoDB's TTL does for the table's items; returns how
+    /// many. Reads already treat expired sends as absent; this keeps a local stack left running
+    /// from growing by a row per event and per message for good.
     pub fn expire(&self, now_s: u64) -> Result<usize, StoreError> {
         let now = i64::try_from(now_s).unwrap_or(i64::MAX);
         let sends = self.db.delete_in_chunks(|conn, chunk| {
