@@ -15,21 +15,6 @@ pub const DEFAULT_BASE: &str = "https://graph.facebook.com";
 /// The Graph API version we pin.
 pub const DEFAULT_VERSION: &str = "v23.0";
 
-/// The Graph client's TLS settings: the compiled-in roots ([`crate::tls`]), or `None` — reqwest's
-/// default, the system's store — when the operator names a certificate store.
-fn compiled_in_roots(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Option<rustls::ClientConfig>, String> {
-    if crate::tls::operator_store(var) {
-        return Ok(None);
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS for the Graph API: {e}"))?
-        .with_root_certificates(crate::tls::root_store())
-        .with_no_client_auth();
-    Ok(Some(config))
-}
-
 /// A Graph API client; build it once per process.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
@@ -42,11 +27,8 @@ impl GraphClient {
     /// A client for `base` (e.g. [`DEFAULT_BASE`] or the simulator) and `version`, whose requests
     /// give up after `timeout` (keep it well below the function timeout).
     pub fn new(base: &str, version: &str, timeout: Duration) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder();
-        if let Some(tls) = compiled_in_roots(|name| std::env::var_os(name))? {
-            builder = builder.tls_backend_preconfigured(tls);
-        }
-        let http = builder
+        let http = crate::tls::reqwest_builder()
+            .map_err(|e| format!("cannot set up TLS for the Graph API: {e}"))?
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .pool_idle_timeout(Duration::from_secs(50))
@@ -150,16 +132,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tls_uses_compiled_in_roots_unless_the_operator_names_a_certificate_store() {
-        assert!(compiled_in_roots(|_| None).unwrap().is_some());
-        assert!(
-            compiled_in_roots(|_| Some(std::ffi::OsString::new())).unwrap().is_some(),
-            "an empty variable names nothing"
-        );
-        for name in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
-            let config = compiled_in_roots(|n| (n == name).then(|| "/etc/company-ca.pem".into())).unwrap();
-            assert!(config.is_none(), "{name} set: the system's store, as reqwest reads it");
-        }
+    fn the_client_takes_the_compiled_in_roots() {
         // reqwest takes the config only when it is of the rustls it was built with: it fails here otherwise.
         let client = GraphClient::new(DEFAULT_BASE, DEFAULT_VERSION, Duration::from_secs(5));
         assert!(client.is_ok(), "{:?}", client.err());

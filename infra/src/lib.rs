@@ -9,6 +9,7 @@ pub mod meta_admin;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
+pub mod sqs_batch;
 pub mod telemetry;
 pub mod tls;
 pub mod vault;

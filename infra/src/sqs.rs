@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_config::SdkConfig;
 use futures_util::{StreamExt, stream};
 use wa_core::ports::{EventQueue, QueueError, Redelivery};
 
 use crate::aws::describe;
+use crate::sqs_batch::BatchClient;
 
 /// Most entries SQS takes in one batch.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -16,10 +17,27 @@ pub const MAX_BATCH_BYTES: usize = 1_048_576;
 /// A standard queue's default `MaximumMessageSize` (256 KiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 262_144;
 
+/// The SQS clients of a process, built once and shared by its queues: [`BatchClient`] sends, the
+/// SDK's client does the rest (visibility changes).
+#[derive(Debug, Clone)]
+pub struct Sqs {
+    /// The SDK's client.
+    pub sdk: aws_sdk_sqs::Client,
+    /// The `SendMessageBatch` client.
+    pub batch: BatchClient,
+}
+
+impl Sqs {
+    /// Both clients, for the region, endpoint and credentials of `config`.
+    pub fn new(config: &SdkConfig) -> Result<Self, String> {
+        Ok(Self { sdk: aws_sdk_sqs::Client::new(config), batch: BatchClient::new(config)? })
+    }
+}
+
 /// A queue publisher.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
-    client: aws_sdk_sqs::Client,
+    sqs: Sqs,
     queue_url: String,
     max_message_bytes: usize,
     max_attempts: u32,
@@ -29,9 +47,9 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// A publisher for `queue_url`, whose `MaximumMessageSize` is `max_message_bytes`.
     #[must_use]
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
+    pub fn new(sqs: &Sqs, queue_url: impl Into<String>, max_message_bytes: usize) -> Self {
         Self {
-            client,
+            sqs: sqs.clone(),
             queue_url: queue_url.into(),
             max_message_bytes: max_message_bytes.min(MAX_BATCH_BYTES),
             max_attempts: 4,
@@ -59,35 +77,26 @@ impl SqsQueue {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(25 * 4u64.pow(attempt - 1))).await;
             }
-            let entries = pending
-                .iter()
-                .map(|(index, body)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(format!("m{index}"))
-                        .message_body(body.as_str())
-                        .build()
-                        .map_err(|e| QueueError::Unavailable(describe(&e)))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let output = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
+            let ids: Vec<String> = pending.iter().map(|(index, _)| format!("m{index}")).collect();
+            let entries: Vec<(&str, &str)> =
+                ids.iter().zip(&pending).map(|(id, (_, body))| (id.as_str(), body.as_str())).collect();
+            let failed = self
+                .sqs
+                .batch
+                .send_message_batch(&self.queue_url, &entries)
                 .await
-                .map_err(|e| QueueError::Unavailable(describe(&e)))?;
-            let failed = output.failed();
+                .map_err(|e| QueueError::Unavailable(e.to_string()))?;
             if failed.is_empty() {
                 return Ok(());
             }
             last_reason = failed
                 .iter()
-                .map(|f| format!("{}{}", f.code(), if f.sender_fault() { " (sender fault)" } else { "" }))
+                .map(|f| format!("{}{}", f.code, if f.sender_fault { " (sender fault)" } else { "" }))
                 .collect::<Vec<_>>()
                 .join(", ");
             tracing::warn!(attempt = attempt + 1, failed = failed.len(), reason = %last_reason, "sqs entries failed; retrying");
-            pending.retain(|(index, _)| failed.iter().any(|f| f.id() == format!("m{index}")));
+            let mut keep = ids.iter().map(|id| failed.iter().any(|f| &f.id == id));
+            pending.retain(|_| keep.next().unwrap_or(true));
         }
         Err(QueueError::Rejected {
             failed: pending.len(),
@@ -100,7 +109,8 @@ impl SqsQueue {
 
 impl Redelivery for SqsQueue {
     async fn delay(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError> {
-        self.client
+        self.sqs
+            .sdk
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle)

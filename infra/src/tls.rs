@@ -42,11 +42,45 @@ pub fn roots_pem() -> String {
     pem
 }
 
+/// The rustls configuration for reqwest clients (Graph, SQS): the compiled-in roots, or `None` —
+/// reqwest's default, the system's store — when the operator names a certificate store.
+pub fn rustls_config(var: impl Fn(&str) -> Option<OsString>) -> Result<Option<rustls::ClientConfig>, String> {
+    if operator_store(var) {
+        return Ok(None);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(root_store())
+        .with_no_client_auth();
+    Ok(Some(config))
+}
+
+/// A reqwest client builder with [`rustls_config`] for this process's environment.
+pub fn reqwest_builder() -> Result<reqwest::ClientBuilder, String> {
+    let builder = reqwest::Client::builder();
+    Ok(match rustls_config(|name| std::env::var_os(name))? {
+        Some(tls) => builder.tls_backend_preconfigured(tls),
+        None => builder,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
+
+    #[test]
+    fn reqwest_uses_compiled_in_roots_unless_the_operator_names_a_certificate_store() {
+        assert!(rustls_config(|_| None).unwrap().is_some());
+        assert!(rustls_config(|_| Some(OsString::new())).unwrap().is_some(), "an empty variable names nothing");
+        for name in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+            let config = rustls_config(|n| (n == name).then(|| "/etc/company-ca.pem".into())).unwrap();
+            assert!(config.is_none(), "{name} set: the system's store, as reqwest reads it");
+        }
+    }
 
     #[test]
     fn every_compiled_in_root_is_taken_and_survives_pem() {

@@ -1,6 +1,6 @@
 //! TLS with the compiled-in roots, on loopback: a server whose certificate chains to a private test
 //! CA (`fixtures/`) is trusted by a client given that CA (the control: the server works) and refused
-//! by the Graph client and the SDK's HTTPS client, which trust Mozilla's roots only — verification is
+//! by the Graph client, the SDK's HTTPS client and the SQS batch client, which trust Mozilla's roots only — verification is
 //! on, and it uses our roots.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -87,4 +87,9 @@ async fn a_certificate_outside_the_compiled_in_roots_is_refused() {
     let error = sqs.send_message().queue_url("https://127.0.0.1/q").message_body("x").send().await.unwrap_err();
     let reason = wa_infra::aws::describe(&error);
     assert!(reason.contains("UnknownIssuer"), "{reason}");
+
+    // The SendMessageBatch client, from the same configuration.
+    let batch = wa_infra::sqs_batch::BatchClient::new(&config).unwrap();
+    let error = batch.send_message_batch("https://127.0.0.1/q", &[("m0", "x")]).await.unwrap_err().to_string();
+    assert!(error.contains("UnknownIssuer"), "{error}");
 }

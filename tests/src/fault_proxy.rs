@@ -1,6 +1,8 @@
 //! An HTTP proxy in front of moto's SQS that makes `SendMessageBatch` report some entries as
 //! failed — a fault moto cannot produce. Entries it fails are not forwarded (so they are really not
-//! enqueued); the rest go to moto and moto's answer is merged with the injected failures.
+//! enqueued); the rest go to moto and moto's answer is merged with the injected failures. It can
+//! also answer whole calls with an SQS error, and it keeps the last `SendMessageBatch` request as
+//! received (to check its signature).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +25,29 @@ pub enum FaultPlan {
     },
     /// Fail the first entry of every call, forever.
     FailFirstEntryAlways,
+    /// Answer the next `calls` SendMessageBatch calls with this HTTP status and SQS error code
+    /// (nothing forwarded), then forward everything.
+    AnswerError {
+        /// HTTP status.
+        status: u16,
+        /// The error's `__type` code.
+        code: &'static str,
+        /// How many calls are affected.
+        calls: usize,
+    },
+}
+
+/// A request as the proxy received it.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// `POST`.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
 }
 
 struct Shared {
@@ -32,6 +57,7 @@ struct Shared {
     batch_calls: AtomicUsize,
     failed_entries: AtomicUsize,
     batch_bodies: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
+    last_batch: std::sync::Mutex<Option<Captured>>,
 }
 
 /// A running proxy.
@@ -52,6 +78,7 @@ impl FaultProxy {
             batch_calls: AtomicUsize::new(0),
             failed_entries: AtomicUsize::new(0),
             batch_bodies: std::sync::Mutex::new(std::collections::HashSet::new()),
+            last_batch: std::sync::Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
@@ -75,6 +102,12 @@ impl FaultProxy {
         self.shared.batch_bodies.lock().expect("lock").len()
     }
 
+    /// The last SendMessageBatch request received.
+    #[must_use]
+    pub fn last_batch(&self) -> Option<Captured> {
+        self.shared.last_batch.lock().expect("lock").clone()
+    }
+
     /// How many entries the proxy failed.
     #[must_use]
     pub fn failed_entries(&self) -> usize {
@@ -95,12 +128,32 @@ async fn forward(
     }
     shared.batch_calls.fetch_add(1, Ordering::SeqCst);
     shared.batch_bodies.lock().expect("lock").insert(body.to_vec());
+    *shared.last_batch.lock().expect("lock") = Some(Captured {
+        method: method.to_string(),
+        path: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+            .collect(),
+        body: body.to_vec(),
+    });
+    {
+        let mut plan = shared.plan.lock().expect("plan lock");
+        if let FaultPlan::AnswerError { status, code, calls } = *plan
+            && calls > 0
+        {
+            *plan = FaultPlan::AnswerError { status, code, calls: calls - 1 };
+            let body = json!({"__type": format!("com.amazonaws.sqs#{code}"), "message": "injected by the test proxy"});
+            let status = StatusCode::from_u16(status).expect("status");
+            return (status, [("content-type", "application/x-amz-json-1.0")], body.to_string()).into_response();
+        }
+    }
     let mut request: Value = serde_json::from_slice(&body).expect("SendMessageBatch JSON");
     let entries = request["Entries"].as_array().cloned().unwrap_or_default();
     let fail: Vec<bool> = {
         let mut plan = shared.plan.lock().expect("plan lock");
         match *plan {
-            FaultPlan::None => vec![false; entries.len()],
+            FaultPlan::None | FaultPlan::AnswerError { .. } => vec![false; entries.len()],
             FaultPlan::FailOddEntries { calls } if calls > 0 => {
                 *plan = FaultPlan::FailOddEntries { calls: calls - 1 };
                 (0..entries.len()).map(|i| i % 2 == 1).collect()

@@ -43,7 +43,9 @@ from moto.server import main
 main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 "#;
 
-fn python() -> PathBuf {
+/// The tests' Python (the venv with moto and botocore, or `WA_TEST_PYTHON`).
+#[must_use]
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("WA_TEST_PYTHON") {
         return PathBuf::from(p);
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use wa_infra::dynamo::StateTable;
 use wa_infra::graph::GraphClient;
 use wa_infra::secrets::{CachePolicy, CachedSecrets, SecretsManagerFetch};
-use wa_infra::sqs::SqsQueue;
+use wa_infra::sqs::{Sqs, SqsQueue};
 use wa_simulator::{SimConfig, Simulator};
 
 pub const PHONE: &str = "106540352242922";
@@ -37,6 +37,8 @@ impl SendStack {
 pub struct SendStack {
     pub aws: SdkConfig,
     pub sqs: aws_sdk_sqs::Client,
+    /// The functions' SQS clients (SendMessageBatch and the SDK's).
+    pub queues: Sqs,
     pub outbound: String,
     pub events: String,
     pub table: String,
@@ -58,6 +60,7 @@ impl SendStack {
         let token = sim.access_token.clone();
         Self {
             sqs: aws_sdk_sqs::Client::new(&aws),
+            queues: Sqs::new(&aws).expect("SQS clients"),
             outbound: create_fifo_queue(&aws, 2).await,
             events: create_queue(&aws, 262_144).await,
             table: create_state_table(&aws).await,
@@ -99,8 +102,8 @@ impl SendStack {
             idempotency: table.clone(),
             throttle: table.clone(),
             conversations: table,
-            events: SqsQueue::new(self.sqs.clone(), self.events.clone(), 262_144),
-            redelivery: SqsQueue::new(self.sqs.clone(), self.outbound.clone(), 262_144),
+            events: SqsQueue::new(&self.queues, self.events.clone(), 262_144),
+            redelivery: SqsQueue::new(&self.queues, self.outbound.clone(), 262_144),
             secrets,
             config,
         }

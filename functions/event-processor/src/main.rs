@@ -7,7 +7,7 @@ use wa_core::conversation::OptOutKeywords;
 use wa_infra::config::{Env, process_env};
 use wa_infra::dynamo::StateTable;
 use wa_infra::s3::S3Blobs;
-use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
+use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
 use wa_infra::{aws, telemetry};
 
 #[tokio::main(flavor = "current_thread")]
@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
     let processor = Processor {
         dedupe: state.clone(),
         state,
-        events: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), events, DEFAULT_MAX_MESSAGE_BYTES),
+        events: SqsQueue::new(&Sqs::new(&sdk)?, events, DEFAULT_MAX_MESSAGE_BYTES),
         blobs: S3Blobs::new(aws::s3_client(&sdk), bucket),
         keywords,
     };

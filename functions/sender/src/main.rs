@@ -8,7 +8,7 @@ use sender::{Sender, SenderConfig};
 use wa_infra::config::{SenderEnv, process_env};
 use wa_infra::dynamo::StateTable;
 use wa_infra::graph::GraphClient;
-use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, SqsQueue};
+use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
 use wa_infra::{aws, secrets, telemetry};
 
 #[tokio::main(flavor = "current_thread")]
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init_logs();
     let env = SenderEnv::from_env(&process_env())?;
     let sdk = aws::load().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sqs = Sqs::new(&sdk)?;
     let table = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), env.state_table);
     let sender = Sender {
         graph: GraphClient::new(
@@ -27,8 +27,8 @@ async fn main() -> Result<(), Error> {
         idempotency: table.clone(),
         throttle: table.clone(),
         conversations: table,
-        events: SqsQueue::new(sqs.clone(), env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
-        redelivery: SqsQueue::new(sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
+        events: SqsQueue::new(&sqs, env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
+        redelivery: SqsQueue::new(&sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
         secrets: secrets::apps(&sdk, env.secret_id, &env.apps, env.secret_ttl_seconds),
         config: SenderConfig { default_rate: env.messages_per_second, rates: env.rates, ..SenderConfig::default() },
     };

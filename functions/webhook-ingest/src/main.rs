@@ -3,7 +3,7 @@
 use lambda_http::{Error, Request, service_fn};
 use wa_infra::config::{IngestConfig, process_env};
 use wa_infra::s3::S3Blobs;
-use wa_infra::sqs::SqsQueue;
+use wa_infra::sqs::{Sqs, SqsQueue};
 use wa_infra::{aws, secrets, telemetry};
 use webhook_ingest::Ingest;
 
@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = IngestConfig::from_env(&process_env())?;
     let sdk = aws::load().await;
     let deps = Ingest {
-        queue: SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.inbound_queue_url, config.max_message_bytes),
+        queue: SqsQueue::new(&Sqs::new(&sdk)?, config.inbound_queue_url, config.max_message_bytes),
         blobs: S3Blobs::new(aws::s3_client(&sdk), config.payload_bucket),
         secrets: secrets::apps(&sdk, config.secret_id, &config.apps, config.secret_ttl_seconds),
     };

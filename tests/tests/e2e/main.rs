@@ -9,6 +9,7 @@ mod processor;
 mod rotation;
 mod sender;
 mod simulator;
+mod sqs_client;
 mod stack;
 mod state;
 mod verify;

@@ -5,7 +5,7 @@ use wa_core::conversation::OptOutKeywords;
 use wa_core::signature::sign;
 use wa_infra::dynamo::StateTable;
 use wa_infra::s3::S3Blobs;
-use wa_infra::sqs::SqsQueue;
+use wa_infra::sqs::{Sqs, SqsQueue};
 use wa_tests::{apigw_request, create_queue, create_state_table, drain_queue, esm};
 
 use crate::stack::{APP_SECRET, Stack};
@@ -54,7 +54,7 @@ impl Pipeline {
         let processor = event_processor::Processor {
             dedupe: table.clone(),
             state: table.clone(),
-            events: SqsQueue::new(aws_sdk_sqs::Client::new(&stack.aws), events.clone(), 262_144),
+            events: SqsQueue::new(&Sqs::new(&stack.aws).expect("SQS clients"), events.clone(), 262_144),
             blobs: S3Blobs::new(wa_infra::aws::s3_client(&stack.aws), stack.bucket.clone()),
             keywords: OptOutKeywords::default(),
         };

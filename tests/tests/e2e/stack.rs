@@ -3,7 +3,7 @@
 use aws_config::SdkConfig;
 use wa_infra::s3::S3Blobs;
 use wa_infra::secrets::{CachePolicy, CachedSecrets, SecretsManagerFetch};
-use wa_infra::sqs::SqsQueue;
+use wa_infra::sqs::{Sqs, SqsQueue};
 use wa_tests::{create_bucket, create_queue, create_secret, moto_config, sdk_config, secret_json};
 use webhook_ingest::Ingest;
 
@@ -57,7 +57,7 @@ impl Stack {
     /// (a fault proxy, or a closed port).
     pub fn ingest_via(&self, sqs: &SdkConfig, s3: &SdkConfig, secrets: &SdkConfig) -> Deps {
         Ingest {
-            queue: SqsQueue::new(aws_sdk_sqs::Client::new(sqs), self.queue_url.clone(), self.max_message_bytes),
+            queue: SqsQueue::new(&Sqs::new(sqs).expect("SQS clients"), self.queue_url.clone(), self.max_message_bytes),
             blobs: S3Blobs::new(wa_infra::aws::s3_client(s3), self.bucket.clone()),
             secrets: self.secrets_with(secrets),
         }

@@ -1,6 +1,8 @@
-//! Client CPU per event enqueued, AWS SDK included: `SqsQueue::publish` against a loopback
-//! endpoint that answers `SendMessageBatch` like SQS (on its own thread, so that only the client's
-//! CPU is counted: the thread CPU time of the current-thread runtime that does all the client's work).
+//! Client CPU per event enqueued: `SqsQueue::publish` (the functions' publisher: our
+//! `SendMessageBatch` client, `wa_infra::sqs_batch`) against a loopback endpoint that answers like
+//! SQS (on its own thread, so that only the client's CPU is counted: the thread CPU time of the
+//! current-thread runtime that does all the client's work), and for comparison the same 10-event
+//! batch through the AWS SDK's `send_message_batch` (`sdk_batched_10`).
 //! Prints one JSON line: per case the median of 5 runs, and each run's CPU.
 
 use std::time::{Duration, Instant};
@@ -9,7 +11,7 @@ use aws_config::Region;
 use aws_credential_types::Credentials;
 use serde_json::{Value, json};
 use wa_core::ports::EventQueue;
-use wa_infra::sqs::SqsQueue;
+use wa_infra::sqs::{Sqs, SqsQueue};
 
 /// User + system CPU of this thread (`/proc/thread-self/stat`, clock ticks of 10 ms: the runs
 /// below last seconds, so the resolution is ample). No `unsafe` needed.
@@ -31,28 +33,60 @@ pub fn main() {
             .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
             .load()
             .await;
-        let queue =
-            SqsQueue::new(aws_sdk_sqs::Client::new(&config), format!("{endpoint}/000000000000/inbound"), 262_144);
+        let sqs = Sqs::new(&config).unwrap();
+        let queue_url = format!("{endpoint}/000000000000/inbound");
+        let queue = SqsQueue::new(&sqs, queue_url.clone(), 262_144);
         let body = wa_bench::inbound_event().to_string();
         let batch: Vec<String> = (0..10).map(|_| body.clone()).collect();
         let single = vec![body.clone()];
         let hundred: Vec<String> = (0..100).map(|_| body.clone()).collect();
+        let sdk_entries: Vec<aws_sdk_sqs::types::SendMessageBatchRequestEntry> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(body)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let sdk_publish = || async {
+            let out = sqs
+                .sdk
+                .send_message_batch()
+                .queue_url(&queue_url)
+                .set_entries(Some(sdk_entries.clone()))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.failed().is_empty());
+        };
         // Warm up: connections, signing keys, allocator.
         for _ in 0..200 {
             queue.publish(&batch).await.unwrap();
+            sdk_publish().await;
         }
         // Each case is run REPEATS times, interleaved, and the median reported: the VM's scheduling
         // moves single runs by ±30 %.
         const REPEATS: usize = 5;
-        let cases =
-            [("batched_10", &batch, 2000usize), ("batched_100", &hundred, 200), ("one_per_call", &single, 2000)];
+        let cases = [
+            ("batched_10", &batch, 2000usize),
+            ("batched_100", &hundred, 200),
+            ("one_per_call", &single, 2000),
+            ("sdk_batched_10", &batch, 2000),
+        ];
         let mut samples: Vec<Vec<(f64, f64)>> = vec![Vec::new(); cases.len()];
         for _ in 0..REPEATS {
-            for (case, (_, bodies, calls)) in cases.iter().enumerate() {
+            for (case, (name, bodies, calls)) in cases.iter().enumerate() {
                 let cpu = thread_cpu();
                 let wall = Instant::now();
                 for _ in 0..*calls {
-                    queue.publish(bodies).await.unwrap();
+                    if *name == "sdk_batched_10" {
+                        sdk_publish().await;
+                    } else {
+                        queue.publish(bodies).await.unwrap();
+                    }
                 }
                 let cpu = thread_cpu() - cpu;
                 let events = (calls * bodies.len()) as f64;
