@@ -7,16 +7,15 @@
 //! the endpoint (its SQS endpoint rules: region, FIPS, dual-stack, `AWS_ENDPOINT_URL[_SQS]`), the
 //! region, the credentials provider chain; the signature is `aws-sigv4`'s.
 //!
-//! Retries follow the SDK's standard mode, as the functions configure it ([`crate::aws`]): at most 3
-//! attempts for throttling, 5xx and transport errors, with jittered exponential backoff, each attempt
-//! limited to 3 s and the whole call to 8 s. Anything else is an error for the caller (which answers
-//! 503 or leaves the message on its queue, so nothing is lost).
+//! Retries and timeouts are those of the SDK configuration it is built from ([`crate::aws`]: 3
+//! attempts, 2 s to connect, 3 s per attempt, 8 s per call), for the errors the SDK's standard mode
+//! retries (throttling, 5xx, transport), with a jittered exponential backoff. Anything else is an
+//! error for the caller (which answers 503 or leaves the message on its queue, so nothing is lost).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_sqs::config::endpoint::{Params, ResolveEndpoint};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -24,8 +23,8 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
-/// Attempts per call, as the SDK's standard retry mode is configured in [`crate::aws::loader`].
-const MAX_ATTEMPTS: u32 = 3;
+/// Attempts per call when the configuration sets none (the SDK's standard mode).
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Upper bound of the first retry's random delay; it doubles on each retry.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Credentials without an expiry (environment, static) are read again after this long, as the SDK's
@@ -96,7 +95,9 @@ pub struct BatchClient {
     host: String,
     region: String,
     provider: SharedCredentialsProvider,
-    cached: Arc<Mutex<Option<(Credentials, Instant)>>>,
+    cached: Arc<Mutex<Option<(Identity, Instant)>>>,
+    max_attempts: u32,
+    operation_timeout: Duration,
 }
 
 impl std::fmt::Debug for BatchClient {
@@ -178,15 +179,28 @@ impl BatchClient {
             (Some(host), None) => host.to_owned(),
             (None, _) => return Err(format!("SQS endpoint {endpoint} has no host")),
         };
+        let defaults = crate::aws::timeouts();
+        let timeouts = config.timeout_config().unwrap_or(&defaults);
+        let timeout =
+            |set: Option<Duration>, default: Option<Duration>| set.or(default).unwrap_or(Duration::from_secs(8));
         let http = crate::tls::reqwest_builder()
             .map_err(|e| format!("cannot set up TLS for SQS: {e}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(3))
+            .connect_timeout(timeout(timeouts.connect_timeout(), defaults.connect_timeout()))
+            .timeout(timeout(timeouts.operation_attempt_timeout(), defaults.operation_attempt_timeout()))
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(concat!("wa-pipeline/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the SQS HTTP client: {e}"))?;
-        Ok(Self { http, endpoint, host, region, provider, cached: Arc::new(Mutex::new(None)) })
+        Ok(Self {
+            http,
+            endpoint,
+            host,
+            region,
+            provider,
+            cached: Arc::new(Mutex::new(None)),
+            max_attempts: config.retry_config().map_or(DEFAULT_MAX_ATTEMPTS, |r| r.max_attempts().max(1)),
+            operation_timeout: timeout(timeouts.operation_timeout(), defaults.operation_timeout()),
+        })
     }
 
     /// The endpoint requests go to.
@@ -217,13 +231,13 @@ impl BatchClient {
                     Ok((200, body)) => return answer(&body, entries),
                     Ok((status, body)) => {
                         let (error, retryable) = service_error(status, &body);
-                        if !retryable || attempt == MAX_ATTEMPTS {
+                        if !retryable || attempt >= self.max_attempts {
                             return Err(error);
                         }
                         tracing::warn!(attempt, %error, "SendMessageBatch failed; retrying");
                     }
                     Err(Attempt::Retryable(reason)) => {
-                        if attempt == MAX_ATTEMPTS {
+                        if attempt >= self.max_attempts {
                             return Err(BatchError::Transport(reason));
                         }
                         tracing::warn!(attempt, %reason, "SendMessageBatch failed; retrying");
@@ -234,14 +248,13 @@ impl BatchClient {
                 attempt += 1;
             }
         };
-        tokio::time::timeout(Duration::from_secs(8), call)
-            .await
-            .unwrap_or_else(|_| Err(BatchError::Transport("SendMessageBatch timed out after 8 s".into())))
+        tokio::time::timeout(self.operation_timeout, call).await.unwrap_or_else(|_| {
+            Err(BatchError::Transport(format!("SendMessageBatch timed out after {:?}", self.operation_timeout)))
+        })
     }
 
     async fn attempt(&self, payload: &bytes::Bytes) -> Result<(u16, bytes::Bytes), Attempt> {
-        let credentials = self.credentials().await.map_err(Attempt::Fatal)?;
-        let identity = Identity::from(credentials);
+        let identity = self.identity().await.map_err(Attempt::Fatal)?;
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
@@ -271,21 +284,22 @@ impl BatchClient {
         Ok((status, body))
     }
 
-    /// The cached credentials, renewed before they expire.
-    async fn credentials(&self) -> Result<Credentials, BatchError> {
+    /// The cached credentials as the signer takes them, renewed before they expire.
+    async fn identity(&self) -> Result<Identity, BatchError> {
         {
             let cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((credentials, fetched)) = cached.as_ref()
-                && fresh(credentials, *fetched)
+            if let Some((identity, fetched)) = cached.as_ref()
+                && fresh(identity, *fetched)
             {
-                return Ok(credentials.clone());
+                return Ok(identity.clone());
             }
         }
         let credentials =
             self.provider.provide_credentials().await.map_err(|e| BatchError::Credentials(crate::aws::describe(&e)))?;
+        let identity = Identity::from(credentials);
         *self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((credentials.clone(), Instant::now()));
-        Ok(credentials)
+            Some((identity.clone(), Instant::now()));
+        Ok(identity)
     }
 }
 
@@ -309,8 +323,8 @@ fn endpoint_override(config: &SdkConfig) -> Option<String> {
     config.service_config().and_then(|c| c.load_config(key)).or_else(|| config.endpoint_url().map(str::to_owned))
 }
 
-fn fresh(credentials: &Credentials, fetched: Instant) -> bool {
-    match credentials.expiry() {
+fn fresh(identity: &Identity, fetched: Instant) -> bool {
+    match identity.expiration() {
         Some(expiry) => expiry.duration_since(SystemTime::now()).is_ok_and(|left| left > EXPIRY_BUFFER),
         None => fetched.elapsed() < NO_EXPIRY_REFRESH,
     }
