@@ -272,6 +272,7 @@ impl DevStack {
             secrets,
             conversations: state.clone(),
             config: SenderConfig { default_rate: options.messages_per_second, rates, ..SenderConfig::default() },
+            lead: sender::SlotLead::default(),
         });
         if !options.webhook_only {
             tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {

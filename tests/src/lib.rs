@@ -30,7 +30,11 @@ pub struct Moto {
     _child: Child,
 }
 
-/// Watches its parent and exits when it is gone, so moto never outlives the test binary.
+/// Watches its parent and exits when it is gone, so moto never outlives the test binary; and makes
+/// moto's DynamoDB answer one request at a time. moto serves each request on a thread of its own and
+/// checks a condition expression and then writes, with no lock between: two concurrent conditional
+/// writes to one item can both succeed, which DynamoDB never allows (its conditional writes are
+/// atomic, and our idempotency claims, rate slots and status ranks rely on that).
 const MOTO_WRAPPER: &str = r#"
 import os, sys, threading, time
 parent = os.getppid()
@@ -39,6 +43,13 @@ def watch():
         time.sleep(0.3)
     os._exit(0)
 threading.Thread(target=watch, daemon=True).start()
+from moto.dynamodb.responses import DynamoHandler
+dynamodb_lock = threading.Lock()
+unlocked_call_action = DynamoHandler.call_action
+def call_action(self):
+    with dynamodb_lock:
+        return unlocked_call_action(self)
+DynamoHandler.call_action = call_action
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 "#;

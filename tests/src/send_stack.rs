@@ -89,6 +89,27 @@ impl SendStack {
         self.sender_routed(graph, CachedSecrets::new(fetch, CachePolicy::default()), config)
     }
 
+    /// A sender with another rate-slot store (a fault wrapper around the state table).
+    pub fn sender_throttled<T: wa_core::ports::ThrottleStore>(
+        &self,
+        throttle: T,
+        config: SenderConfig,
+    ) -> Sender<GraphClient, StateTable, T, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable> {
+        let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&self.aws), self.secret_id.clone());
+        let table = self.table();
+        Sender {
+            graph: self.graph(),
+            idempotency: table.clone(),
+            throttle,
+            conversations: table,
+            events: SqsQueue::new(&self.queues, self.events.clone(), 262_144),
+            redelivery: SqsQueue::new(&self.queues, self.outbound.clone(), 262_144),
+            secrets: CachedSecrets::new(fetch, CachePolicy::default()),
+            config,
+            lead: sender::SlotLead::default(),
+        }
+    }
+
     /// A sender whose tokens come from `secrets` (several apps).
     pub fn sender_routed<G: wa_core::ports::GraphApi, R: wa_core::apps::AppRouting>(
         &self,
@@ -106,6 +127,7 @@ impl SendStack {
             redelivery: SqsQueue::new(&self.queues, self.outbound.clone(), 262_144),
             secrets,
             config,
+            lead: sender::SlotLead::default(),
         }
     }
 

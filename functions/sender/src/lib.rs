@@ -32,6 +32,10 @@ use wa_core::secrets::SecretStage;
 use wa_core::send::{Category, SendRequest, Violation};
 use wa_infra::telemetry;
 
+pub mod lead;
+
+pub use lead::SlotLead;
+
 /// The function name used in metrics.
 pub const FUNCTION: &str = "sender";
 
@@ -63,8 +67,9 @@ pub struct SenderConfig {
     /// Refuse free-form messages outside the 24 h window and marketing to opted-out users, from the
     /// event processor's state (off only where this pipeline does not receive the webhooks).
     pub enforce_conversation_rules: bool,
-    /// How far ahead of now a slot is reserved, so that the reservation's own round trip does not
-    /// make the send late (a few DynamoDB round trips).
+    /// How far ahead of now a slot is reserved at least, so that the reservation's own round trip
+    /// does not make the send late (a few DynamoDB round trips); longer while reservations are
+    /// slower than that (see [`lead`]).
     pub slot_lead: Duration,
 }
 
@@ -107,6 +112,9 @@ pub struct Sender<G, I, T, Q, R, S, C> {
     pub conversations: C,
     /// Tunables.
     pub config: SenderConfig,
+    /// The lead slots are reserved with, following the reservations' round trips (start with
+    /// `SlotLead::default()`).
+    pub lead: SlotLead,
 }
 
 /// What the conversation rules say about a request.
@@ -262,12 +270,11 @@ where
             }
         }
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
-        let lead = u64::try_from(self.config.slot_lead.as_micros()).unwrap_or(0);
         let mut slots = HashMap::new();
         for (number, indices) in per_number {
             let interval = paced_interval_us(self.config.rate(number), self.config.pacing);
             let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
-            match self.throttle.reserve(number, count, interval, now_us() + lead, horizon).await {
+            match self.reserve(number, count, interval, horizon).await {
                 Ok(Some(reservation)) => {
                     for (i, index) in indices.into_iter().enumerate() {
                         slots.insert(index, reservation.slot_us(u32::try_from(i).unwrap_or(u32::MAX)));
@@ -441,6 +448,11 @@ where
             }
             Err(GraphFailure::Unreachable(reason)) if reason == NO_SLOT => {
                 self.release(&record.key).await;
+                let configured = u64::try_from(self.config.slot_lead.as_micros()).unwrap_or(0);
+                tracing::warn!(
+                    lead_ms = self.lead.lead_us(configured) / 1000,
+                    "no on-time send slot within the horizon; retrying in 1 s"
+                );
                 telemetry::emit(FUNCTION, None, &[("SlotsUnavailable", 1.0)]);
                 Verdict::Retry { delay_s: Some(1) }
             }
@@ -518,13 +530,30 @@ where
     /// than `MAX_LATENESS` (a busy host) takes a fresh slot instead of sending late, so that sends
     /// never bunch up: each goes out within `MAX_LATENESS` of a slot of its own. False when no
     /// slot can be had within the horizon (the record is retried later).
+    /// Reserves `count` slots starting at least the current lead from now, and records how long
+    /// the reservation took (see [`SlotLead`]).
+    async fn reserve(
+        &self,
+        phone_number_id: &str,
+        count: u32,
+        interval_us: u64,
+        horizon_us: u64,
+    ) -> Result<Option<wa_core::ratelimit::Reservation>, StoreError> {
+        let configured = u64::try_from(self.config.slot_lead.as_micros()).unwrap_or(0);
+        let started = now_us();
+        let result = self
+            .throttle
+            .reserve(phone_number_id, count, interval_us, started + self.lead.lead_us(configured), horizon_us)
+            .await;
+        self.lead.observe(now_us().saturating_sub(started));
+        result
+    }
+
     async fn wait_for_slot(&self, phone_number_id: &str) -> bool {
         let interval = paced_interval_us(self.config.rate(phone_number_id), self.config.pacing);
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
-        let lead = u64::try_from(self.config.slot_lead.as_micros()).unwrap_or(0);
         for _ in 0..5 {
-            let reservation = match self.throttle.reserve(phone_number_id, 1, interval, now_us() + lead, horizon).await
-            {
+            let reservation = match self.reserve(phone_number_id, 1, interval, horizon).await {
                 Ok(Some(reservation)) => reservation,
                 Ok(None) => return false,
                 Err(error) => {

@@ -31,6 +31,7 @@ async fn main() -> Result<(), Error> {
         redelivery: SqsQueue::new(&sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
         secrets: secrets::apps(&sdk, env.secret_id, &env.apps, env.secret_ttl_seconds),
         config: SenderConfig { default_rate: env.messages_per_second, rates: env.rates, ..SenderConfig::default() },
+        lead: sender::SlotLead::default(),
     };
     let sender = &sender;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

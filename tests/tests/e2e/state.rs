@@ -146,3 +146,31 @@ async fn the_cost_ledger_counts_by_category_and_pricing_type() {
     );
     assert_eq!(table.costs("P", "2026-12").await.unwrap(), []);
 }
+
+/// The harness's moto must keep DynamoDB's promise that conditional writes are atomic (moto alone
+/// does not: see `wa_tests::moto`); every claim, rate slot and status rank here relies on it.
+/// Without the harness's lock this fails now and then on an idle machine, and often under load.
+#[tokio::test]
+async fn concurrent_conditional_writes_to_one_item_never_both_succeed() {
+    use wa_core::ports::{Claim, IdempotencyStore};
+    let table = table().await;
+    let now_ms = now_s() * 1000;
+    let keys: Vec<String> = (0..40).map(|i| format!("event:wamid.storm{i}")).collect();
+    let owners: Vec<usize> = (0..keys.len()).flat_map(|k| [k; 6]).collect();
+    let results =
+        futures_util::future::join_all(owners.iter().map(|&k| table.claim(&keys[k], now_ms, now_ms + 30_000))).await;
+    for (k, key) in keys.iter().enumerate() {
+        let acquired =
+            owners.iter().zip(&results).filter(|(o, r)| **o == k && matches!(r, Ok(Claim::Acquired))).count();
+        assert_eq!(acquired, 1, "{key}: {acquired} concurrent claims acquired it");
+    }
+    // Conditional updates: `read` sent together with lower ranks always ends as `read`.
+    let statuses = [StatusKind::Read, StatusKind::Sent, StatusKind::Delivered, StatusKind::Sent, StatusKind::Delivered];
+    let wamids: Vec<String> = (0..40).map(|i| format!("wamid.race{i}")).collect();
+    let updates: Vec<StatusUpdate<'_>> =
+        wamids.iter().flat_map(|wamid| statuses.iter().map(move |status| update(wamid, status))).collect();
+    futures_util::future::join_all(updates.iter().map(|u| table.apply_status(u))).await;
+    for wamid in &wamids {
+        assert_eq!(table.message_status(wamid).await.unwrap().as_deref(), Some("read"), "{wamid} was downgraded");
+    }
+}

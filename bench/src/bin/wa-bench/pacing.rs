@@ -68,6 +68,7 @@ pub fn main() {
                 rates: HashMap::new(),
                 ..SenderConfig::default()
             },
+            lead: sender::SlotLead::default(),
         });
         // Each recipient its own group, as many distinct users are.
         let mut queued_at = HashMap::new();
