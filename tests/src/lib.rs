@@ -130,6 +130,17 @@ pub async fn moto_config() -> SdkConfig {
     sdk_config(&moto().endpoint).await
 }
 
+/// The harness's own calls (creating resources, draining queues) with generous timeouts: the
+/// functions' 8 s per call is for production, and a busy machine can make moto slower than that.
+fn patient(config: &SdkConfig) -> SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .operation_timeout(Duration::from_secs(120))
+        .build();
+    config.to_builder().timeout_config(timeouts).build()
+}
+
 /// A name unique within this test run.
 #[must_use]
 pub fn unique(prefix: &str) -> String {
@@ -140,7 +151,7 @@ pub fn unique(prefix: &str) -> String {
 
 /// Creates a standard queue with the given `MaximumMessageSize`; returns its URL.
 pub async fn create_queue(config: &SdkConfig, max_message_bytes: usize) -> String {
-    let sqs = aws_sdk_sqs::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(&patient(config));
     sqs.create_queue()
         .queue_name(unique("inbound"))
         .attributes(aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize, max_message_bytes.to_string())
@@ -153,7 +164,7 @@ pub async fn create_queue(config: &SdkConfig, max_message_bytes: usize) -> Strin
 
 /// Receives every message currently on the queue (deleting them), in no particular order.
 pub async fn drain_queue(config: &SdkConfig, queue_url: &str) -> Vec<String> {
-    let sqs = aws_sdk_sqs::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(&patient(config));
     let mut bodies = Vec::new();
     loop {
         let out = sqs
@@ -183,13 +194,13 @@ pub async fn drain_queue(config: &SdkConfig, queue_url: &str) -> Vec<String> {
 /// Creates a bucket; returns its name.
 pub async fn create_bucket(config: &SdkConfig) -> String {
     let name = unique("payloads");
-    wa_infra::aws::s3_client(config).create_bucket().bucket(&name).send().await.expect("create bucket");
+    wa_infra::aws::s3_client(&patient(config)).create_bucket().bucket(&name).send().await.expect("create bucket");
     name
 }
 
 /// Lists the keys under a prefix.
 pub async fn list_keys(config: &SdkConfig, bucket: &str, prefix: &str) -> Vec<String> {
-    let out = wa_infra::aws::s3_client(config)
+    let out = wa_infra::aws::s3_client(&patient(config))
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
@@ -214,7 +225,7 @@ pub fn secret_json(app_secret: &str, verify_token: &str) -> String {
 /// Creates a secret with an AWSCURRENT value and optional AWSPREVIOUS and AWSPENDING ones;
 /// returns its name.
 pub async fn create_secret(config: &SdkConfig, current: &str, previous: Option<&str>, pending: Option<&str>) -> String {
-    let sm = aws_sdk_secretsmanager::Client::new(config);
+    let sm = aws_sdk_secretsmanager::Client::new(&patient(config));
     let name = unique("whatsapp");
     for value in [Some(current), previous, pending].into_iter().flatten() {
         logs::note_secret_json(value);
@@ -331,7 +342,7 @@ pub mod send_stack;
 
 /// Creates a FIFO queue (as the outbound queue is) with a short visibility timeout; returns its URL.
 pub async fn create_fifo_queue(config: &SdkConfig, visibility_timeout_s: u32) -> String {
-    let sqs = aws_sdk_sqs::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(&patient(config));
     sqs.create_queue()
         .queue_name(format!("{}.fifo", unique("outbound")))
         .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
@@ -350,7 +361,7 @@ pub async fn create_state_table(config: &SdkConfig) -> String {
         AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
         ScalarAttributeType, TimeToLiveSpecification,
     };
-    let ddb = aws_sdk_dynamodb::Client::new(config);
+    let ddb = aws_sdk_dynamodb::Client::new(&patient(config));
     let name = unique("state");
     let attr = |n: &str| {
         AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
