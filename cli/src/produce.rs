@@ -94,7 +94,8 @@ pub async fn send_sqs(sqs: &aws_sdk_sqs::Client, url: &str, request: &Value) -> 
     let out = sqs
         .send_message()
         .queue_url(url)
-        .message_body(request.to_string())
+        // A text with U+FFFE or U+FFFF, which SQS refuses raw, goes as the same JSON with escapes.
+        .message_body(wa_core::queue_text::sqs_safe(&request.to_string()))
         .message_group_id(group)
         .message_deduplication_id(dedup_id(key))
         .send()

@@ -8,6 +8,7 @@ pub mod event;
 pub mod graph_error;
 pub mod outcome;
 pub mod ports;
+pub mod queue_text;
 pub mod ratelimit;
 pub mod rotation;
 pub mod secrets;

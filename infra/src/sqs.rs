@@ -1,11 +1,15 @@
 //! [`EventQueue`] over SQS `SendMessageBatch`: chunks of at most 10 messages and 1 MiB, entries
-//! that failed are retried with backoff, and `Ok` only when SQS accepted every message.
+//! that failed are retried with backoff (but for those SQS calls the sender's fault, which cannot
+//! succeed), and `Ok` only when SQS accepted every message. Bodies are JSON; the two characters
+//! JSON may hold raw and SQS refuses are sent escaped ([`sqs_safe`]).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use futures_util::{StreamExt, stream};
 use wa_core::ports::{EventQueue, QueueError, Redelivery};
+use wa_core::queue_text::sqs_safe;
 
 use crate::aws::describe;
 use crate::sqs_batch::BatchClient;
@@ -72,8 +76,14 @@ impl SqsQueue {
 
     async fn send_batch(&self, batch: &[(usize, &String)]) -> Result<(), QueueError> {
         let mut pending: Vec<(usize, &String)> = batch.to_vec();
+        // Entries SQS failed as the sender's fault (invalid contents or attributes): a retry
+        // cannot succeed, so they are not offered again.
+        let mut refused = 0;
         let mut last_reason = String::new();
         for attempt in 0..self.max_attempts {
+            if pending.is_empty() {
+                break;
+            }
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(25 * 4u64.pow(attempt - 1))).await;
             }
@@ -87,19 +97,25 @@ impl SqsQueue {
                 .await
                 .map_err(|e| QueueError::Unavailable(e.to_string()))?;
             if failed.is_empty() {
-                return Ok(());
+                pending.clear();
+                break;
             }
             last_reason = failed
                 .iter()
                 .map(|f| format!("{}{}", f.code, if f.sender_fault { " (sender fault)" } else { "" }))
                 .collect::<Vec<_>>()
                 .join(", ");
-            tracing::warn!(attempt = attempt + 1, failed = failed.len(), reason = %last_reason, "sqs entries failed; retrying");
-            let mut keep = ids.iter().map(|id| failed.iter().any(|f| &f.id == id));
+            let retried = failed.iter().filter(|f| !f.sender_fault).count();
+            refused += failed.len() - retried;
+            tracing::warn!(attempt = attempt + 1, failed = failed.len(), retried, reason = %last_reason, "sqs entries failed");
+            let mut keep = ids.iter().map(|id| failed.iter().any(|f| &f.id == id && !f.sender_fault));
             pending.retain(|_| keep.next().unwrap_or(true));
         }
+        if pending.is_empty() && refused == 0 {
+            return Ok(());
+        }
         Err(QueueError::Rejected {
-            failed: pending.len(),
+            failed: pending.len() + refused,
             total: batch.len(),
             attempts: self.max_attempts,
             reason: last_reason,
@@ -148,6 +164,12 @@ impl EventQueue for SqsQueue {
     }
 
     async fn publish(&self, bodies: &[String]) -> Result<(), QueueError> {
+        // Characters SQS refuses (U+FFFE, U+FFFF) are sent as JSON escapes (`wa_core::queue_text`).
+        let escaped: Option<Vec<String>> = bodies
+            .iter()
+            .any(|b| matches!(sqs_safe(b), Cow::Owned(_)))
+            .then(|| bodies.iter().map(|b| sqs_safe(b).into_owned()).collect());
+        let bodies = escaped.as_deref().unwrap_or(bodies);
         if let Some(big) = bodies.iter().find(|b| b.len() > self.max_message_bytes) {
             return Err(QueueError::TooLarge { size: big.len(), limit: self.max_message_bytes });
         }

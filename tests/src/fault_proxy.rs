@@ -2,7 +2,9 @@
 //! failed — a fault moto cannot produce. Entries it fails are not forwarded (so they are really not
 //! enqueued); the rest go to moto and moto's answer is merged with the injected failures. It can
 //! also answer whole calls with an SQS error, and it keeps the last `SendMessageBatch` request as
-//! received (to check its signature).
+//! received (to check its signature). Like SQS, and unlike moto, it refuses a message whose body
+//! holds a character outside the set SQS allows (`InvalidMessageContents`: a failed entry, the
+//! sender's fault, in `SendMessageBatch`; an error answer to `SendMessage`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +27,9 @@ pub enum FaultPlan {
     },
     /// Fail the first entry of every call, forever.
     FailFirstEntryAlways,
+    /// Fail the first entry of every call as the sender's fault (as SQS does for an invalid
+    /// attribute: a retry cannot succeed), forever.
+    RefuseFirstEntryAlways,
     /// Answer the next `calls` SendMessageBatch calls with this HTTP status and SQS error code
     /// (nothing forwarded), then forward everything.
     AnswerError {
@@ -124,6 +129,15 @@ async fn forward(
 ) -> Response {
     let is_batch = headers.get("x-amz-target").is_some_and(|t| t == "AmazonSQS.SendMessageBatch");
     if !is_batch {
+        let is_send = headers.get("x-amz-target").is_some_and(|t| t == "AmazonSQS.SendMessage");
+        let request: Value = if is_send { serde_json::from_slice(&body).unwrap_or_default() } else { Value::Null };
+        if is_send && !request["MessageBody"].as_str().unwrap_or_default().chars().all(wa_core::queue_text::sqs_allows)
+        {
+            let body = json!({"__type": "com.amazonaws.sqs#InvalidMessageContents",
+                              "message": "Invalid characters found. (refused by the test proxy as SQS does)"});
+            return (StatusCode::BAD_REQUEST, [("content-type", "application/x-amz-json-1.0")], body.to_string())
+                .into_response();
+        }
         return pass(&shared, method, &uri, &headers, body).await;
     }
     shared.batch_calls.fetch_add(1, Ordering::SeqCst);
@@ -150,26 +164,41 @@ async fn forward(
     }
     let mut request: Value = serde_json::from_slice(&body).expect("SendMessageBatch JSON");
     let entries = request["Entries"].as_array().cloned().unwrap_or_default();
-    let fail: Vec<bool> = {
+    // Per entry: None to forward it, or the failure (code, sender's fault) to answer instead.
+    let fail: Vec<Option<(&str, bool)>> = {
         let mut plan = shared.plan.lock().expect("plan lock");
-        match *plan {
-            FaultPlan::None | FaultPlan::AnswerError { .. } => vec![false; entries.len()],
+        let injected: Vec<Option<(&str, bool)>> = match *plan {
+            FaultPlan::None | FaultPlan::AnswerError { .. } => vec![None; entries.len()],
             FaultPlan::FailOddEntries { calls } if calls > 0 => {
                 *plan = FaultPlan::FailOddEntries { calls: calls - 1 };
-                (0..entries.len()).map(|i| i % 2 == 1).collect()
+                (0..entries.len()).map(|i| (i % 2 == 1).then_some(("InternalError", false))).collect()
             }
-            FaultPlan::FailOddEntries { .. } => vec![false; entries.len()],
-            FaultPlan::FailFirstEntryAlways => (0..entries.len()).map(|i| i == 0).collect(),
-        }
+            FaultPlan::FailOddEntries { .. } => vec![None; entries.len()],
+            FaultPlan::FailFirstEntryAlways => {
+                (0..entries.len()).map(|i| (i == 0).then_some(("InternalError", false))).collect()
+            }
+            FaultPlan::RefuseFirstEntryAlways => {
+                (0..entries.len()).map(|i| (i == 0).then_some(("InvalidParameterValue", true))).collect()
+            }
+        };
+        entries
+            .iter()
+            .zip(injected)
+            .map(|(entry, injected)| {
+                let body = entry["MessageBody"].as_str().unwrap_or_default();
+                let valid = body.chars().all(wa_core::queue_text::sqs_allows);
+                if valid { injected } else { Some(("InvalidMessageContents", true)) }
+            })
+            .collect()
     };
     let failed: Vec<Value> = entries
         .iter()
         .zip(&fail)
-        .filter(|(_, f)| **f)
-        .map(|(e, _)| json!({"Id": e["Id"], "SenderFault": false, "Code": "InternalError", "Message": "injected by the test proxy"}))
+        .filter_map(|(e, f)| f.map(|(code, sender_fault)| (e, code, sender_fault)))
+        .map(|(e, code, sender_fault)| json!({"Id": e["Id"], "SenderFault": sender_fault, "Code": code, "Message": "injected by the test proxy"}))
         .collect();
     shared.failed_entries.fetch_add(failed.len(), Ordering::SeqCst);
-    let kept: Vec<Value> = entries.into_iter().zip(&fail).filter(|(_, f)| !**f).map(|(e, _)| e).collect();
+    let kept: Vec<Value> = entries.into_iter().zip(&fail).filter(|(_, f)| f.is_none()).map(|(e, _)| e).collect();
     let mut successful = Vec::new();
     if !kept.is_empty() {
         request["Entries"] = Value::Array(kept);

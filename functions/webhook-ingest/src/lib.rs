@@ -14,11 +14,14 @@
 //! A verified body that is not a usable webhook gets 200 (a retry cannot fix it) and is parked in
 //! S3 under `quarantine/`, with an error log and a metric. If parking fails, 503.
 
+use std::borrow::Cow;
+
 use lambda_http::{Body, Request, Response, http::Method};
 use sha2::{Digest, Sha256};
 use wa_core::apps::{AppRouting, webhook_app};
 use wa_core::event::{EventKind, InboundEvent, PayloadRef, split_webhook};
 use wa_core::ports::{BlobStore, EventQueue, SecretSource};
+use wa_core::queue_text::sqs_safe;
 use wa_core::secrets::SecretStage;
 use wa_core::signature::{SIGNATURE_HEADER, Signature, SignatureError};
 use wa_infra::telemetry;
@@ -221,6 +224,11 @@ async fn serialize<Q: EventQueue, B: BlobStore>(
     let mut claim_checked = 0;
     for event in events {
         let body = serde_json::to_string(event).map_err(|e| e.to_string())?;
+        // Escaped before its size is judged: the queue would escape it anyway.
+        let body = match sqs_safe(&body) {
+            Cow::Borrowed(_) => body,
+            Cow::Owned(escaped) => escaped,
+        };
         if body.len() <= limit {
             bodies.push(body);
             continue;

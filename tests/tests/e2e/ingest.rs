@@ -208,6 +208,28 @@ async fn unicode_escaped_and_base64_bodies_verify_and_arrive_intact() {
 }
 
 #[tokio::test]
+async fn characters_sqs_refuses_arrive_intact() {
+    let stack = Stack::new(262_144).await;
+    // The proxy refuses raw U+FFFE / U+FFFF as SQS does (moto takes anything).
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::None).await;
+    let deps = stack.ingest_via(&sdk_config(&proxy.endpoint).await, &stack.aws, &stack.aws);
+    for (json_text, decoded) in [
+        ("\"odd \u{FFFF} and \u{FFFE} raw\"", "odd \u{FFFF} and \u{FFFE} raw"),
+        (r#""odd \uffff escaped""#, "odd \u{FFFF} escaped"),
+    ] {
+        let body = text_webhook(json_text);
+        let response = webhook_ingest::handle(&deps, &signed(body.as_bytes())).await;
+        assert_eq!(response.status(), 200, "{json_text}");
+        assert_eq!(proxy.failed_entries(), 0, "nothing SQS would refuse was sent");
+        let raw = stack.raw_messages().await;
+        assert_eq!(raw.len(), 1);
+        let event: wa_core::event::InboundEvent<'_> = serde_json::from_str(&raw[0]).unwrap();
+        let message: Message = event.payload_as().unwrap();
+        assert_eq!(message.text.unwrap().body, decoded);
+    }
+}
+
+#[tokio::test]
 async fn previous_app_secret_is_accepted_during_the_grace_period() {
     let stack =
         Stack::with_secret(262_144, &secret_json("new-secret", "vt"), Some(&secret_json("old-secret", "vt")), None)

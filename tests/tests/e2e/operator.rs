@@ -2,7 +2,8 @@
 //! against moto's SQS.
 
 use serde_json::json;
-use wa_tests::{create_fifo_queue, drain_queue, moto_config};
+use wa_tests::fault_proxy::{FaultPlan, FaultProxy};
+use wa_tests::{create_fifo_queue, drain_queue, moto, moto_config, sdk_config};
 
 fn request(key: &str) -> serde_json::Value {
     json!({"phone_number_id": "106540352242922", "to": "16505550177", "idempotency_key": key,
@@ -58,4 +59,28 @@ async fn wa_send_and_dlq_work_on_sqs() {
     assert!(drain_queue(&aws, &dlq).await.is_empty());
     let err = wa_cli::dlq::dlq_list_sqs(&sqs, "http://127.0.0.1:1/000000000000/nope").await.unwrap_err();
     assert!(err.starts_with("cannot read"), "{err}");
+}
+
+#[tokio::test]
+async fn wa_send_escapes_the_characters_sqs_refuses() {
+    let aws = moto_config().await;
+    let outbound = create_fifo_queue(&aws, 30).await;
+    // The proxy refuses raw U+FFFE / U+FFFF as SQS does (moto takes anything).
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::None).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(&proxy.endpoint).await);
+    let mut odd = request("op-odd");
+    odd["message"]["text"]["body"] = json!("odd \u{FFFF}\u{FFFE}");
+    let refused = sqs
+        .send_message()
+        .queue_url(&outbound)
+        .message_body(odd.to_string())
+        .message_group_id("g")
+        .message_deduplication_id("raw")
+        .send()
+        .await;
+    assert!(refused.is_err(), "the proxy refuses the raw characters, as SQS does");
+    wa_cli::produce::send_sqs(&sqs, &outbound, &odd).await.unwrap();
+    let received = drain_queue(&aws, &outbound).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&received[0]).unwrap(), odd, "the same request");
 }

@@ -120,6 +120,42 @@ async fn throttling_and_server_errors_are_retried_other_errors_are_not() {
 }
 
 #[tokio::test]
+async fn entries_refused_as_the_senders_fault_are_not_retried() {
+    let aws = moto_config().await;
+    let queue_url = create_queue(&aws, 262_144).await;
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::RefuseFirstEntryAlways).await;
+    let sqs = Sqs::new(&config(&proxy.endpoint, None).await).unwrap();
+    let queue = SqsQueue::new(&sqs, queue_url.clone(), 262_144);
+    let bodies: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let error = queue.publish(&bodies).await.expect_err("one entry refused");
+    assert!(matches!(&error, wa_core::ports::QueueError::Rejected { failed: 1, total: 10, .. }), "{error:?}");
+    assert!(error.to_string().contains("InvalidParameterValue (sender fault)"), "{error}");
+    assert_eq!(proxy.batch_calls(), 1, "a retry cannot succeed, so none is made");
+    assert_eq!(drain_queue(&aws, &queue_url).await.len(), 9, "the others are queued once");
+}
+
+#[tokio::test]
+async fn characters_sqs_refuses_are_sent_as_json_escapes() {
+    let aws = moto_config().await;
+    let queue_url = create_queue(&aws, 262_144).await;
+    // The proxy refuses raw U+FFFE / U+FFFF as SQS does (moto takes anything).
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::None).await;
+    let sqs = Sqs::new(&config(&proxy.endpoint, None).await).unwrap();
+    let queue = SqsQueue::new(&sqs, queue_url.clone(), 262_144);
+    let values = [json!({"text": "a\u{FFFF}b"}), json!({"name": "\u{FFFE}\u{FFFF}", "ok": "é👋"}), json!({"n": 1})];
+    let bodies: Vec<String> = values.iter().map(ToString::to_string).collect();
+    assert!(!bodies[0].chars().all(wa_core::queue_text::sqs_allows), "serde_json writes them raw");
+    queue.publish(&bodies).await.expect("accepted");
+    assert_eq!(proxy.failed_entries(), 0);
+    let mut received: Vec<serde_json::Value> =
+        drain_queue(&aws, &queue_url).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    received.sort_by_key(ToString::to_string);
+    let mut expected = values.to_vec();
+    expected.sort_by_key(ToString::to_string);
+    assert_eq!(received, expected, "the same values");
+}
+
+#[tokio::test]
 async fn endpoints_are_resolved_as_the_sdk_resolves_them() {
     let base = || {
         aws_config::SdkConfig::builder().region(Region::new("eu-central-1")).credentials_provider(
