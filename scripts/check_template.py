@@ -6,9 +6,14 @@
   function timeout; FIFO sources take batches of at most 10;
 - every queue with a DLQ: maxReceiveCount >= 5 and the DLQ keeps messages longer than its source,
   and an alarm watches the DLQ's depth;
-- every checkov suppression says why, in place (a comment of at least a few words).
+- every checkov suppression says why, in place (a comment of at least a few words);
+- the payload bucket's lifecycle rules are the ones the code applies locally and relies on
+  (`BLOB_LIFECYCLE_DAYS` in functions/webhook-ingest/src/lib.rs), and claim-checked events outlive
+  every queue's retention.
 Exits non-zero with one line per broken rule.
 """
+import pathlib
+import re
 import sys
 
 import yaml
@@ -92,6 +97,32 @@ for name, resource in resources.items():
     for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
         if len(str(skip.get("comment", "")).split()) < 5:
             problems.append(f"{name}: checkov skip {skip.get('id')} needs a comment saying why")
+
+source = (pathlib.Path(__file__).resolve().parent.parent / "functions/webhook-ingest/src/lib.rs").read_text()
+lifecycle_code = re.search(r"BLOB_LIFECYCLE_DAYS: \[\(&str, u64\); \d+\] =\s*\[(.*?)\];", source, re.S)
+prefixes = dict(re.findall(r'pub const (\w+_PREFIX): &str = "([^"]+)";', source))
+expected = {
+    prefixes[name]: int(days) for name, days in re.findall(r"\((\w+_PREFIX), (\d+)\)", lifecycle_code.group(1))
+} if lifecycle_code else {}
+if not expected:
+    problems.append("BLOB_LIFECYCLE_DAYS not found in functions/webhook-ingest/src/lib.rs")
+buckets = [r for r in resources.values() if r["Type"] == "AWS::S3::Bucket" and "LifecycleConfiguration" in r.get("Properties", {})]
+rules = {
+    rule.get("Prefix"): int(rule.get("ExpirationInDays", 0))
+    for bucket in buckets
+    for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    if rule.get("Status") == "Enabled"
+}
+for prefix, days in expected.items():
+    if rules.get(prefix) != days:
+        problems.append(f"payload bucket: {prefix} must expire after {days} days (BLOB_LIFECYCLE_DAYS), not {rules.get(prefix)}")
+longest_retention = max(
+    (int(r.get("Properties", {}).get("MessageRetentionPeriod", 345600)) for r in resources.values() if r["Type"] == "AWS::SQS::Queue"),
+    default=0,
+)
+claim_check_days = expected.get("claim-check/", 0)
+if claim_check_days * 86400 <= longest_retention:
+    problems.append(f"claim-checked events ({claim_check_days} days) must outlive every queue's retention ({longest_retention} s)")
 
 for problem in problems:
     print(f"template.yaml: {problem}")

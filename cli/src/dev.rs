@@ -281,7 +281,7 @@ impl DevStack {
             })));
         }
 
-        tasks.push(tokio::spawn(expire(queues.all(), state.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(expire(queues.all(), state.clone(), LocalBlobs::new(&db), stopped.clone())));
 
         Ok(Self { webhook_url, simulator, db, queues, state, shutdown, tasks })
     }
@@ -361,16 +361,23 @@ where
 }
 
 /// Deletes messages past their queue's retention period (7 days, DLQs 14, as the template sets
-/// them on SQS) and send records, dedupe claims, message statuses and recipients' 131056 runs past
-/// their expiry (DynamoDB's TTL), at start and then every minute, so that a local stack left
-/// running does not grow without end: nothing consumes the events queue locally, and every event
-/// leaves a dedupe claim.
-async fn expire(queues: Vec<LocalQueue>, state: LocalState, mut stop: watch::Receiver<bool>) {
+/// them on SQS), send records, dedupe claims, message statuses and recipients' 131056 runs past
+/// their expiry (DynamoDB's TTL), and claim-checked events and parked bodies past the payload
+/// bucket's lifecycle (15 days, a year), at start and then every minute, so that a local stack
+/// left running does not grow without end: nothing consumes the events queue locally, and every
+/// event leaves a dedupe claim.
+async fn expire(queues: Vec<LocalQueue>, state: LocalState, blobs: LocalBlobs, mut stop: watch::Receiver<bool>) {
     loop {
-        match state.expire(wa_infra::telemetry::now_millis() / 1000) {
+        let now_s = wa_infra::telemetry::now_millis() / 1000;
+        match state.expire(now_s) {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "deleted state records past their expiry"),
             Err(error) => tracing::error!(%error, "cannot delete expired state records"),
+        }
+        match blobs.expire(now_s, &webhook_ingest::BLOB_LIFECYCLE_DAYS) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "deleted claim-checked events and parked bodies past their lifecycle"),
+            Err(error) => tracing::error!(%error, "cannot delete expired blobs"),
         }
         for queue in &queues {
             match queue.expire() {

@@ -32,6 +32,10 @@ pub const FUNCTION: &str = "webhook-ingest";
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
 /// Key prefix of claim-checked events.
 pub const CLAIM_CHECK_PREFIX: &str = "claim-check/";
+/// How many days the payload bucket keeps each prefix (its lifecycle rules in `template.yaml`,
+/// checked by `scripts/check_template.py`; the local stack applies the same): claim-checked events
+/// outlive any queue retention (14 days), parked bodies are kept a year for a look.
+pub const BLOB_LIFECYCLE_DAYS: [(&str, u64); 2] = [(CLAIM_CHECK_PREFIX, 15), (QUARANTINE_PREFIX, 365)];
 
 /// What the handler needs: where events go, where big or bad payloads go, and the app secret.
 pub struct Ingest<Q, B, S> {

@@ -32,7 +32,7 @@ DROP INDEX IF EXISTS messages_by_receipt;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_receipt_set ON messages(receipt) WHERE receipt IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dedups(queue TEXT, dedup TEXT, sent_at INTEGER NOT NULL, PRIMARY KEY(queue, dedup));
 CREATE INDEX IF NOT EXISTS dedups_by_age ON dedups(sent_at);
-CREATE TABLE IF NOT EXISTS blobs(key TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs(key TEXT PRIMARY KEY, body BLOB NOT NULL, put_at INTEGER);
 CREATE TABLE IF NOT EXISTS sends(key TEXT PRIMARY KEY, state TEXT NOT NULL, in_progress_until INTEGER,
     outcome TEXT, wamid TEXT, published INTEGER NOT NULL DEFAULT 0, expires_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sends_by_wamid ON sends(wamid);
@@ -124,22 +124,31 @@ impl LocalDb {
 }
 
 /// Brings a database written by an earlier version up to `SCHEMA`: statuses gained `expires_at`
-/// (90 days, as their DynamoDB items); the ones already there get it from now. In one write
-/// transaction, so that two processes opening an old file at once do not both alter it.
+/// (90 days, as their DynamoDB items) and blobs `put_at` (for their lifecycle); the rows already
+/// there get them from now. In one write transaction, so that two processes opening an old file at
+/// once do not both alter it.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let has_expiry: bool =
-        tx.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('statuses') WHERE name = 'expires_at'", [], |row| {
-            row.get(0)
-        })?;
-    if !has_expiry {
+    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        tx.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            rusqlite::params![table, column],
+            |row| row.get(0),
+        )
+    };
+    if !has_column("statuses", "expires_at")? {
         tx.execute_batch("ALTER TABLE statuses ADD COLUMN expires_at INTEGER")?;
     }
-    tx.execute(
-        "UPDATE statuses SET expires_at = ?1 WHERE expires_at IS NULL",
-        [now_ms() / 1000 + state::STATUS_TTL_S],
+    if !has_column("blobs", "put_at")? {
+        tx.execute_batch("ALTER TABLE blobs ADD COLUMN put_at INTEGER")?;
+    }
+    let now_s = now_ms() / 1000;
+    tx.execute("UPDATE statuses SET expires_at = ?1 WHERE expires_at IS NULL", [now_s + state::STATUS_TTL_S])?;
+    tx.execute("UPDATE blobs SET put_at = ?1 WHERE put_at IS NULL", [now_s])?;
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS statuses_by_expiry ON statuses(expires_at);
+         CREATE INDEX IF NOT EXISTS blobs_by_age ON blobs(put_at);",
     )?;
-    tx.execute_batch("CREATE INDEX IF NOT EXISTS statuses_by_expiry ON statuses(expires_at)")?;
     tx.commit()
 }
 
@@ -230,6 +239,40 @@ mod tests {
                 )
                 .unwrap();
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn blobs_expire_by_prefix_and_age_and_old_ones_get_an_age() {
+        use wa_core::ports::BlobStore;
+        let dir = std::env::temp_dir().join(format!("wa-local-blobs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.sqlite3");
+        {
+            // The blobs table as earlier versions made it, with one claim-checked event in it.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE blobs(key TEXT PRIMARY KEY, body BLOB NOT NULL);
+                 INSERT INTO blobs(key, body) VALUES ('claim-check/old.json', x'7b7d');",
+            )
+            .unwrap();
+        }
+        let db = LocalDb::open(&path).unwrap();
+        let blobs = LocalBlobs::new(&db);
+        blobs.put("claim-check/new.json", b"{}".to_vec(), "application/json").await.unwrap();
+        blobs.put("quarantine/parked.json", b"x".to_vec(), "application/json").await.unwrap();
+        blobs.put("other/kept.json", b"y".to_vec(), "application/json").await.unwrap();
+        let day = 86_400;
+        let now = u64::try_from(now_ms() / 1000).unwrap();
+        // The old blob was given its age when the file was opened: now.
+        let rules = [("claim-check/", 15), ("quarantine/", 365)];
+        assert_eq!(blobs.expire(now + 14 * day, &rules).unwrap(), 0, "none is 15 days old yet");
+        assert_eq!(blobs.expire(now + 16 * day, &rules).unwrap(), 2, "both claim-checks");
+        assert!(blobs.get("claim-check/old.json").await.is_err());
+        assert_eq!(blobs.get("quarantine/parked.json").await.unwrap(), b"x");
+        assert_eq!(blobs.expire(now + 366 * day, &rules).unwrap(), 1, "the parked body after a year");
+        assert_eq!(blobs.get("other/kept.json").await.unwrap(), b"y", "no rule, kept");
+        drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -34,15 +34,36 @@ impl LocalBlobs {
     }
 }
 
+impl LocalBlobs {
+    /// Deletes the blobs put more than `days` ago under each `(prefix, days)` rule (`now_s`: Unix
+    /// seconds), as the payload bucket's lifecycle rules do in S3; returns how many.
+    pub fn expire(&self, now_s: u64, rules: &[(&str, u64)]) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for (prefix, days) in rules {
+            let cutoff = i64::try_from(now_s.saturating_sub(days.saturating_mul(86_400))).unwrap_or(i64::MAX);
+            let length = i64::try_from(prefix.len()).unwrap_or(i64::MAX);
+            deleted += self.db.delete_in_chunks(|conn, chunk| {
+                conn.exec(
+                    "DELETE FROM blobs WHERE rowid IN (SELECT rowid FROM blobs
+                       WHERE put_at < ?1 AND substr(key, 1, ?2) = ?3 LIMIT ?4)",
+                    params![cutoff, length, prefix, chunk],
+                )
+            })?;
+        }
+        Ok(deleted)
+    }
+}
+
 impl BlobStore for LocalBlobs {
     fn bucket(&self) -> &str {
         "local"
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, _content_type: &str) -> Result<(), BlobError> {
+        let now_s = crate::now_ms() / 1000;
         self.db
             .lock()
-            .exec("INSERT OR REPLACE INTO blobs(key, body) VALUES (?1, ?2)", params![key, body])
+            .exec("INSERT OR REPLACE INTO blobs(key, body, put_at) VALUES (?1, ?2, ?3)", params![key, body, now_s])
             .map(|_| ())
             .map_err(|e| BlobError::Unavailable(e.to_string()))
     }
