@@ -85,8 +85,7 @@ impl SendStack {
         graph: G,
         config: SenderConfig,
     ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable> {
-        let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&self.aws), self.secret_id.clone());
-        self.sender_routed(graph, CachedSecrets::new(fetch, CachePolicy::default()), config)
+        self.sender_parts(graph, self.secrets(), self.table(), config)
     }
 
     /// A sender with another rate-slot store (a fault wrapper around the state table).
@@ -95,19 +94,7 @@ impl SendStack {
         throttle: T,
         config: SenderConfig,
     ) -> Sender<GraphClient, StateTable, T, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable> {
-        let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&self.aws), self.secret_id.clone());
-        let table = self.table();
-        Sender {
-            graph: self.graph(),
-            idempotency: table.clone(),
-            throttle,
-            conversations: table,
-            events: SqsQueue::new(&self.queues, self.events.clone(), 262_144),
-            redelivery: SqsQueue::new(&self.queues, self.outbound.clone(), 262_144),
-            secrets: CachedSecrets::new(fetch, CachePolicy::default()),
-            config,
-            lead: sender::SlotLead::default(),
-        }
+        self.sender_parts(self.graph(), self.secrets(), throttle, config)
     }
 
     /// A sender whose tokens come from `secrets` (several apps).
@@ -117,11 +104,28 @@ impl SendStack {
         secrets: R,
         config: SenderConfig,
     ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, R, StateTable> {
-        let table = StateTable::new(aws_sdk_dynamodb::Client::new(&self.aws), self.table.clone());
+        self.sender_parts(graph, secrets, self.table(), config)
+    }
+
+    /// The stack's secret, cached as the function caches it.
+    fn secrets(&self) -> CachedSecrets<SecretsManagerFetch> {
+        let fetch = SecretsManagerFetch::new(aws_sdk_secretsmanager::Client::new(&self.aws), self.secret_id.clone());
+        CachedSecrets::new(fetch, CachePolicy::default())
+    }
+
+    /// A sender on the stack's table and queues with these parts.
+    fn sender_parts<G: wa_core::ports::GraphApi, R: wa_core::apps::AppRouting, T: wa_core::ports::ThrottleStore>(
+        &self,
+        graph: G,
+        secrets: R,
+        throttle: T,
+        config: SenderConfig,
+    ) -> Sender<G, StateTable, T, SqsQueue, SqsQueue, R, StateTable> {
+        let table = self.table();
         Sender {
             graph,
             idempotency: table.clone(),
-            throttle: table.clone(),
+            throttle,
             conversations: table,
             events: SqsQueue::new(&self.queues, self.events.clone(), 262_144),
             redelivery: SqsQueue::new(&self.queues, self.outbound.clone(), 262_144),
