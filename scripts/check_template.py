@@ -98,7 +98,8 @@ for name, resource in resources.items():
         if len(str(skip.get("comment", "")).split()) < 5:
             problems.append(f"{name}: checkov skip {skip.get('id')} needs a comment saying why")
 
-source = (pathlib.Path(__file__).resolve().parent.parent / "functions/webhook-ingest/src/lib.rs").read_text()
+root = pathlib.Path(__file__).resolve().parent.parent
+source = (root / "functions/webhook-ingest/src/lib.rs").read_text() + (root / "core/src/event.rs").read_text()
 lifecycle_code = re.search(r"BLOB_LIFECYCLE_DAYS: \[\(&str, u64\); \d+\] =\s*\[(.*?)\];", source, re.S)
 prefixes = dict(re.findall(r'pub const (\w+_PREFIX): &str = "([^"]+)";', source))
 expected = {

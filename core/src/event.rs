@@ -88,6 +88,22 @@ pub struct PayloadRef {
     pub sha256: String,
 }
 
+/// Key prefix of claim-checked events in the payload bucket.
+pub const CLAIM_CHECK_PREFIX: &str = "claim-check/";
+
+/// Where `event_json`, an event too large for a queue message, is stored whole in `bucket`: under
+/// [`CLAIM_CHECK_PREFIX`] and its SHA-256, so the same event always lands on the same key.
+#[must_use]
+pub fn claim_check_ref(bucket: &str, event_json: &str) -> PayloadRef {
+    let sha256 = hex::encode(Sha256::digest(event_json.as_bytes()));
+    PayloadRef {
+        bucket: bucket.to_owned(),
+        key: format!("{CLAIM_CHECK_PREFIX}{sha256}.json"),
+        size: event_json.len() as u64,
+        sha256,
+    }
+}
+
 /// One inbound event, as put on the inbound queue (one JSON object per SQS message).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InboundEvent<'a> {

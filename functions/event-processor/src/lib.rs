@@ -6,7 +6,8 @@
 //! customer-service window forward and may carry a STOP/START keyword; a status moves the message
 //! forward (never back) and counts a billable message once in the monthly cost ledger; a
 //! `user_preferences` change or a 131050 error records a marketing opt-out; then the event is
-//! forwarded to the events queue for business consumers. A record that cannot be handled is
+//! forwarded to the events queue for business consumers (stored in S3 and forwarded as a
+//! claim-check reference when larger than a message of that queue). A record that cannot be handled is
 //! retried and, after the queue's receive limit, lands in the inbound DLQ: nothing is dropped.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,8 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
 use wa_core::conversation::{Consent, OptOutKeywords, StatusUpdate, month_of};
-use wa_core::event::{EventKind, InboundEvent, resolve_event};
+use wa_core::event::{EventKind, InboundEvent, claim_check_ref, resolve_event};
 use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore};
+use wa_core::queue_text::sqs_safe;
 use wa_core::webhook::{Message, Status, StatusKind, UserPreferencesValue};
 use wa_infra::telemetry;
 
@@ -62,6 +64,21 @@ where
             .record_template_category(name, language, &category.to_ascii_lowercase())
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The key of a processed event's record that holds the conversation it was forwarded with.
+const SPLICED: &str = "spliced_conversation";
+
+/// What to forward for a record processed before but not forwarded: the queue message with the
+/// conversation stored then. Records written by earlier versions hold the whole forwarded message,
+/// which is forwarded as it is.
+fn forwarded_from(body: &str, stored: &str) -> String {
+    match serde_json::from_str::<serde_json::Map<String, Value>>(stored) {
+        Ok(record) if record.len() == 1 && record.contains_key(SPLICED) => {
+            enrich(body, record.get(SPLICED).filter(|c| !c.is_null()))
+        }
+        _ => stored.to_owned(),
     }
 }
 
@@ -127,7 +144,7 @@ where
                 if now_ms() <= owner_until_ms {
                     return false;
                 }
-                return self.forward(&key, &outcome).await;
+                return self.forward(&key, &event, &forwarded_from(body, &outcome)).await;
             }
             Ok(Claim::InProgress) => return false,
             Err(error) => {
@@ -144,19 +161,44 @@ where
             }
         };
         // The queue message is forwarded as it came (inline, or the claim-check reference), with
-        // the conversation spliced in front so that the payload's bytes stay untouched.
+        // the conversation spliced in front so that the payload's bytes stay untouched. The record
+        // keeps only the conversation: the message itself comes with any redelivery, and may be
+        // far larger than a state item (1 MiB against 400 KB).
         let forwarded = enrich(body, enrichment.as_ref());
+        let stored = serde_json::json!({ SPLICED: enrichment }).to_string();
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
-        if let Err(error) = self.dedupe.complete(&key, &forwarded, None, expires).await {
+        if let Err(error) = self.dedupe.complete(&key, &stored, None, expires).await {
             tracing::warn!(%error, "cannot record the processed event; retrying");
             return false;
         }
         telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
-        self.forward(&key, &forwarded).await
+        self.forward(&key, &event, &forwarded).await
     }
 
-    async fn forward(&self, key: &str, full: &str) -> bool {
-        if let Err(error) = self.events.publish(&[full.to_owned()]).await {
+    /// Publishes `forwarded` (the event with its conversation) to the events queue; when it is
+    /// larger than a message of that queue (the inbound queue may take 1 MiB, the events queue
+    /// 256 KiB), it is stored whole in the bucket and a claim-check reference goes instead, as
+    /// ingest does: consumers read either with `resolve_event`.
+    async fn forward(&self, key: &str, event: &InboundEvent<'_>, forwarded: &str) -> bool {
+        let message = if sqs_safe(forwarded).len() > self.events.max_message_bytes() {
+            let reference = claim_check_ref(self.blobs.bucket(), forwarded);
+            if let Err(error) = self.blobs.put(&reference.key, forwarded.as_bytes().to_vec(), "application/json").await
+            {
+                tracing::warn!(%error, "cannot store the event too large for the events queue; retrying");
+                return false;
+            }
+            telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
+            match serde_json::to_string(&event.to_claim_check(reference)) {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::error!(%error, "cannot serialize a claim-check reference; retrying");
+                    return false;
+                }
+            }
+        } else {
+            forwarded.to_owned()
+        };
+        if let Err(error) = self.events.publish(&[message]).await {
             tracing::warn!(%error, "cannot forward the event; retrying");
             return false;
         }
@@ -289,5 +331,20 @@ mod tests {
         assert_eq!(parsed["conversation"]["marketing_opt_out"], true);
         assert_eq!(enrich(body, None), body);
         assert_eq!(enrich("{}", Some(&serde_json::json!({}))), "{}");
+    }
+
+    #[test]
+    fn a_record_keeps_the_conversation_and_older_records_the_whole_message() {
+        let body = r#"{"version":1,"event_id":"e","payload":{"a":1}}"#;
+        let stored = serde_json::json!({SPLICED: {"marketing_opt_out": true}}).to_string();
+        assert_eq!(
+            forwarded_from(body, &stored),
+            r#"{"conversation":{"marketing_opt_out":true},"version":1,"event_id":"e","payload":{"a":1}}"#
+        );
+        let none = serde_json::json!({ SPLICED: null }).to_string();
+        assert_eq!(forwarded_from(body, &none), body, "a template event has no conversation");
+        // Written by an earlier version: the forwarded message itself.
+        let old = r#"{"conversation":{"marketing_opt_out":false},"version":1,"event_id":"e","payload":{"a":1}}"#;
+        assert_eq!(forwarded_from(body, old), old);
     }
 }

@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use lambda_http::{Body, Request, Response, http::Method};
 use sha2::{Digest, Sha256};
 use wa_core::apps::{AppRouting, webhook_app};
-use wa_core::event::{EventKind, InboundEvent, PayloadRef, split_webhook};
+use wa_core::event::{EventKind, InboundEvent, claim_check_ref, split_webhook};
 use wa_core::ports::{BlobStore, EventQueue, SecretSource};
 use wa_core::queue_text::sqs_safe;
 use wa_core::secrets::SecretStage;
@@ -30,8 +30,7 @@ use wa_infra::telemetry;
 pub const FUNCTION: &str = "webhook-ingest";
 /// Key prefix of parked bodies.
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
-/// Key prefix of claim-checked events.
-pub const CLAIM_CHECK_PREFIX: &str = "claim-check/";
+pub use wa_core::event::CLAIM_CHECK_PREFIX;
 /// How many days the payload bucket keeps each prefix (its lifecycle rules in `template.yaml`,
 /// checked by `scripts/check_template.py`; the local stack applies the same): claim-checked events
 /// outlive any queue retention (14 days), parked bodies are kept a year for a look.
@@ -237,11 +236,8 @@ async fn serialize<Q: EventQueue, B: BlobStore>(
             bodies.push(body);
             continue;
         }
-        let sha256 = hex::encode(Sha256::digest(body.as_bytes()));
-        let key = format!("{CLAIM_CHECK_PREFIX}{sha256}.json");
-        let size = body.len() as u64;
-        blobs.put(&key, body.into_bytes(), "application/json").await.map_err(|e| e.to_string())?;
-        let reference = PayloadRef { bucket: blobs.bucket().to_owned(), key, size, sha256 };
+        let reference = claim_check_ref(blobs.bucket(), &body);
+        blobs.put(&reference.key, body.into_bytes(), "application/json").await.map_err(|e| e.to_string())?;
         bodies.push(serde_json::to_string(&event.to_claim_check(reference)).map_err(|e| e.to_string())?);
         claim_checked += 1;
     }

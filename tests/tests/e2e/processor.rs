@@ -5,7 +5,7 @@ use wa_core::conversation::OptOutKeywords;
 use wa_core::signature::sign;
 use wa_infra::dynamo::StateTable;
 use wa_infra::s3::S3Blobs;
-use wa_infra::sqs::{Sqs, SqsQueue};
+use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
 use wa_tests::{apigw_request, create_queue, create_state_table, drain_queue, esm};
 
 use crate::stack::{APP_SECRET, Stack};
@@ -47,14 +47,24 @@ struct Pipeline {
 
 impl Pipeline {
     async fn new() -> Self {
-        let stack = Stack::new(262_144).await;
+        Self::with_queues_of(262_144).await
+    }
+
+    /// With an inbound queue taking messages of up to `inbound_max_bytes`; the events queue takes
+    /// 256 KiB, as the function's publisher assumes (`DEFAULT_MAX_MESSAGE_BYTES`).
+    async fn with_queues_of(inbound_max_bytes: usize) -> Self {
+        let stack = Stack::new(inbound_max_bytes).await;
         let table_name = create_state_table(&stack.aws).await;
         let events = create_queue(&stack.aws, 262_144).await;
         let table = StateTable::new(aws_sdk_dynamodb::Client::new(&stack.aws), table_name);
         let processor = event_processor::Processor {
             dedupe: table.clone(),
             state: table.clone(),
-            events: SqsQueue::new(&Sqs::new(&stack.aws).expect("SQS clients"), events.clone(), 262_144),
+            events: SqsQueue::new(
+                &Sqs::new(&stack.aws).expect("SQS clients"),
+                events.clone(),
+                DEFAULT_MAX_MESSAGE_BYTES,
+            ),
             blobs: S3Blobs::new(wa_infra::aws::s3_client(&stack.aws), stack.bucket.clone()),
             keywords: OptOutKeywords::default(),
         };
@@ -198,4 +208,104 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
     assert!(report.contains("status: read at"), "{report}");
     assert!(report.contains("pricing: marketing/regular"), "{report}");
     assert!(report.contains("send request: not sent through this pipeline"), "{report}");
+}
+
+#[tokio::test]
+async fn an_event_larger_than_a_state_item_and_an_events_message_goes_through() {
+    // The template's inbound queue takes 1 MiB messages; a DynamoDB item holds at most 400 KB and
+    // the events queue 256 KiB.
+    let p = Pipeline::with_queues_of(1_048_576).await;
+    let history: Vec<Value> = (0..1500)
+        .map(|i| {
+            json!({"from": USER, "id": format!("wamid.h{i}"), "timestamp": "1750000000", "type": "text",
+                        "text": {"body": "x".repeat(400)}})
+        })
+        .collect();
+    let body = webhook(
+        json!({"messaging_product": "whatsapp", "metadata": {"phone_number_id": PHONE},
+               "history": [{"metadata": {"phase": 0, "chunk_order": 1, "progress": 10},
+                            "threads": [{"id": USER, "messages": history}]}]}),
+        "history",
+    );
+    assert!(body.len() > 600_000, "{}", body.len());
+    p.post(&body).await;
+    let queued = drain_queue(&p.stack.aws, &p.stack.queue_url).await;
+    assert!(serde_json::from_str::<Value>(&queued[0]).unwrap()["payload"].is_object(), "inline on the inbound queue");
+    let sqs = aws_sdk_sqs::Client::new(&p.stack.aws);
+    for message in &queued {
+        sqs.send_message().queue_url(&p.stack.queue_url).message_body(message).send().await.unwrap();
+    }
+    p.process(1).await;
+    let forwarded = drain_queue(&p.stack.aws, &p.events).await;
+    assert_eq!(forwarded.len(), 1);
+    let pointer: Value = serde_json::from_str(&forwarded[0]).unwrap();
+    assert!(pointer["payload"].is_null() && pointer["payload_ref"]["key"].is_string(), "claim-checked: {pointer}");
+    assert_eq!(pointer["event_id"].as_str().unwrap().len(), "sha256:".len() + 64);
+    let blobs = S3Blobs::new(wa_infra::aws::s3_client(&p.stack.aws), p.stack.bucket.clone());
+    let full: Value =
+        serde_json::from_str(&wa_core::event::resolve_event(&blobs, &forwarded[0]).await.unwrap()).unwrap();
+    assert_eq!(full["payload"]["history"][0]["threads"][0]["messages"][1499]["id"], "wamid.h1499");
+    assert_eq!(full["event_id"], pointer["event_id"]);
+    assert_eq!(full["kind"], "other", "history has no conversation");
+    // A user's message that large (no real text is; a flow's response can be) is forwarded the
+    // same way, with its conversation in the stored event.
+    p.post(&message("wamid.huge", &"y".repeat(300_000), 1_750_000_000)).await;
+    p.process(1).await;
+    let forwarded = drain_queue(&p.stack.aws, &p.events).await;
+    assert_eq!(forwarded.len(), 1);
+    let full: Value =
+        serde_json::from_str(&wa_core::event::resolve_event(&blobs, &forwarded[0]).await.unwrap()).unwrap();
+    assert_eq!(full["event_id"], "wamid.huge");
+    assert_eq!(full["conversation"]["marketing_opt_out"], false);
+    assert_eq!(full["payload"]["text"]["body"].as_str().unwrap().len(), 300_000);
+    // A redelivery is still recognised as a duplicate.
+    p.post(&body).await;
+    p.process(1).await;
+    assert!(p.forwarded().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_event_processed_but_not_forwarded_goes_out_later_with_its_conversation_then() {
+    use wa_tests::fault_proxy::{FaultPlan, FaultProxy};
+    let p = Pipeline::new().await;
+    // The events queue answers 500 to the first three calls: one publish, all its attempts.
+    let plan = FaultPlan::AnswerError { status: 500, code: "InternalError", calls: 3 };
+    let proxy = FaultProxy::start(&wa_tests::moto().endpoint, plan).await;
+    let via_proxy = wa_tests::sdk_config(&proxy.endpoint).await;
+    let processor = event_processor::Processor {
+        dedupe: p.table.clone(),
+        state: p.table.clone(),
+        events: SqsQueue::new(&Sqs::new(&via_proxy).expect("SQS clients"), p.events.clone(), 262_144),
+        blobs: S3Blobs::new(wa_infra::aws::s3_client(&p.stack.aws), p.stack.bucket.clone()),
+        keywords: OptOutKeywords::default(),
+    };
+    p.post(&message("wamid.late", "hello", 1_750_000_000)).await;
+    let sqs = aws_sdk_sqs::Client::new(&p.stack.aws);
+    let batch = esm::receive(&sqs, &p.stack.queue_url).await.expect("the event");
+    let deadline = now_ms() + 1000;
+    let response = processor.handle(&batch.event, deadline).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "recorded, not forwarded: retried");
+    assert_eq!(proxy.batch_calls(), 3);
+    // Meanwhile the user opts out; the redelivery after the first attempt's deadline forwards the
+    // event as it was processed (not opted out then), once.
+    p.post(&message("wamid.stop", "STOP", 1_750_000_100)).await;
+    let stop = esm::receive(&sqs, &p.stack.queue_url).await.expect("the STOP");
+    let response = processor.handle(&stop.event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    esm::settle(&sqs, &p.stack.queue_url, &stop, &response).await;
+    assert!(p.table.conversation(PHONE, USER).await.unwrap().unwrap().1, "opted out now");
+    assert_eq!(p.forwarded().await[0]["conversation"]["marketing_opt_out"], true);
+    while now_ms() <= deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let response = processor.handle(&batch.event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let forwarded = p.forwarded().await;
+    assert_eq!(forwarded.len(), 1, "{forwarded:#?}");
+    assert_eq!(forwarded[0]["event_id"], "wamid.late");
+    assert_eq!(forwarded[0]["conversation"]["marketing_opt_out"], false, "the conversation it was processed with");
+    assert_eq!(forwarded[0]["payload"]["text"]["body"], "hello");
+    // Processed and forwarded: a further delivery is a duplicate.
+    assert!(processor.handle(&batch.event, now_ms() + 30_000).await.batch_item_failures.is_empty());
+    assert!(p.forwarded().await.is_empty());
 }
