@@ -526,10 +526,6 @@ where
         }
     }
 
-    /// Reserves a send slot for the number in the shared state and waits for it. A wake-up later
-    /// than `MAX_LATENESS` (a busy host) takes a fresh slot instead of sending late, so that sends
-    /// never bunch up: each goes out within `MAX_LATENESS` of a slot of its own. False when no
-    /// slot can be had within the horizon (the record is retried later).
     /// Reserves `count` slots starting at least the current lead from now, and records how long
     /// the reservation took (see [`SlotLead`]).
     async fn reserve(
@@ -549,6 +545,10 @@ where
         result
     }
 
+    /// Reserves a send slot for the number in the shared state and waits for it. A wake-up later
+    /// than `MAX_LATENESS` (a busy host) takes a fresh slot instead of sending late, so that sends
+    /// never bunch up: each goes out within `MAX_LATENESS` of a slot of its own. False when no
+    /// slot can be had within the horizon (the record is retried later).
     async fn wait_for_slot(&self, phone_number_id: &str) -> bool {
         let interval = paced_interval_us(self.config.rate(phone_number_id), self.config.pacing);
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
