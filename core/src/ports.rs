@@ -23,6 +23,17 @@ pub enum QueueError {
         /// The last error code(s).
         reason: String,
     },
+    /// Some messages were refused as the sender's fault (their contents or attributes): offering
+    /// them again cannot help, so they were not.
+    #[error("{failed} of {total} messages refused by the queue for good: {reason}")]
+    Refused {
+        /// How many were refused (or not accepted for another reason, in the same call).
+        failed: usize,
+        /// How many were offered.
+        total: usize,
+        /// The error code(s).
+        reason: String,
+    },
     /// The queue could not be reached or answered with an error.
     #[error("queue unavailable: {0}")]
     Unavailable(String),

@@ -114,6 +114,13 @@ impl SqsQueue {
         if pending.is_empty() && refused == 0 {
             return Ok(());
         }
+        if refused > 0 {
+            return Err(QueueError::Refused {
+                failed: pending.len() + refused,
+                total: batch.len(),
+                reason: last_reason,
+            });
+        }
         Err(QueueError::Rejected {
             failed: pending.len() + refused,
             total: batch.len(),
@@ -183,14 +190,22 @@ impl EventQueue for SqsQueue {
         let results: Vec<Result<(), QueueError>> = stream::iter(sends).buffered(self.concurrency).collect().await;
         let mut failed = 0;
         let mut first_error = None;
+        let mut refusal = None;
         for (group, result) in groups.iter().zip(results) {
             if let Err(e) = result {
                 failed += match &e {
-                    QueueError::Rejected { failed, .. } => *failed,
+                    QueueError::Rejected { failed, .. } | QueueError::Refused { failed, .. } => *failed,
                     _ => group.len(),
                 };
+                if let QueueError::Refused { reason, .. } = &e {
+                    refusal.get_or_insert_with(|| reason.clone());
+                }
                 first_error.get_or_insert(e);
             }
+        }
+        // A refusal for good decides: retrying the whole call could not make it succeed.
+        if let Some(reason) = refusal {
+            return Err(QueueError::Refused { failed, total: bodies.len(), reason });
         }
         match first_error {
             None => Ok(()),

@@ -12,7 +12,8 @@
 //! this deployment does not serve gets 404.
 //!
 //! A verified body that is not a usable webhook gets 200 (a retry cannot fix it) and is parked in
-//! S3 under `quarantine/`, with an error log and a metric. If parking fails, 503.
+//! S3 under `quarantine/`, with an error log and a metric; so is one whose events the queue refuses
+//! for good (the sender's fault). If parking fails, 503.
 
 use std::borrow::Cow;
 
@@ -20,7 +21,7 @@ use lambda_http::{Body, Request, Response, http::Method};
 use sha2::{Digest, Sha256};
 use wa_core::apps::{AppRouting, webhook_app};
 use wa_core::event::{EventKind, InboundEvent, claim_check_ref, split_webhook};
-use wa_core::ports::{BlobStore, EventQueue, SecretSource};
+use wa_core::ports::{BlobStore, EventQueue, QueueError, SecretSource};
 use wa_core::queue_text::sqs_safe;
 use wa_core::secrets::SecretStage;
 use wa_core::signature::{SIGNATURE_HEADER, Signature, SignatureError};
@@ -153,6 +154,12 @@ pub async fn process<Q: EventQueue, B: BlobStore, S: AppRouting>(
         }
     };
     if let Err(error) = deps.queue.publish(&bodies).await {
+        if let QueueError::Refused { .. } = error {
+            // Meta's redeliveries would be refused the same way for 7 days, then dropped: the body
+            // is parked instead (every event in it, for `wa replay` once the cause is fixed).
+            telemetry::emit(FUNCTION, None, &[("EnqueueRefusals", 1.0)]);
+            return park(&deps.blobs, body, received_at, &error.to_string()).await;
+        }
         tracing::error!(%error, events = count, "events not all accepted by the queue; answering 503");
         telemetry::emit(FUNCTION, None, &[("EnqueueFailures", 1.0)]);
         return Outcome::Unavailable(error.to_string());

@@ -340,6 +340,22 @@ async fn entries_that_keep_failing_make_a_503() {
 }
 
 #[tokio::test]
+async fn events_the_queue_refuses_for_good_park_the_webhook() {
+    let stack = Stack::new(262_144).await;
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::RefuseFirstEntryAlways).await;
+    let deps = stack.ingest_via(&sdk_config(&proxy.endpoint).await, &stack.aws, &stack.aws);
+    let body = statuses_webhook(25);
+    let response = webhook_ingest::handle(&deps, &signed(&body)).await;
+    assert_eq!(response.status(), 200, "a redelivery would be refused the same way");
+    assert_eq!(proxy.batch_calls(), 3, "three batches, none offered again");
+    assert_eq!(stack.drain().await.len(), 22, "the others are queued");
+    let parked = list_keys(&stack.aws, &stack.bucket, QUARANTINE_PREFIX).await;
+    assert_eq!(parked.len(), 1, "the whole webhook is kept, for wa replay");
+    let blobs = S3Blobs::new(wa_infra::aws::s3_client(&stack.aws), stack.bucket.clone());
+    assert_eq!(wa_core::ports::BlobStore::get(&blobs, &parked[0]).await.unwrap(), body, "byte for byte");
+}
+
+#[tokio::test]
 async fn queue_endpoint_down_makes_a_503() {
     let stack = Stack::new(262_144).await;
     let deps = stack.ingest_via(&closed_port_config().await, &stack.aws, &stack.aws);

@@ -128,8 +128,11 @@ async fn entries_refused_as_the_senders_fault_are_not_retried() {
     let queue = SqsQueue::new(&sqs, queue_url.clone(), 262_144);
     let bodies: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
     let error = queue.publish(&bodies).await.expect_err("one entry refused");
-    assert!(matches!(&error, wa_core::ports::QueueError::Rejected { failed: 1, total: 10, .. }), "{error:?}");
-    assert!(error.to_string().contains("InvalidParameterValue (sender fault)"), "{error}");
+    assert!(matches!(&error, wa_core::ports::QueueError::Refused { failed: 1, total: 10, .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("InvalidParameterValue (sender fault)") && error.to_string().contains("for good"),
+        "{error}"
+    );
     assert_eq!(proxy.batch_calls(), 1, "a retry cannot succeed, so none is made");
     assert_eq!(drain_queue(&aws, &queue_url).await.len(), 9, "the others are queued once");
 }
