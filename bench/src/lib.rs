@@ -153,4 +153,8 @@ impl BlobStore for NoBlobs {
     async fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {
         Err(BlobError::NotFound(key.to_owned()))
     }
+
+    async fn renew(&self, key: &str) -> Result<(), BlobError> {
+        Err(BlobError::NotFound(key.to_owned()))
+    }
 }

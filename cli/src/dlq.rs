@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::Value;
+use wa_core::event::InboundEvent;
+use wa_core::ports::{BlobError, BlobStore};
+use wa_infra::s3::S3Blobs;
 
 use crate::dev;
 
@@ -68,14 +71,57 @@ pub async fn dlq_redrive(queue: &str, urls: Option<(&str, &str)>, data_dir: &Pat
         None => {
             let (queues, dlq) = local_dlq(queue, data_dir)?;
             let source = queues.by_name(queue).ok_or("no such queue")?;
+            let blobs = wa_infra_local::LocalBlobs::new(&dev::open(data_dir)?);
+            let mut gone = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = dlq.peek(after, 1000).map_err(|e| e.to_string())?;
+                let Some((last, _, _)) = page.last() else { break };
+                after = *last;
+                for (_, body, _) in &page {
+                    renew_payload(body, |_| &blobs, &mut gone).await?;
+                }
+            }
             let moved = dlq.move_all(&source).map_err(|e| e.to_string())?;
-            Ok(format!("{moved} message(s) moved from {} back to {}\n", dlq.name(), source.name()))
+            Ok(format!("{moved} message(s) moved from {} back to {}\n{}", dlq.name(), source.name(), gone_note(&gone)))
         }
         Some((from, to)) => {
-            let sqs = aws_sdk_sqs::Client::new(&wa_infra::aws::load().await);
-            dlq_redrive_sqs(&sqs, from, to).await
+            let sdk = wa_infra::aws::load().await;
+            dlq_redrive_sqs(&aws_sdk_sqs::Client::new(&sdk), &wa_infra::aws::s3_client(&sdk), from, to).await
         }
     }
+}
+
+/// A redriven event's claim-checked payload must outlive the new message, whose retention starts
+/// again: its lifecycle clock is restarted. A payload already gone is noted in `gone` (the event
+/// can only fail again); a store that cannot be reached stops the redrive, before this message.
+async fn renew_payload<'b, B: BlobStore + 'b>(
+    body: &str,
+    blobs_for: impl FnOnce(&str) -> &'b B,
+    gone: &mut Vec<String>,
+) -> Result<(), String> {
+    let Some(reference) = serde_json::from_str::<InboundEvent<'_>>(body).ok().and_then(|e| e.payload_ref) else {
+        return Ok(());
+    };
+    match blobs_for(&reference.bucket).renew(&reference.key).await {
+        Ok(()) => Ok(()),
+        Err(BlobError::NotFound(key)) => {
+            gone.push(key);
+            Ok(())
+        }
+        Err(error) => Err(format!("cannot renew the claim-checked payload {}: {error}", reference.key)),
+    }
+}
+
+fn gone_note(gone: &[String]) -> String {
+    if gone.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{} of them refer to a claim-checked payload that is gone (expired), and will fail again: {}\n",
+        gone.len(),
+        gone.join(", ")
+    )
 }
 
 /// Lists the first messages of an SQS dead-letter queue without taking them.
@@ -112,9 +158,15 @@ pub async fn dlq_list_sqs(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String
 
 /// Moves every message of an SQS dead-letter queue to `to`; each is deleted only after its copy
 /// was accepted.
-pub async fn dlq_redrive_sqs(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> Result<String, String> {
+pub async fn dlq_redrive_sqs(
+    sqs: &aws_sdk_sqs::Client,
+    s3: &aws_sdk_s3::Client,
+    from: &str,
+    to: &str,
+) -> Result<String, String> {
     let fifo = to.ends_with(".fifo");
     let mut moved = 0usize;
+    let mut gone = Vec::new();
     loop {
         let received = sqs
             .receive_message()
@@ -129,7 +181,10 @@ pub async fn dlq_redrive_sqs(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) ->
             break;
         }
         for message in received.messages() {
-            let mut send = sqs.send_message().queue_url(to).message_body(message.body().unwrap_or_default());
+            let body = message.body().unwrap_or_default();
+            let mut blobs = None;
+            renew_payload(body, |bucket| &*blobs.insert(S3Blobs::new(s3.clone(), bucket)), &mut gone).await?;
+            let mut send = sqs.send_message().queue_url(to).message_body(body);
             if fifo {
                 let group = message
                     .attributes()
@@ -152,5 +207,5 @@ pub async fn dlq_redrive_sqs(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) ->
             moved += 1;
         }
     }
-    Ok(format!("{moved} message(s) moved from {from} back to {to}\n"))
+    Ok(format!("{moved} message(s) moved from {from} back to {to}\n{}", gone_note(&gone)))
 }

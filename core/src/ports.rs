@@ -77,6 +77,10 @@ pub trait BlobStore: Send + Sync {
 
     /// Reads the object under `key`.
     fn get(&self, key: &str) -> impl Future<Output = Result<Vec<u8>, BlobError>> + Send;
+
+    /// Restarts the lifecycle clock of the object under `key`, as if it had just been put (a
+    /// redriven message's payload must outlive the message); `NotFound` when it is gone.
+    fn renew(&self, key: &str) -> impl Future<Output = Result<(), BlobError>> + Send;
 }
 
 /// A secret store failure. Never includes a secret value.

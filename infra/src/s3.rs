@@ -49,4 +49,25 @@ impl BlobStore for S3Blobs {
         let bytes = output.body.collect().await.map_err(|e| BlobError::Unavailable(describe(&e)))?;
         Ok(bytes.into_bytes().to_vec())
     }
+
+    /// A copy onto itself (metadata replaced, as S3 requires): a new object, whose age, which
+    /// lifecycle rules count, starts now.
+    async fn renew(&self, key: &str) -> Result<(), BlobError> {
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(format!("{}/{key}", self.bucket))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .content_type("application/json")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let missing = e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+                    || e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                        == Some("NoSuchKey");
+                if missing { BlobError::NotFound(key.to_owned()) } else { BlobError::Unavailable(describe(&e)) }
+            })
+    }
 }

@@ -275,4 +275,20 @@ mod tests {
         drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[tokio::test]
+    async fn renewing_a_blob_restarts_its_age() {
+        use wa_core::ports::{BlobError, BlobStore};
+        let db = LocalDb::memory().unwrap();
+        let blobs = LocalBlobs::new(&db);
+        blobs.put("claim-check/a.json", b"{}".to_vec(), "application/json").await.unwrap();
+        let day = 86_400;
+        db.lock().execute("UPDATE blobs SET put_at = put_at - ?1", [14 * day]).unwrap();
+        let now = u64::try_from(now_ms() / 1000).unwrap();
+        let rules = [("claim-check/", 15)];
+        blobs.renew("claim-check/a.json").await.unwrap();
+        assert_eq!(blobs.expire(now + 2 * day, &rules).unwrap(), 0, "15 days from the renewal, not the put");
+        assert_eq!(blobs.expire(now + 16 * day, &rules).unwrap(), 1);
+        assert!(matches!(blobs.renew("claim-check/a.json").await, Err(BlobError::NotFound(_))));
+    }
 }

@@ -76,6 +76,15 @@ impl BlobStore for LocalBlobs {
             .map_err(|e| BlobError::Unavailable(e.to_string()))?
             .ok_or_else(|| BlobError::NotFound(key.to_owned()))
     }
+
+    async fn renew(&self, key: &str) -> Result<(), BlobError> {
+        let now_s = crate::now_ms() / 1000;
+        match self.db.lock().exec("UPDATE blobs SET put_at = ?1 WHERE key = ?2", params![now_s, key]) {
+            Ok(0) => Err(BlobError::NotFound(key.to_owned())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(BlobError::Unavailable(e.to_string())),
+        }
+    }
 }
 
 /// The development secret: one app, one version (AWSCURRENT).
