@@ -70,15 +70,21 @@ where
 /// The key of a processed event's record that holds the conversation it was forwarded with.
 const SPLICED: &str = "spliced_conversation";
 
-/// What to forward for a record processed before but not forwarded: the queue message with the
-/// conversation stored then. Records written by earlier versions hold the whole forwarded message,
-/// which is forwarded as it is.
-fn forwarded_from(body: &str, stored: &str) -> String {
+/// What a processed event's record says to forward, for a redelivery of an event processed before
+/// but not forwarded.
+enum Recorded {
+    /// The conversation it was processed with (none for events without one).
+    Conversation(Option<Value>),
+    /// The whole forwarded message, as earlier versions recorded it.
+    Message(String),
+}
+
+fn recorded(stored: &str) -> Recorded {
     match serde_json::from_str::<serde_json::Map<String, Value>>(stored) {
-        Ok(record) if record.len() == 1 && record.contains_key(SPLICED) => {
-            enrich(body, record.get(SPLICED).filter(|c| !c.is_null()))
+        Ok(mut record) if record.len() == 1 && record.contains_key(SPLICED) => {
+            Recorded::Conversation(record.remove(SPLICED).filter(|c| !c.is_null()))
         }
-        _ => stored.to_owned(),
+        _ => Recorded::Message(stored.to_owned()),
     }
 }
 
@@ -144,7 +150,12 @@ where
                 if now_ms() <= owner_until_ms {
                     return false;
                 }
-                return self.forward(&key, &event, &forwarded_from(body, &outcome)).await;
+                return match recorded(&outcome) {
+                    Recorded::Conversation(conversation) => {
+                        self.forward(&key, &event, body, conversation.as_ref()).await
+                    }
+                    Recorded::Message(message) => self.publish(&key, message).await,
+                };
             }
             Ok(Claim::InProgress) => return false,
             Err(error) => {
@@ -160,11 +171,8 @@ where
                 return false;
             }
         };
-        // The queue message is forwarded as it came (inline, or the claim-check reference), with
-        // the conversation spliced in front so that the payload's bytes stay untouched. The record
-        // keeps only the conversation: the message itself comes with any redelivery, and may be
-        // far larger than a state item (1 MiB against 400 KB).
-        let forwarded = enrich(body, enrichment.as_ref());
+        // The record keeps only the conversation: the message itself comes with any redelivery,
+        // and may be far larger than a state item (1 MiB against 400 KB).
         let stored = serde_json::json!({ SPLICED: enrichment }).to_string();
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
         if let Err(error) = self.dedupe.complete(&key, &stored, None, expires).await {
@@ -172,32 +180,37 @@ where
             return false;
         }
         telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
-        self.forward(&key, &event, &forwarded).await
+        self.forward(&key, &event, body, enrichment.as_ref()).await
     }
 
-    /// Publishes `forwarded` (the event with its conversation) to the events queue; when it is
-    /// larger than a message of that queue (the inbound queue may take 1 MiB, the events queue
-    /// 256 KiB), it is stored whole in the bucket and a claim-check reference goes instead, as
-    /// ingest does: consumers read either with `resolve_event`.
-    async fn forward(&self, key: &str, event: &InboundEvent<'_>, forwarded: &str) -> bool {
-        let message = if sqs_safe(forwarded).len() > self.events.max_message_bytes() {
-            let reference = claim_check_ref(self.blobs.bucket(), forwarded);
-            if let Err(error) = self.blobs.put(&reference.key, forwarded.as_bytes().to_vec(), "application/json").await
-            {
-                tracing::warn!(%error, "cannot store the event too large for the events queue; retrying");
-                return false;
+    /// Forwards the queue message as it came (inline, or the claim-check reference), with the
+    /// conversation spliced in front so that the payload's bytes stay untouched. When that is
+    /// larger than a message of the events queue (the inbound queue may take 1 MiB, the events
+    /// queue 256 KiB), it is stored whole in the bucket and a claim-check reference goes instead,
+    /// as ingest does, with the conversation spliced in front of it too: the queue message always
+    /// carries the conversation, and `resolve_event` reads the event either way.
+    async fn forward(&self, key: &str, event: &InboundEvent<'_>, body: &str, conversation: Option<&Value>) -> bool {
+        let forwarded = enrich(body, conversation);
+        if sqs_safe(&forwarded).len() <= self.events.max_message_bytes() {
+            return self.publish(key, forwarded).await;
+        }
+        let reference = claim_check_ref(self.blobs.bucket(), &forwarded);
+        if let Err(error) = self.blobs.put(&reference.key, forwarded.into_bytes(), "application/json").await {
+            tracing::warn!(%error, "cannot store the event too large for the events queue; retrying");
+            return false;
+        }
+        telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
+        match serde_json::to_string(&event.to_claim_check(reference)) {
+            Ok(pointer) => self.publish(key, enrich(&pointer, conversation)).await,
+            Err(error) => {
+                tracing::error!(%error, "cannot serialize a claim-check reference; retrying");
+                false
             }
-            telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
-            match serde_json::to_string(&event.to_claim_check(reference)) {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::error!(%error, "cannot serialize a claim-check reference; retrying");
-                    return false;
-                }
-            }
-        } else {
-            forwarded.to_owned()
-        };
+        }
+    }
+
+    /// Publishes one message to the events queue and marks the event forwarded.
+    async fn publish(&self, key: &str, message: String) -> bool {
         if let Err(error) = self.events.publish(&[message]).await {
             tracing::warn!(%error, "cannot forward the event; retrying");
             return false;
@@ -335,16 +348,14 @@ mod tests {
 
     #[test]
     fn a_record_keeps_the_conversation_and_older_records_the_whole_message() {
-        let body = r#"{"version":1,"event_id":"e","payload":{"a":1}}"#;
         let stored = serde_json::json!({SPLICED: {"marketing_opt_out": true}}).to_string();
-        assert_eq!(
-            forwarded_from(body, &stored),
-            r#"{"conversation":{"marketing_opt_out":true},"version":1,"event_id":"e","payload":{"a":1}}"#
+        assert!(
+            matches!(recorded(&stored), Recorded::Conversation(Some(c)) if c == serde_json::json!({"marketing_opt_out": true}))
         );
         let none = serde_json::json!({ SPLICED: null }).to_string();
-        assert_eq!(forwarded_from(body, &none), body, "a template event has no conversation");
+        assert!(matches!(recorded(&none), Recorded::Conversation(None)), "a template event has no conversation");
         // Written by an earlier version: the forwarded message itself.
         let old = r#"{"conversation":{"marketing_opt_out":false},"version":1,"event_id":"e","payload":{"a":1}}"#;
-        assert_eq!(forwarded_from(body, old), old);
+        assert!(matches!(recorded(old), Recorded::Message(m) if m == old));
     }
 }

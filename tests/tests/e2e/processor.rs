@@ -246,13 +246,17 @@ async fn an_event_larger_than_a_state_item_and_an_events_message_goes_through() 
         serde_json::from_str(&wa_core::event::resolve_event(&blobs, &forwarded[0]).await.unwrap()).unwrap();
     assert_eq!(full["payload"]["history"][0]["threads"][0]["messages"][1499]["id"], "wamid.h1499");
     assert_eq!(full["event_id"], pointer["event_id"]);
-    assert_eq!(full["kind"], "other", "history has no conversation");
+    assert_eq!(full["kind"], "other");
+    assert!(pointer.get("conversation").is_none() && full.get("conversation").is_none(), "history has none");
     // A user's message that large (no real text is; a flow's response can be) is forwarded the
-    // same way, with its conversation in the stored event.
+    // same way, its conversation both in the queue message and in the stored event.
     p.post(&message("wamid.huge", &"y".repeat(300_000), 1_750_000_000)).await;
     p.process(1).await;
     let forwarded = drain_queue(&p.stack.aws, &p.events).await;
     assert_eq!(forwarded.len(), 1);
+    let pointer: Value = serde_json::from_str(&forwarded[0]).unwrap();
+    assert!(pointer["payload_ref"]["key"].is_string(), "claim-checked: {pointer}");
+    assert_eq!(pointer["conversation"]["marketing_opt_out"], false, "the message carries the conversation");
     let full: Value =
         serde_json::from_str(&wa_core::event::resolve_event(&blobs, &forwarded[0]).await.unwrap()).unwrap();
     assert_eq!(full["event_id"], "wamid.huge");
