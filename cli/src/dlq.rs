@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::Value;
-use wa_core::event::InboundEvent;
+use wa_core::event::{InboundEvent, PayloadRef};
 use wa_core::ports::{BlobError, BlobStore};
 use wa_infra::s3::S3Blobs;
 
@@ -33,14 +33,17 @@ pub fn summary(body: &str) -> String {
     format!("JSON ({} bytes)", body.len())
 }
 
-fn local_dlq(queue: &str, data_dir: &Path) -> Result<(dev::Queues, wa_infra_local::LocalQueue), String> {
+fn local_dlq(
+    queue: &str,
+    data_dir: &Path,
+) -> Result<(wa_infra_local::LocalDb, dev::Queues, wa_infra_local::LocalQueue), String> {
     let db = dev::open(data_dir)?;
     let queues = dev::Queues::of(&db);
     let source = queues.by_name(queue).filter(|q| !q.name().ends_with("-dlq")).ok_or_else(|| {
         format!("no local queue {queue:?}: use {}, {} or {}", dev::INBOUND, dev::OUTBOUND, dev::EVENTS)
     })?;
     let dlq = source.dlq();
-    Ok((queues, dlq))
+    Ok((db, queues, dlq))
 }
 
 /// Lists a dead-letter queue.
@@ -48,7 +51,7 @@ pub async fn dlq_list(queue: &str, queue_url: Option<&str>, data_dir: &Path) -> 
     let mut out = String::new();
     match queue_url {
         None => {
-            let (_, dlq) = local_dlq(queue, data_dir)?;
+            let (_, _, dlq) = local_dlq(queue, data_dir)?;
             let messages = dlq.peek(0, 1000).map_err(|e| e.to_string())?;
             let now = wa_infra::telemetry::now_millis();
             let _ = writeln!(out, "{}: {} message(s)", dlq.name(), messages.len());
@@ -69,17 +72,17 @@ pub async fn dlq_list(queue: &str, queue_url: Option<&str>, data_dir: &Path) -> 
 pub async fn dlq_redrive(queue: &str, urls: Option<(&str, &str)>, data_dir: &Path) -> Result<String, String> {
     match urls {
         None => {
-            let (queues, dlq) = local_dlq(queue, data_dir)?;
+            let (db, queues, dlq) = local_dlq(queue, data_dir)?;
             let source = queues.by_name(queue).ok_or("no such queue")?;
-            let blobs = wa_infra_local::LocalBlobs::new(&dev::open(data_dir)?);
+            let blobs = wa_infra_local::LocalBlobs::new(&db);
             let mut gone = Vec::new();
             let mut after = 0;
             loop {
                 let page = dlq.peek(after, 1000).map_err(|e| e.to_string())?;
                 let Some((last, _, _)) = page.last() else { break };
                 after = *last;
-                for (_, body, _) in &page {
-                    renew_payload(body, |_| &blobs, &mut gone).await?;
+                for reference in page.iter().filter_map(|(_, body, _)| payload_ref(body)) {
+                    renew_payload(&blobs, &reference.key, &mut gone).await?;
                 }
             }
             let moved = dlq.move_all(&source).map_err(|e| e.to_string())?;
@@ -92,24 +95,22 @@ pub async fn dlq_redrive(queue: &str, urls: Option<(&str, &str)>, data_dir: &Pat
     }
 }
 
+/// The claim-checked payload a queued event refers to, if it is one.
+fn payload_ref(body: &str) -> Option<PayloadRef> {
+    serde_json::from_str::<InboundEvent<'_>>(body).ok()?.payload_ref
+}
+
 /// A redriven event's claim-checked payload must outlive the new message, whose retention starts
 /// again: its lifecycle clock is restarted. A payload already gone is noted in `gone` (the event
 /// can only fail again); a store that cannot be reached stops the redrive, before this message.
-async fn renew_payload<'b, B: BlobStore + 'b>(
-    body: &str,
-    blobs_for: impl FnOnce(&str) -> &'b B,
-    gone: &mut Vec<String>,
-) -> Result<(), String> {
-    let Some(reference) = serde_json::from_str::<InboundEvent<'_>>(body).ok().and_then(|e| e.payload_ref) else {
-        return Ok(());
-    };
-    match blobs_for(&reference.bucket).renew(&reference.key).await {
+async fn renew_payload<B: BlobStore>(blobs: &B, key: &str, gone: &mut Vec<String>) -> Result<(), String> {
+    match blobs.renew(key).await {
         Ok(()) => Ok(()),
         Err(BlobError::NotFound(key)) => {
             gone.push(key);
             Ok(())
         }
-        Err(error) => Err(format!("cannot renew the claim-checked payload {}: {error}", reference.key)),
+        Err(error) => Err(format!("cannot renew the claim-checked payload {key}: {error}")),
     }
 }
 
@@ -182,8 +183,9 @@ pub async fn dlq_redrive_sqs(
         }
         for message in received.messages() {
             let body = message.body().unwrap_or_default();
-            let mut blobs = None;
-            renew_payload(body, |bucket| &*blobs.insert(S3Blobs::new(s3.clone(), bucket)), &mut gone).await?;
+            if let Some(reference) = payload_ref(body) {
+                renew_payload(&S3Blobs::new(s3.clone(), reference.bucket), &reference.key, &mut gone).await?;
+            }
             let mut send = sqs.send_message().queue_url(to).message_body(body);
             if fifo {
                 let group = message

@@ -91,6 +91,30 @@ pub struct PayloadRef {
 /// Key prefix of claim-checked events in the payload bucket.
 pub const CLAIM_CHECK_PREFIX: &str = "claim-check/";
 
+/// Stores `event_json` (the whole of `event`, as it would have been queued, too large for a queue
+/// message) in `blobs` at [`claim_check_ref`], and returns the queue message that refers to it in
+/// its place; [`resolve_event`] reads it back.
+pub async fn claim_check<B: crate::ports::BlobStore>(
+    blobs: &B,
+    event: &InboundEvent<'_>,
+    event_json: String,
+) -> Result<String, ClaimCheckError> {
+    let reference = claim_check_ref(blobs.bucket(), &event_json);
+    blobs.put(&reference.key, event_json.into_bytes(), "application/json").await.map_err(ClaimCheckError::Store)?;
+    serde_json::to_string(&event.to_claim_check(reference)).map_err(|e| ClaimCheckError::Reference(e.to_string()))
+}
+
+/// Why an event could not be claim-checked.
+#[derive(Debug, Error)]
+pub enum ClaimCheckError {
+    /// The object could not be stored.
+    #[error("cannot store the claim-checked event: {0}")]
+    Store(crate::ports::BlobError),
+    /// The reference could not be serialized.
+    #[error("cannot serialize the claim-check reference: {0}")]
+    Reference(String),
+}
+
 /// Where `event_json`, an event too large for a queue message, is stored whole in `bucket`: under
 /// [`CLAIM_CHECK_PREFIX`] and its SHA-256, so the same event always lands on the same key.
 #[must_use]

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
 use wa_core::conversation::{Consent, OptOutKeywords, StatusUpdate, month_of};
-use wa_core::event::{EventKind, InboundEvent, claim_check_ref, resolve_event};
+use wa_core::event::{EventKind, InboundEvent, claim_check, resolve_event};
 use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore};
 use wa_core::queue_text::sqs_safe;
 use wa_core::webhook::{Message, Status, StatusKind, UserPreferencesValue};
@@ -194,16 +194,13 @@ where
         if sqs_safe(&forwarded).len() <= self.events.max_message_bytes() {
             return self.publish(key, forwarded).await;
         }
-        let reference = claim_check_ref(self.blobs.bucket(), &forwarded);
-        if let Err(error) = self.blobs.put(&reference.key, forwarded.into_bytes(), "application/json").await {
-            tracing::warn!(%error, "cannot store the event too large for the events queue; retrying");
-            return false;
-        }
-        telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
-        match serde_json::to_string(&event.to_claim_check(reference)) {
-            Ok(pointer) => self.publish(key, enrich(&pointer, conversation)).await,
+        match claim_check(&self.blobs, event, forwarded).await {
+            Ok(pointer) => {
+                telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
+                self.publish(key, enrich(&pointer, conversation)).await
+            }
             Err(error) => {
-                tracing::error!(%error, "cannot serialize a claim-check reference; retrying");
+                tracing::warn!(%error, "cannot claim-check an event too large for the events queue; retrying");
                 false
             }
         }

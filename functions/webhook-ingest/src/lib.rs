@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use lambda_http::{Body, Request, Response, http::Method};
 use sha2::{Digest, Sha256};
 use wa_core::apps::{AppRouting, webhook_app};
-use wa_core::event::{EventKind, InboundEvent, claim_check_ref, split_webhook};
+use wa_core::event::{EventKind, InboundEvent, claim_check, split_webhook};
 use wa_core::ports::{BlobStore, EventQueue, QueueError, SecretSource};
 use wa_core::queue_text::sqs_safe;
 use wa_core::secrets::SecretStage;
@@ -243,9 +243,7 @@ async fn serialize<Q: EventQueue, B: BlobStore>(
             bodies.push(body);
             continue;
         }
-        let reference = claim_check_ref(blobs.bucket(), &body);
-        blobs.put(&reference.key, body.into_bytes(), "application/json").await.map_err(|e| e.to_string())?;
-        bodies.push(serde_json::to_string(&event.to_claim_check(reference)).map_err(|e| e.to_string())?);
+        bodies.push(claim_check(blobs, event, body).await.map_err(|e| e.to_string())?);
         claim_checked += 1;
     }
     Ok((bodies, claim_checked))
