@@ -56,7 +56,7 @@ pub fn main(args: &[String]) {
     let output = args.first().map_or("target/criterion", String::as_str);
     let mut criterion = Criterion::default()
         .sample_size(30)
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_secs(1))
         .output_directory(Path::new(output));
     benches(&mut criterion);
