@@ -4,14 +4,14 @@
 //! [`InboundEvent`] per item, borrowing each item's exact JSON text from the body, so `payload` is the
 //! original Meta object byte for byte. The JSON Schema of the event is `schemas/inbound-event.v1.json`.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::webhook::{FlexString, Metadata};
+use crate::webhook::FlexString;
 
 /// The version written in every event.
 pub const EVENT_VERSION: u32 = 1;
@@ -101,7 +101,7 @@ pub async fn claim_check<B: crate::ports::BlobStore>(
 ) -> Result<String, ClaimCheckError> {
     let reference = claim_check_ref(blobs.bucket(), &event_json);
     blobs.put(&reference.key, event_json.into_bytes(), "application/json").await.map_err(ClaimCheckError::Store)?;
-    serde_json::to_string(&event.to_claim_check(reference)).map_err(|e| ClaimCheckError::Reference(e.to_string()))
+    event.to_claim_check(reference).to_json().map_err(|e| ClaimCheckError::Reference(e.to_string()))
 }
 
 /// Why an event could not be claim-checked.
@@ -162,6 +162,25 @@ pub struct InboundEvent<'a> {
 }
 
 impl InboundEvent<'_> {
+    /// The event as JSON, the text of one queue message: the same as `serde_json::to_string`,
+    /// written into a buffer sized for it up front (growing one for every event of a webhook was
+    /// a third of the cost of serializing it).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        let raw = |value: Option<&RawValue>| value.map_or(0, |v| v.get().len());
+        let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+        let capacity = 224
+            + self.event_id.len()
+            + self.field.len()
+            + self.waba_id.len()
+            + text(&self.phone_number_id)
+            + text(&self.user_id)
+            + raw(self.contact)
+            + raw(self.payload);
+        let mut json = Vec::with_capacity(capacity);
+        serde_json::to_writer(&mut json, self)?;
+        String::from_utf8(json).map_err(serde::ser::Error::custom)
+    }
+
     /// The payload as a typed value (for example [`crate::webhook::Message`]).
     pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, PayloadError> {
         let raw = self.payload.ok_or(PayloadError::PayloadNotInline)?;
@@ -208,27 +227,29 @@ pub enum PayloadError {
     PayloadNotInline,
 }
 
+/// The envelope, each change's value read as `V`: raw JSON, or at once as a [`ValueView`].
 #[derive(Deserialize)]
-struct EnvelopeView<'a> {
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
+struct EnvelopeView<V> {
     object: String,
-    #[serde(borrow)]
-    entry: Vec<EntryView<'a>>,
+    entry: Vec<EntryView<V>>,
 }
 
 #[derive(Deserialize)]
-struct EntryView<'a> {
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
+struct EntryView<V> {
     id: FlexString,
     #[serde(default)]
     time: Option<FlexString>,
-    #[serde(borrow, default)]
-    changes: Vec<ChangeView<'a>>,
+    #[serde(default)]
+    changes: Vec<ChangeView<V>>,
 }
 
 #[derive(Deserialize)]
-struct ChangeView<'a> {
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
+struct ChangeView<V> {
     field: String,
-    #[serde(borrow)]
-    value: &'a RawValue,
+    value: V,
 }
 
 /// The few keys of an item that event fields are derived from.
@@ -258,10 +279,174 @@ struct ContactKeys {
     user_id: Option<String>,
 }
 
-/// Keys of a `messages` change value that events represent without an extra event.
+/// `value.metadata`: only the business number is read.
+#[derive(Deserialize)]
+struct MetadataKeys {
+    #[serde(default)]
+    phone_number_id: Option<FlexString>,
+}
+
+/// The item arrays of a `messages` change value, each item one event.
 const ITEM_ARRAYS: [(&str, EventKind); 3] =
     [("messages", EventKind::Message), ("statuses", EventKind::Status), ("errors", EventKind::Error)];
-const REPRESENTED_KEYS: [&str; 6] = ["messaging_product", "metadata", "contacts", "messages", "statuses", "errors"];
+
+/// A change's `value` read in one pass without copying: the members events are derived
+/// from, as raw JSON (the arrays as their elements), and whether it has any other (then the whole
+/// value is an event too). As with any JSON map read, a repeated key counts once, with its last
+/// value.
+#[derive(Default)]
+struct ValueView<'a> {
+    /// The value is an object (anything else is only ever kept whole).
+    object: bool,
+    metadata: Option<&'a RawValue>,
+    contacts: Option<RawArray<'a>>,
+    /// `messages`, `statuses`, `errors`, in the order of [`ITEM_ARRAYS`].
+    items: [Option<RawArray<'a>>; 3],
+    /// A key other than these and `messaging_product`.
+    unrepresented: bool,
+}
+
+impl<'de> Deserialize<'de> for ValueView<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ValueView<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a change value object")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<ValueView<'de>, M::Error> {
+                let mut view = ValueView { object: true, ..ValueView::default() };
+                while let Some(Key(key)) = map.next_key()? {
+                    match key.as_ref() {
+                        "metadata" => view.metadata = Some(map.next_value()?),
+                        "contacts" => view.contacts = Some(map.next_value()?),
+                        "messages" => view.items[0] = Some(map.next_value()?),
+                        "statuses" => view.items[1] = Some(map.next_value()?),
+                        "errors" => view.items[2] = Some(map.next_value()?),
+                        other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            view.unrepresented |= other != "messaging_product";
+                        }
+                    }
+                }
+                Ok(view)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ValueView<'de>, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(ValueView::default())
+            }
+
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ValueView<'de>, E> {
+                Ok(ValueView::default())
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ValueView<'de>, E> {
+                Ok(ValueView::default())
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<ValueView<'de>, E> {
+                Ok(ValueView::default())
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<ValueView<'de>, E> {
+                Ok(ValueView::default())
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<ValueView<'de>, E> {
+                Ok(ValueView::default())
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ValueView<'de>, E> {
+                Ok(ValueView::default())
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
+}
+
+/// A member that should be an array, as its elements' raw JSON; `None` when it is something else
+/// (which the caller judges: an error for items, nothing for contacts).
+#[derive(Default)]
+struct RawArray<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de> Deserialize<'de> for RawArray<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawArray<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawArray<'de>, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element::<&'de RawValue>()? {
+                    items.push(item);
+                }
+                Ok(RawArray(Some(items)))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawArray<'de>, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(RawArray(None))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<RawArray<'de>, E> {
+                Ok(RawArray(None))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<RawArray<'de>, E> {
+                Ok(RawArray(None))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<RawArray<'de>, E> {
+                Ok(RawArray(None))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<RawArray<'de>, E> {
+                Ok(RawArray(None))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<RawArray<'de>, E> {
+                Ok(RawArray(None))
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RawArray<'de>, E> {
+                Ok(RawArray(None))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
+}
+
+/// An object key, borrowed from the body unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
 
 /// Splits a verified webhook body into events, over all entries × changes × items.
 ///
@@ -270,7 +455,13 @@ const REPRESENTED_KEYS: [&str; 6] = ["messaging_product", "metadata", "contacts"
 /// represent (or no item at all) additionally yields one event with the whole value, so nothing in
 /// the body is ever dropped.
 pub fn split_webhook(body: &[u8], received_at: u64) -> Result<Vec<InboundEvent<'_>>, PayloadError> {
-    let envelope: EnvelopeView<'_> = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    // One reading of the body is enough unless a change must also be kept whole; then (and for
+    // any error, so that it is reported as below) a second reading keeps each value's raw text.
+    if let Some(events) = split_in_one_pass(body, received_at) {
+        return Ok(events);
+    }
+    let envelope: EnvelopeView<&RawValue> =
+        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     if envelope.object != WABA_OBJECT {
         return Err(PayloadError::UnexpectedObject(envelope.object));
     }
@@ -278,7 +469,9 @@ pub fn split_webhook(body: &[u8], received_at: u64) -> Result<Vec<InboundEvent<'
     for entry in &envelope.entry {
         let entry_time = entry.time.as_ref().and_then(FlexString::as_unix_seconds);
         for change in &entry.changes {
-            split_change(entry, entry_time, change, received_at, &mut events)?;
+            let view = serde_json::from_str::<ValueView<'_>>(change.value.get()).unwrap_or_default();
+            let whole = Some(change.value);
+            split_change(&entry.id.0, entry_time, &change.field, view, whole, received_at, &mut events)?;
         }
     }
     if events.is_empty() {
@@ -287,20 +480,43 @@ pub fn split_webhook(body: &[u8], received_at: u64) -> Result<Vec<InboundEvent<'
     Ok(events)
 }
 
+/// The events of a body none of whose changes is kept whole, read in one pass; `None` otherwise.
+fn split_in_one_pass(body: &[u8], received_at: u64) -> Option<Vec<InboundEvent<'_>>> {
+    let envelope: EnvelopeView<ValueView<'_>> = serde_json::from_slice(body).ok()?;
+    if envelope.object != WABA_OBJECT {
+        return None;
+    }
+    let mut events = Vec::new();
+    for EntryView { id, time, changes } in envelope.entry {
+        let entry_time = time.as_ref().and_then(FlexString::as_unix_seconds);
+        for change in changes {
+            match split_change(&id.0, entry_time, &change.field, change.value, None, received_at, &mut events) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return None,
+            }
+        }
+    }
+    (!events.is_empty()).then_some(events)
+}
+
+/// Splits one change into `events`. `whole` is the value's raw JSON when the caller has it: a value
+/// that is not an object, has keys events do not represent, or no item, is an event itself too.
+/// Without `whole` such a change adds nothing and `Ok(false)` says so.
 fn split_change<'a>(
-    entry: &EntryView<'a>,
+    waba_id: &str,
     entry_time: Option<i64>,
-    change: &ChangeView<'a>,
+    field: &str,
+    view: ValueView<'a>,
+    whole: Option<&'a RawValue>,
     received_at: u64,
     events: &mut Vec<InboundEvent<'a>>,
-) -> Result<(), PayloadError> {
-    let value: &'a RawValue = change.value;
+) -> Result<bool, PayloadError> {
     let base = |kind, event_id, payload| InboundEvent {
         version: EVENT_VERSION,
         event_id,
         kind,
-        field: change.field.clone(),
-        waba_id: entry.id.0.clone(),
+        field: field.to_owned(),
+        waba_id: waba_id.to_owned(),
         phone_number_id: None,
         user_id: None,
         contact: None,
@@ -309,30 +525,36 @@ fn split_change<'a>(
         payload: Some(payload),
         payload_ref: None,
     };
-    // A value that is not an object (never seen from Meta) is still kept, whole.
-    let Ok(map) = serde_json::from_str::<BTreeMap<String, &'a RawValue>>(value.get()) else {
-        let id = content_id(&change.field, &entry.id.0, value);
-        events.push(base(EventKind::of_field(&change.field), id, value));
-        return Ok(());
+    let has_items = view.items.iter().flatten().any(|array| array.0.as_ref().is_none_or(|items| !items.is_empty()));
+    let kept_whole = !view.object || view.unrepresented || !has_items;
+    let whole = match (kept_whole, whole) {
+        (false, _) => None,
+        (true, Some(whole)) => Some(whole),
+        (true, None) => return Ok(false),
     };
-    let phone_number_id = map
-        .get("metadata")
-        .and_then(|m| serde_json::from_str::<Metadata>(m.get()).ok())
+    // A value that is not an object (never seen from Meta) is still kept, whole.
+    if !view.object {
+        if let Some(value) = whole {
+            events.push(base(EventKind::of_field(field), content_id(field, waba_id, value), value));
+        }
+        return Ok(true);
+    }
+    let phone_number_id = view
+        .metadata
+        .and_then(|m| serde_json::from_str::<MetadataKeys>(m.get()).ok())
         .and_then(|m| m.phone_number_id)
         .map(|id| id.0);
-    let contacts: Vec<(ContactKeys, &'a RawValue)> = map
-        .get("contacts")
-        .and_then(|c| serde_json::from_str::<Vec<&'a RawValue>>(c.get()).ok())
+    let contacts: Vec<(ContactKeys, &'a RawValue)> = view
+        .contacts
+        .and_then(|c| c.0)
         .unwrap_or_default()
         .into_iter()
         .map(|raw| (serde_json::from_str(raw.get()).unwrap_or_default(), raw))
         .collect();
 
-    let before = events.len();
-    for (key, kind) in ITEM_ARRAYS {
-        let Some(array) = map.get(key) else { continue };
-        let items: Vec<&'a RawValue> =
-            serde_json::from_str(array.get()).map_err(|_| PayloadError::ItemNotObject(key))?;
+    for ((key, kind), array) in ITEM_ARRAYS.into_iter().zip(view.items) {
+        let Some(array) = array else { continue };
+        let items = array.0.ok_or(PayloadError::ItemNotObject(key))?;
         for item in items {
             if !item.get().starts_with('{') {
                 return Err(PayloadError::ItemNotObject(key));
@@ -341,33 +563,30 @@ fn split_change<'a>(
             let mut event = base(kind, String::new(), item);
             event.phone_number_id.clone_from(&phone_number_id);
             event.timestamp = keys.timestamp.as_ref().and_then(FlexString::as_unix_seconds).or(entry_time);
-            match kind {
-                EventKind::Message => {
-                    event.user_id = keys.from_user_id.clone().or_else(|| keys.from.as_ref().map(|f| f.0.clone()));
-                    event.contact = matching_contact(&contacts, &keys);
-                }
-                EventKind::Status => {
-                    event.user_id =
-                        keys.recipient_user_id.clone().or_else(|| keys.recipient_id.as_ref().map(|r| r.0.clone()));
-                }
-                _ => {}
+            if kind == EventKind::Message {
+                event.contact = matching_contact(&contacts, &keys);
             }
-            event.event_id = match (kind, &keys.id, &keys.status) {
-                (EventKind::Message, Some(id), _) => id.0.clone(),
+            // The keys' strings move into the event: no copies.
+            let ItemKeys { id, status, from, from_user_id, recipient_id, recipient_user_id, .. } = keys;
+            event.user_id = match kind {
+                EventKind::Message => from_user_id.or(from.map(|f| f.0)),
+                EventKind::Status => recipient_user_id.or(recipient_id.map(|r| r.0)),
+                _ => None,
+            };
+            event.event_id = match (kind, id, status) {
+                (EventKind::Message, Some(id), _) => id.0,
                 (EventKind::Status, Some(id), Some(status)) => format!("{}:{status}", id.0),
-                _ => content_id(&change.field, &entry.id.0, item),
+                _ => content_id(field, waba_id, item),
             };
             events.push(event);
         }
     }
-    let split_any = events.len() > before;
-    let has_unrepresented = map.keys().any(|k| !REPRESENTED_KEYS.contains(&k.as_str()));
-    if !split_any || has_unrepresented {
-        let mut event = base(EventKind::of_field(&change.field), content_id(&change.field, &entry.id.0, value), value);
+    if let Some(value) = whole {
+        let mut event = base(EventKind::of_field(field), content_id(field, waba_id, value), value);
         event.phone_number_id = phone_number_id;
         events.push(event);
     }
-    Ok(())
+    Ok(true)
 }
 
 fn matching_contact<'a>(contacts: &[(ContactKeys, &'a RawValue)], keys: &ItemKeys) -> Option<&'a RawValue> {
@@ -518,6 +737,7 @@ mod tests {
         let raw = events[0].payload.unwrap().get();
         assert_eq!(raw, r#"{"id" : "wamid.1","type":"text","text":{"body":"\u00e4 a\/b \ud83d\ude00"}}"#);
         let line = serde_json::to_string(&events[0]).unwrap();
+        assert_eq!(events[0].to_json().unwrap(), line, "to_json writes what serde_json writes");
         assert!(line.contains(raw));
         let message: Message = events[0].payload_as().unwrap();
         assert_eq!(message.kind, MessageType::Text);
@@ -534,6 +754,23 @@ mod tests {
         let events = split(&messages_change(json!({"messages":[{"id":"wamid.1","type":"text"}],"novel":true})));
         assert_eq!(events.len(), 2);
         assert_eq!(events[1]["payload"]["novel"], true);
+    }
+
+    #[test]
+    fn only_changes_kept_whole_need_a_second_reading() {
+        let one_pass = |value: serde_json::Value| {
+            split_in_one_pass(messages_change(value).to_string().as_bytes(), 0).map(|events| events.len())
+        };
+        let message = json!([{"from":"1","id":"wamid.1","type":"text","text":{"body":"hi"}}]);
+        let events =
+            one_pass(json!({"messaging_product":"whatsapp","metadata":{"phone_number_id":"P"},"messages":message}));
+        assert_eq!(events, Some(1), "messages: one pass");
+        assert!(one_pass(json!({"statuses":[{"id":"wamid.1","status":"read"}]})).is_some());
+        assert!(one_pass(json!({"messages":message,"novel":true})).is_none(), "an unrepresented key");
+        assert!(one_pass(json!({"metadata":{"phone_number_id":"P"}})).is_none(), "no item");
+        assert!(one_pass(json!({"messages":[]})).is_none(), "no item");
+        assert!(one_pass(json!(5)).is_none(), "not an object");
+        assert!(one_pass(json!({"messages":[1]})).is_none(), "an error is reported by the second reading");
     }
 
     #[test]

@@ -21,18 +21,44 @@ pub struct FlexString(pub String);
 
 impl<'de> Deserialize<'de> for FlexString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(serde_json::Number),
-            B(bool),
-        }
-        Ok(Self(match Raw::deserialize(deserializer)? {
-            Raw::S(s) => s,
-            Raw::N(n) => n.to_string(),
-            Raw::B(b) => b.to_string(),
-        }))
+        deserializer.deserialize_any(FlexVisitor).map(Self)
+    }
+}
+
+/// A string, number or boolean as text, read straight from the deserializer: no buffering (an
+/// untagged enum would copy every value first), one allocation for a string.
+struct FlexVisitor;
+
+impl serde::de::Visitor<'_> for FlexVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string, a number or a boolean")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+        // Written as serde_json writes the number (`1.5`, `1e300`); non-finite never comes from JSON.
+        serde_json::Number::from_f64(v).map(|n| n.to_string()).ok_or_else(|| E::custom("not a finite number"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
     }
 }
 
@@ -823,6 +849,20 @@ mod tests {
         let c: Contact = serde_json::from_str(r#"{"wa_id":16505551234}"#).unwrap();
         assert_eq!(c.wa_id.unwrap().as_str(), "16505551234");
         assert_eq!(FlexString("1750269342".into()).as_unix_seconds(), Some(1_750_269_342));
+        let flex = |json: &str| serde_json::from_str::<FlexString>(json).map(|f| f.0);
+        assert_eq!(flex(r#""abc""#).unwrap(), "abc");
+        assert_eq!(flex(r#""a\"b\u00e9""#).unwrap(), "a\"b\u{e9}", "escapes are decoded");
+        assert_eq!(flex("16505551234").unwrap(), "16505551234");
+        assert_eq!(flex("-42").unwrap(), "-42");
+        assert_eq!(flex("18446744073709551615").unwrap(), "18446744073709551615");
+        assert_eq!(flex("1.5").unwrap(), "1.5");
+        assert_eq!(flex("1e300").unwrap(), serde_json::Number::from_f64(1e300).unwrap().to_string());
+        assert_eq!(flex("true").unwrap(), "true");
+        for bad in ["null", "{}", "[1]", r#"{"a":"b"}"#] {
+            assert!(flex(bad).is_err(), "{bad} is not a flex string");
+        }
+        let contact: Contact = serde_json::from_str(r#"{"wa_id":null}"#).unwrap();
+        assert_eq!(contact.wa_id, None, "null is an absent optional id");
     }
 
     #[test]

@@ -233,7 +233,7 @@ async fn serialize<Q: EventQueue, B: BlobStore>(
     let mut bodies = Vec::with_capacity(events.len());
     let mut claim_checked = 0;
     for event in events {
-        let body = serde_json::to_string(event).map_err(|e| e.to_string())?;
+        let body = event.to_json().map_err(|e| e.to_string())?;
         // Escaped before its size is judged: the queue would escape it anyway.
         let body = match sqs_safe(&body) {
             Cow::Borrowed(_) => body,
