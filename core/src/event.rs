@@ -290,6 +290,35 @@ struct MetadataKeys {
 const ITEM_ARRAYS: [(&str, EventKind); 3] =
     [("messages", EventKind::Message), ("statuses", EventKind::Status), ("errors", EventKind::Error)];
 
+/// The visitor methods of a view that takes any string, number, boolean or null as its default.
+macro_rules! scalars_are_default {
+    () => {
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Self::Value::default())
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Self::Value::default())
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Self::Value::default())
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Self::Value::default())
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Self::Value::default())
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Self::Value::default())
+        }
+    };
+}
+
 /// A change's `value` read in one pass without copying: the members events are derived
 /// from, as raw JSON (the arrays as their elements), and whether it has any other (then the whole
 /// value is an event too). As with any JSON map read, a repeated key counts once, with its last
@@ -339,29 +368,7 @@ impl<'de> Deserialize<'de> for ValueView<'de> {
                 Ok(ValueView::default())
             }
 
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<ValueView<'de>, E> {
-                Ok(ValueView::default())
-            }
-
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<ValueView<'de>, E> {
-                Ok(ValueView::default())
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<ValueView<'de>, E> {
-                Ok(ValueView::default())
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<ValueView<'de>, E> {
-                Ok(ValueView::default())
-            }
-
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<ValueView<'de>, E> {
-                Ok(ValueView::default())
-            }
-
-            fn visit_unit<E: serde::de::Error>(self) -> Result<ValueView<'de>, E> {
-                Ok(ValueView::default())
-            }
+            scalars_are_default!();
         }
         deserializer.deserialize_any(Visit)
     }
@@ -395,29 +402,7 @@ impl<'de> Deserialize<'de> for RawArray<'de> {
                 Ok(RawArray(None))
             }
 
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<RawArray<'de>, E> {
-                Ok(RawArray(None))
-            }
-
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<RawArray<'de>, E> {
-                Ok(RawArray(None))
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<RawArray<'de>, E> {
-                Ok(RawArray(None))
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<RawArray<'de>, E> {
-                Ok(RawArray(None))
-            }
-
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<RawArray<'de>, E> {
-                Ok(RawArray(None))
-            }
-
-            fn visit_unit<E: serde::de::Error>(self) -> Result<RawArray<'de>, E> {
-                Ok(RawArray(None))
-            }
+            scalars_are_default!();
         }
         deserializer.deserialize_any(Visit)
     }
