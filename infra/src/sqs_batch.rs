@@ -188,6 +188,9 @@ impl BatchClient {
             .connect_timeout(timeout(timeouts.connect_timeout(), defaults.connect_timeout()))
             .timeout(timeout(timeouts.operation_attempt_timeout(), defaults.operation_attempt_timeout()))
             .pool_idle_timeout(Duration::from_secs(50))
+            // A signed request is never sent on elsewhere: a redirect is an answer (an error), as
+            // with the SDK. Following one would re-send the events to an address SQS did not give.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wa-pipeline/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the SQS HTTP client: {e}"))?;

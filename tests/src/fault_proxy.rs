@@ -40,6 +40,12 @@ pub enum FaultPlan {
         /// How many calls are affected.
         calls: usize,
     },
+    /// Answer the next `calls` SendMessageBatch calls with `307 Temporary Redirect` to the upstream
+    /// (a client that follows it reaches moto and succeeds), then forward everything.
+    RedirectToUpstream {
+        /// How many calls are affected.
+        calls: usize,
+    },
 }
 
 /// A request as the proxy received it.
@@ -161,6 +167,13 @@ async fn forward(
             let status = StatusCode::from_u16(status).expect("status");
             return (status, [("content-type", "application/x-amz-json-1.0")], body.to_string()).into_response();
         }
+        if let FaultPlan::RedirectToUpstream { calls } = *plan
+            && calls > 0
+        {
+            *plan = FaultPlan::RedirectToUpstream { calls: calls - 1 };
+            let location = format!("{}{}", shared.upstream, uri.path_and_query().map_or("/", |p| p.as_str()));
+            return (StatusCode::TEMPORARY_REDIRECT, [("location", location)], String::new()).into_response();
+        }
     }
     let mut request: Value = serde_json::from_slice(&body).expect("SendMessageBatch JSON");
     let entries = request["Entries"].as_array().cloned().unwrap_or_default();
@@ -168,7 +181,9 @@ async fn forward(
     let fail: Vec<Option<(&str, bool)>> = {
         let mut plan = shared.plan.lock().expect("plan lock");
         let injected: Vec<Option<(&str, bool)>> = match *plan {
-            FaultPlan::None | FaultPlan::AnswerError { .. } => vec![None; entries.len()],
+            FaultPlan::None | FaultPlan::AnswerError { .. } | FaultPlan::RedirectToUpstream { .. } => {
+                vec![None; entries.len()]
+            }
             FaultPlan::FailOddEntries { calls } if calls > 0 => {
                 *plan = FaultPlan::FailOddEntries { calls: calls - 1 };
                 (0..entries.len()).map(|i| (i % 2 == 1).then_some(("InternalError", false))).collect()

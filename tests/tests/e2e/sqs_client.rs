@@ -120,6 +120,20 @@ async fn throttling_and_server_errors_are_retried_other_errors_are_not() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed() {
+    // A signed request is never sent on to another address: SQS answers where it is asked.
+    let aws = moto_config().await;
+    let queue_url = create_queue(&aws, 262_144).await;
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::RedirectToUpstream { calls: 5 }).await;
+    let sqs = Sqs::new(&config(&proxy.endpoint, None).await).unwrap();
+    let queue = SqsQueue::new(&sqs, queue_url.clone(), 262_144);
+    let error = queue.publish(&["{\"n\":1}".to_owned()]).await.expect_err("a redirect is an error").to_string();
+    assert!(error.contains("307"), "{error}");
+    assert_eq!(proxy.batch_calls(), 1, "not retried: a redirect is answered the same way again");
+    assert!(drain_queue(&aws, &queue_url).await.is_empty(), "nothing reached the queue behind the redirect");
+}
+
+#[tokio::test]
 async fn entries_refused_as_the_senders_fault_are_not_retried() {
     let aws = moto_config().await;
     let queue_url = create_queue(&aws, 262_144).await;
