@@ -128,7 +128,8 @@ pub enum GraphFailure {
     /// after sending): retrying may send the message twice.
     #[error("ambiguous: {0}")]
     Ambiguous(String),
-    /// The request certainly did not reach Meta (connection refused, DNS).
+    /// The request certainly did not reach Meta (connection refused, DNS), or was answered with a
+    /// redirect (never followed): nothing was sent, a retry cannot duplicate it.
     #[error("unreachable: {0}")]
     Unreachable(String),
 }

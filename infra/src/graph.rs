@@ -2,7 +2,8 @@
 //!
 //! Failures are sorted by what they mean for a retry: Meta's error object on a 4xx (classified by
 //! code); ambiguous (timeout, connection lost after sending, any 5xx: the message may have been
-//! accepted); unreachable (the request never left: connection refused, DNS).
+//! accepted); unreachable (the request never left: connection refused, DNS; or it was answered
+//! with a redirect, which is never followed).
 
 use std::time::Duration;
 
@@ -33,6 +34,12 @@ impl GraphClient {
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(concat!("wa-pipeline/", env!("CARGO_PKG_VERSION")))
+            // A message, or a token in a query string, goes only where it was addressed. Meta's
+            // API does not redirect; a base that does (`http://` for `https://`, a moved proxy)
+            // is a configuration error, reported as such ([`refused_redirect`]) instead of being
+            // followed to another address, re-sent as a GET, or stripped of its token and
+            // refused as if the token were bad.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the Graph HTTP client: {e}"))?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), version: version.trim_matches('/').to_owned() })
@@ -54,6 +61,28 @@ impl GraphClient {
     pub fn messages_url(&self, phone_number_id: &str) -> String {
         format!("{}/{}/{}/messages", self.base, self.version, phone_number_id)
     }
+}
+
+/// The error for a redirect answer, when `response` is one: its status and where it points, as
+/// scheme, host and port only (the rest may echo a token from the query string).
+pub(crate) fn refused_redirect(response: &reqwest::Response) -> Option<String> {
+    let status = response.status();
+    if !status.is_redirection() {
+        return None;
+    }
+    let target = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|location| location.to_str().ok())
+        .and_then(|location| response.url().join(location).ok())
+        .map_or_else(String::new, |url| {
+            let port = url.port().map_or_else(String::new, |port| format!(":{port}"));
+            format!(" to {}://{}{port}", url.scheme(), url.host_str().unwrap_or_default())
+        });
+    Some(format!(
+        "HTTP {} redirect{target}, not followed: nothing was sent; GRAPH_API_BASE must be the API's own address",
+        status.as_u16()
+    ))
 }
 
 #[derive(Deserialize)]
@@ -121,6 +150,9 @@ impl GraphApi for GraphClient {
             Err(e) if e.is_connect() => return Err(GraphFailure::Unreachable(crate::aws::describe(&e.without_url()))),
             Err(e) => return Err(GraphFailure::Ambiguous(crate::aws::describe(&e.without_url()))),
         };
+        if let Some(reason) = refused_redirect(&response) {
+            return Err(GraphFailure::Unreachable(reason));
+        }
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| GraphFailure::Ambiguous(e.without_url().to_string()))?;
         interpret(status, &bytes)

@@ -20,8 +20,11 @@ fn app_token(app: &AppSecrets) -> String {
     format!("{}|{}", app.app_id, app.app_secret)
 }
 
-/// Reads a response: its JSON on 2xx, Meta's error otherwise.
+/// Reads a response: its JSON on 2xx, Meta's error otherwise (a redirect, never followed, is an error).
 async fn read<T: for<'de> Deserialize<'de>>(response: reqwest::Response) -> Result<T, AdminError> {
+    if let Some(reason) = crate::graph::refused_redirect(&response) {
+        return Err(AdminError::Unreachable(reason));
+    }
     let status = response.status().as_u16();
     let body = response.bytes().await.map_err(unreachable)?;
     if (200..300).contains(&status) {

@@ -140,6 +140,10 @@ async fn injected(shared: &Shared, endpoint: &'static str) -> Option<Response> {
             tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
             Some(answer(shared, endpoint, 500, json!({"error": {"message": "delayed by the simulator"}})))
         }
+        crate::FaultKind::Redirect { status, location } => {
+            lock(&shared.counters).admin_calls.push(AdminCall { endpoint, status });
+            Some(crate::redirect(status, &location))
+        }
     }
 }
 

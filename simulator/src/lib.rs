@@ -6,8 +6,8 @@
 //! (130429) and the pair rate (131056), returns wamids, and then posts status webhooks
 //! (sent → delivered → read, with pricing) signed with the app secret to the configured webhook
 //! URL, as Meta does. Latency and faults (any error code, HTTP 5xx, timeouts — optionally after the
-//! message was accepted, the ambiguous case) are configurable, in process or over HTTP:
-//! `POST /_sim/faults`, `GET /_sim/messages`. The token and subscription endpoints a secret
+//! message was accepted, the ambiguous case — and redirects) are configurable, in process or over
+//! HTTP: `POST /_sim/faults`, `GET /_sim/messages`. The token and subscription endpoints a secret
 //! rotation uses are in [`admin`].
 
 use std::collections::{HashMap, VecDeque};
@@ -111,6 +111,28 @@ pub enum FaultKind {
         #[serde(default)]
         accepted: bool,
     },
+    /// Answer with a redirect to `location` (nothing accepted): what a Graph base that is not the
+    /// API's own address does (`http://` for `https://`, a moved proxy).
+    Redirect {
+        /// A 3xx status.
+        #[serde(default = "default_redirect_status")]
+        status: u16,
+        /// The `Location` header.
+        location: String,
+    },
+}
+
+fn default_redirect_status() -> u16 {
+    307
+}
+
+/// A redirect answer (no body).
+pub(crate) fn redirect(status: u16, location: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::TEMPORARY_REDIRECT);
+    match axum::http::HeaderValue::from_str(location) {
+        Ok(location) => (status, [(axum::http::header::LOCATION, location)]).into_response(),
+        Err(_) => status.into_response(),
+    }
 }
 
 fn default_error_status() -> u16 {
@@ -469,6 +491,10 @@ async fn send_message(
         Some(FaultKind::Delay { millis, accepted: false }) => {
             tokio::time::sleep(Duration::from_millis(millis)).await;
             return fail(131_000, 500, Some("delayed by the simulator"));
+        }
+        Some(FaultKind::Redirect { status, location }) => {
+            answer(status, None, Value::Null);
+            return redirect(status, &location);
         }
         None => {}
     }

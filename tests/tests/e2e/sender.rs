@@ -301,6 +301,27 @@ async fn ambiguous_sends_are_counted_and_retried_only_after_the_claim_expires() 
 }
 
 #[tokio::test]
+async fn a_redirected_send_is_retried_not_followed_and_sent_once() {
+    let stack = SendStack::new(SimConfig::default()).await;
+    let sender = stack.sender(mechanics());
+    // The Graph base answers a redirect to the real endpoint: following it would send the message
+    // on this first try, at an address the configuration did not name.
+    let location = format!("{}/v23.0/{PHONE}/messages", stack.sim.base_url());
+    stack.sim.inject(Fault { kind: FaultKind::Redirect { status: 307, location }, count: 1, to: None, endpoint: None });
+    stack.enqueue(&text_request("16505555011", "moved", "moved"), "moved").await;
+    let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
+    let response = sender.handle(&batch.event, now_ms() + 30_000).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "retried, not dropped");
+    assert!(stack.sim.accepted().is_empty(), "the redirect was not followed");
+    assert!(stack.outcomes().await.is_empty(), "no outcome yet");
+    // Nothing was sent, so the claim was released: the redelivery sends at once, exactly once.
+    let response = sender.handle(&batch.event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stack.sim.accepted().len(), 1);
+    assert_eq!(stack.outcomes().await.len(), 1);
+}
+
+#[tokio::test]
 async fn fifo_order_holds_after_a_failure() {
     let stack = SendStack::new(SimConfig::default()).await;
     let sender = stack.sender(mechanics());

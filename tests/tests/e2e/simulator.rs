@@ -127,6 +127,57 @@ async fn faults_are_injected_over_http() {
     ));
 }
 
+#[tokio::test]
+async fn a_redirect_is_an_error_never_followed() {
+    use wa_core::ports::{AdminError, MetaAdmin};
+    use wa_simulator::{Fault, FaultKind};
+    let config = SimConfig::default();
+    let (sim, graph) = start(config.clone()).await;
+    // A redirect to the simulator itself: a client that followed it would have the message accepted.
+    let messages = format!("{}/v23.0/{PHONE}/messages", sim.base_url());
+    sim.inject(Fault {
+        kind: FaultKind::Redirect { status: 307, location: messages.clone() },
+        count: 1,
+        to: None,
+        endpoint: None,
+    });
+    match graph.send_message(PHONE, TOKEN, &text("16505551234", "hi")).await {
+        Err(GraphFailure::Unreachable(reason)) => {
+            let host = sim.base_url();
+            assert!(reason.starts_with(&format!("HTTP 307 redirect to {host}, not followed")), "{reason}");
+            assert!(!reason.contains("/messages"), "only the place, not the path: {reason}");
+        }
+        other => panic!("expected the redirect as an error, got {other:?}"),
+    }
+    assert!(sim.accepted().is_empty(), "nothing sent to the redirect's target");
+    // An admin call likewise; a token echoed in the target's query string stays out of the error.
+    let app = wa_core::secrets::AppSecrets::from_json(
+        &json!({"app_id": config.app_id, "app_secret": config.app_secret, "verify_token": "v", "access_token": TOKEN})
+            .to_string(),
+    )
+    .unwrap();
+    sim.inject(Fault {
+        kind: FaultKind::Redirect {
+            status: 301,
+            location: format!("https://graph.example.test/v23.0/debug_token?input_token={TOKEN}"),
+        },
+        count: 1,
+        to: None,
+        endpoint: Some("debug_token".into()),
+    });
+    match graph.debug_token(&app, TOKEN).await {
+        Err(AdminError::Unreachable(reason)) => {
+            assert!(reason.starts_with("HTTP 301 redirect to https://graph.example.test, not followed"), "{reason}");
+            assert!(!reason.contains(TOKEN), "{reason}");
+        }
+        other => panic!("expected the redirect as an error, got {other:?}"),
+    }
+    // The faults are spent: the same calls succeed.
+    assert!(graph.send_message(PHONE, TOKEN, &text("16505551234", "hi")).await.is_ok());
+    assert!(graph.debug_token(&app, TOKEN).await.is_ok());
+    assert_eq!(sim.accepted().len(), 1);
+}
+
 /// Serves the real ingest handler over HTTP on loopback (what the local stack does).
 async fn serve_ingest(deps: crate::stack::Deps) -> String {
     use axum::body::Bytes;
