@@ -54,6 +54,9 @@ async fn get(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, St
         .send()
         .await
         .map_err(|e| format!("unreachable: {}", wa_infra::aws::describe(&e.without_url())))?;
+    if let Some(reason) = wa_infra::graph::refused_redirect(&response) {
+        return Err(reason);
+    }
     let status = response.status().as_u16();
     let body: Value = response.json().await.map_err(|e| format!("HTTP {status}, not JSON: {}", e.without_url()))?;
     if status == 200 {
@@ -70,8 +73,10 @@ async fn get(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, St
 /// Runs every check; returns the report and whether all passed.
 pub async fn doctor(args: &DoctorArgs, now_s: u64) -> Result<(String, bool), String> {
     let graph = GraphClient::new(&args.graph_base, wa_infra::graph::DEFAULT_VERSION, Duration::from_secs(10))?;
+    // Like the Graph client: a token goes only where it was addressed, and a redirect is reported.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
     let base = graph.version_base();

@@ -65,7 +65,7 @@ impl GraphClient {
 
 /// The error for a redirect answer, when `response` is one: its status and where it points, as
 /// scheme, host and port only (the rest may echo a token from the query string).
-pub(crate) fn refused_redirect(response: &reqwest::Response) -> Option<String> {
+pub fn refused_redirect(response: &reqwest::Response) -> Option<String> {
     let status = response.status();
     if !status.is_redirection() {
         return None;

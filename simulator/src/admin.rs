@@ -316,12 +316,15 @@ pub(crate) async fn subscribe(
     answer(&shared, "subscriptions", 200, json!({"success": true}))
 }
 
-/// `GET /{version}/{app_id}/subscriptions`.
+/// `GET /{version}/{app_id}/subscriptions` (faults for `subscriptions` apply here too).
 pub(crate) async fn list_subscriptions(
     State(shared): State<Arc<Shared>>,
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(response) = injected(&shared, "subscriptions").await {
+        return response;
+    }
     let pairs = params(uri.query(), &[]);
     if !is_app_token(&shared, caller_token(&pairs, &headers)) {
         let trace = shared.next_id.fetch_add(1, Ordering::Relaxed);

@@ -435,6 +435,22 @@ async fn wa_doctor_finds_the_usual_setup_mistakes() {
     assert!(ok, "{report}");
     assert!(report.contains("all checks passed"), "{report}");
 
+    // A Graph that redirects is reported as such, not followed (to where the app token would go).
+    rig.sim.inject(Fault {
+        kind: FaultKind::Redirect { status: 301, location: "https://graph.example.test/v23.0/subscriptions".into() },
+        count: 1,
+        to: None,
+        endpoint: Some("subscriptions".into()),
+    });
+    let (report, ok) = wa_cli::doctor::doctor(&args, now_s()).await.unwrap();
+    assert!(!ok);
+    assert!(
+        report.contains(
+            "✗ webhook: cannot read the app's subscriptions: HTTP 301 redirect to https://graph.example.test, not followed"
+        ),
+        "{report}"
+    );
+
     // An expiring token, a number under review, a wrong app secret.
     rig.sim.set_token(&rig.old.access_token, TokenInfo::whatsapp(APP_ID, now_s() + 3 * DAY));
     rig.sim.configure(|c| c.phone_status = "PENDING".into());
