@@ -42,4 +42,6 @@ print("AWS_SECRET_ACCESS_KEY=dev")
 print("WHATSAPP_SECRET_ID=wa/whatsapp")
 print(f"INBOUND_QUEUE_URL={inbound}")
 print("INBOUND_MAX_MESSAGE_BYTES=1048576")
+# Any age: `wa replay` sends Meta's examples, dated 2025 (the function's default drops events older than 8 days).
+print("WEBHOOK_MAX_AGE_DAYS=0")
 print("PAYLOAD_BUCKET=wa-payloads")

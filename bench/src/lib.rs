@@ -14,6 +14,10 @@ use wa_core::secrets::AppSecrets;
 /// The app secret the benchmarks sign with.
 pub const APP_SECRET: &str = "bench-app-secret";
 
+/// The ingest handler's acceptance window in the benchmarks: 100 years, so that the replay check
+/// runs on every event (its cost is measured) while the payloads, dated 2025, all pass it.
+pub const MAX_EVENT_AGE_S: Option<u64> = Some(36_500 * 86_400);
+
 /// The repository root.
 #[must_use]
 pub fn repo_root() -> PathBuf {

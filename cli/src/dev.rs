@@ -80,6 +80,8 @@ pub struct DevOptions {
     /// Serve the webhook and queue its events only: no event processor, no sender (to measure the
     /// webhook path alone, or to buffer events for later).
     pub webhook_only: bool,
+    /// The ingest handler's acceptance window in seconds (`None`: events of any age).
+    pub max_event_age_s: Option<u64>,
 }
 
 /// The queues of a local database.
@@ -233,8 +235,12 @@ impl DevStack {
         let mut tasks = Vec::new();
 
         // The webhook: the verify and ingest handlers behind one HTTP server.
-        let ingest =
-            Arc::new(Ingest { queue: queues.inbound.clone(), blobs: LocalBlobs::new(&db), secrets: secrets.clone() });
+        let ingest = Arc::new(Ingest {
+            queue: queues.inbound.clone(),
+            blobs: LocalBlobs::new(&db),
+            secrets: secrets.clone(),
+            max_event_age_s: options.max_event_age_s,
+        });
         let app = webhook_router(ingest, Arc::new(secrets.clone()));
         let mut server_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {

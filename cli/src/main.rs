@@ -50,6 +50,11 @@ enum Command {
         /// measure the webhook path alone, or to buffer events; a later `wa dev` processes them.
         #[arg(long, conflicts_with = "demo")]
         webhook_only: bool,
+        /// Drop webhook events older than this many days as replays, as the ingest function does
+        /// (it defaults to 8); 0, the local default, accepts any age (the demo and `wa replay`
+        /// send Meta's examples, dated 2025). 1 to 7 are refused: within Meta's retries.
+        #[arg(long, default_value_t = 0, value_parser = max_age_days)]
+        max_event_age_days: u64,
     },
     /// Put a SendRequest on the outbound queue: the local stack's, or a real one with --queue-url.
     Send {
@@ -216,10 +221,25 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// `--max-event-age-days`: 0, or more than Meta's 7 days of retries.
+fn max_age_days(text: &str) -> Result<u64, String> {
+    let days: u64 = text.parse().map_err(|_| format!("expected a whole number of days, got {text:?}"))?;
+    wa_core::replay::window_days(days).map(|_| days).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Dev { listen, simulator_listen, data_dir, demo, messages_per_second, logs, webhook_only } => {
+        Command::Dev {
+            listen,
+            simulator_listen,
+            data_dir,
+            demo,
+            messages_per_second,
+            logs,
+            webhook_only,
+            max_event_age_days,
+        } => {
             let Some(runtime) = runtime() else { return ExitCode::FAILURE };
             let options = wa_cli::dev::DevOptions {
                 listen,
@@ -234,6 +254,7 @@ fn main() -> ExitCode {
                 },
                 messages_per_second,
                 webhook_only,
+                max_event_age_s: wa_core::replay::window_days(max_event_age_days).ok().flatten(),
             };
             if logs {
                 wa_infra::telemetry::init_logs_to(std::io::stderr);

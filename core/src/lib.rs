@@ -10,6 +10,7 @@ pub mod outcome;
 pub mod ports;
 pub mod queue_text;
 pub mod ratelimit;
+pub mod replay;
 pub mod rotation;
 pub mod secrets;
 pub mod send;

@@ -61,6 +61,9 @@ pub const INBOUND_QUEUE_URL: &str = "INBOUND_QUEUE_URL";
 pub const PAYLOAD_BUCKET: &str = "PAYLOAD_BUCKET";
 /// `INBOUND_MAX_MESSAGE_BYTES`: the inbound queue's `MaximumMessageSize`.
 pub const INBOUND_MAX_MESSAGE_BYTES: &str = "INBOUND_MAX_MESSAGE_BYTES";
+/// `WEBHOOK_MAX_AGE_DAYS`: events older than this many days are dropped at ingest as replays
+/// (default 8; 0 accepts any age; 1 to 7 are refused, being within Meta's retries).
+pub const WEBHOOK_MAX_AGE_DAYS: &str = "WEBHOOK_MAX_AGE_DAYS";
 /// `SECRET_CACHE_TTL_SECONDS`: how long secrets are cached.
 pub const SECRET_CACHE_TTL_SECONDS: &str = "SECRET_CACHE_TTL_SECONDS";
 
@@ -156,6 +159,8 @@ pub struct IngestConfig {
     pub payload_bucket: String,
     /// See [`INBOUND_MAX_MESSAGE_BYTES`].
     pub max_message_bytes: usize,
+    /// See [`WEBHOOK_MAX_AGE_DAYS`]: the acceptance window in seconds, `None` for any age.
+    pub max_event_age_s: Option<u64>,
 }
 
 impl IngestConfig {
@@ -163,6 +168,9 @@ impl IngestConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let verify = VerifyConfig::from_env(env)?;
         let max = env.number(INBOUND_MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES as u64, 1024, 1_048_576)?;
+        let days = env.number(WEBHOOK_MAX_AGE_DAYS, wa_core::replay::DEFAULT_MAX_AGE_S / 86_400, 0, 36_500)?;
+        let max_event_age_s = wa_core::replay::window_days(days)
+            .map_err(|e| ConfigError::Invalid { name: WEBHOOK_MAX_AGE_DAYS, reason: e.to_string() })?;
         Ok(Self {
             secret_id: verify.secret_id,
             secret_ttl_seconds: verify.secret_ttl_seconds,
@@ -170,6 +178,7 @@ impl IngestConfig {
             inbound_queue_url: env.required(INBOUND_QUEUE_URL, "the URL of the inbound SQS queue")?,
             payload_bucket: env.required(PAYLOAD_BUCKET, "the S3 bucket for parked bodies and oversized events")?,
             max_message_bytes: usize::try_from(max).unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            max_event_age_s,
         })
     }
 }
@@ -203,6 +212,26 @@ mod tests {
         assert_eq!(ok.max_message_bytes, 262_144);
         assert_eq!(ok.secret_ttl_seconds, 300);
         assert!(ok.apps.secrets.is_empty());
+        assert_eq!(ok.max_event_age_s, Some(8 * 86_400), "replays past 8 days are dropped by default");
+    }
+
+    #[test]
+    fn the_replay_window_outlasts_metas_retries_or_is_off() {
+        let with = |days: &'static str| {
+            IngestConfig::from_env(&env(&[
+                (SECRET_ID, "s"),
+                (INBOUND_QUEUE_URL, "q"),
+                (PAYLOAD_BUCKET, "b"),
+                (WEBHOOK_MAX_AGE_DAYS, days),
+            ]))
+        };
+        assert_eq!(with("30").unwrap().max_event_age_s, Some(30 * 86_400));
+        assert_eq!(with("0").unwrap().max_event_age_s, None, "0: any age");
+        for bad in ["7", "1", "x", "-1"] {
+            let err = with(bad).unwrap_err();
+            assert!(err.to_string().contains("WEBHOOK_MAX_AGE_DAYS"), "{bad}: {err}");
+        }
+        assert!(with("7").unwrap_err().to_string().contains("Meta's 7 days of retries"));
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!    queue message is stored whole in S3 and a reference is queued instead (claim-check).
 //! 4. 200 only when the queue accepted every event; otherwise 503, so that Meta redelivers.
 //!
+//! Events older than the acceptance window (8 days by default: more than Meta's 7 days of
+//! retries) are a replay of a captured request, which the signature cannot tell: they are dropped,
+//! with 200, a security log and a metric ([`wa_core::replay`]).
+//!
 //! `/webhook` is the default app, `/webhook/<app_id>` the named app (its own app secret); an app
 //! this deployment does not serve gets 404.
 //!
@@ -45,17 +49,21 @@ pub struct Ingest<Q, B, S> {
     pub blobs: B,
     /// The app secrets (one app, or several routed by path).
     pub secrets: S,
+    /// The acceptance window in seconds ([`wa_core::replay`]); `None` accepts events of any age.
+    pub max_event_age_s: Option<u64>,
 }
 
 /// How a request ended, for the response and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every event is on the queue.
+    /// Every event is on the queue, but for those dropped as replays.
     Enqueued {
         /// Events enqueued.
         events: usize,
         /// Of which claim-checked.
         claim_checked: usize,
+        /// Events dropped: older than the acceptance window.
+        stale: usize,
     },
     /// Verified but unusable; the body is parked under this key.
     Parked {
@@ -141,10 +149,14 @@ pub async fn process<Q: EventQueue, B: BlobStore, S: AppRouting>(
         }
     }
 
-    let events = match split_webhook(body, received_at) {
+    let mut events = match split_webhook(body, received_at) {
         Ok(events) => events,
         Err(reason) => return park(&deps.blobs, body, received_at, &reason.to_string()).await,
     };
+    let stale = deps.max_event_age_s.map_or(0, |max_age_s| drop_stale(&mut events, body, received_at, max_age_s));
+    if events.is_empty() {
+        return Outcome::Enqueued { events: 0, claim_checked: 0, stale };
+    }
     let count = events.len();
     let (bodies, claim_checked) = match serialize(&deps.queue, &deps.blobs, &events).await {
         Ok(done) => done,
@@ -165,7 +177,37 @@ pub async fn process<Q: EventQueue, B: BlobStore, S: AppRouting>(
         return Outcome::Unavailable(error.to_string());
     }
     record_events(&events, claim_checked);
-    Outcome::Enqueued { events: count, claim_checked }
+    Outcome::Enqueued { events: count, claim_checked, stale }
+}
+
+/// Drops the events older than `max_age_s` at `received_at` (ms): a replay of a captured request.
+/// Logged as a security event with the body's digest, never its content; returns how many went.
+fn drop_stale(events: &mut Vec<InboundEvent<'_>>, body: &[u8], received_at: u64, max_age_s: u64) -> usize {
+    let now_s = i64::try_from(received_at / 1000).unwrap_or(i64::MAX);
+    let before = events.len();
+    let mut oldest_age_s = 0;
+    events.retain(|event| match wa_core::replay::stale_age(event.timestamp, now_s, max_age_s) {
+        Some(age) => {
+            oldest_age_s = oldest_age_s.max(age);
+            false
+        }
+        None => true,
+    });
+    let dropped = before - events.len();
+    if dropped > 0 {
+        let digest = hex::encode(Sha256::digest(body));
+        tracing::warn!(
+            security = true,
+            dropped,
+            kept = events.len(),
+            oldest_age_s,
+            max_age_s,
+            sha256 = %digest,
+            "webhook_replay_dropped"
+        );
+        telemetry::emit(FUNCTION, None, &[("StaleEventsDropped", dropped as f64)]);
+    }
+    dropped
 }
 
 enum Verification {

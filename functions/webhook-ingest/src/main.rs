@@ -16,6 +16,7 @@ async fn main() -> Result<(), Error> {
         queue: SqsQueue::new(&Sqs::new(&sdk)?, config.inbound_queue_url, config.max_message_bytes),
         blobs: S3Blobs::new(aws::s3_client(&sdk), config.payload_bucket),
         secrets: secrets::apps(&sdk, config.secret_id, &config.apps, config.secret_ttl_seconds),
+        max_event_age_s: config.max_event_age_s,
     };
     let deps = &deps;
     lambda_http::run(service_fn(move |request: Request| async move {

@@ -48,6 +48,7 @@ async fn webhooks_are_verified_with_their_own_apps_secret() {
         queue: deps.queue,
         blobs: deps.blobs,
         secrets: routed(&stack.aws, &stack.secret_id, &other, &[]),
+        max_event_age_s: deps.max_event_age_s,
     };
     let body = std::fs::read(wa_tests::repo_root().join("fixtures/meta/webhooks/text-message.json")).unwrap();
     let post = |path: &str, secret: &str| {

@@ -413,6 +413,67 @@ async fn an_event_too_big_for_sqs_is_claim_checked_intact() {
     assert_eq!(queued["payload"]["text"]["body"], "hi", "small events stay inline");
 }
 
+/// A `messages` webhook with one text message and one status per timestamp (Unix seconds).
+fn dated_webhook(message_at: &[i64], status_at: &[i64]) -> Vec<u8> {
+    let messages: Vec<Value> = message_at
+        .iter()
+        .map(|t| json!({"from": "16505551234", "id": format!("wamid.m{t}"), "timestamp": t.to_string(), "type": "text", "text": {"body": "hi"}}))
+        .collect();
+    let statuses: Vec<Value> = status_at
+        .iter()
+        .map(|t| json!({"id": format!("wamid.s{t}"), "status": "read", "timestamp": t.to_string(), "recipient_id": "16505551234"}))
+        .collect();
+    serde_json::to_vec(&json!({"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{
+        "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+        "contacts":[{"profile":{"name":"Zoë"},"wa_id":"16505551234"}],"messages": messages, "statuses": statuses}}]}]}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn replayed_old_webhooks_are_acknowledged_and_dropped() {
+    use webhook_ingest::Outcome;
+    let stack = Stack::new(262_144).await;
+    let deps = webhook_ingest::Ingest { max_event_age_s: Some(wa_core::replay::DEFAULT_MAX_AGE_S), ..stack.ingest() };
+    let now_ms = wa_infra::telemetry::now_millis();
+    let now = i64::try_from(now_ms / 1000).unwrap();
+    let day = 86_400;
+    let process = |body: Vec<u8>| {
+        let deps = &deps;
+        async move { webhook_ingest::process(deps, &signed(&body), now_ms).await }
+    };
+
+    // Meta's own example, dated 2025, replayed: 200, nothing queued, nothing parked.
+    let example = std::fs::read(wa_tests::repo_root().join("fixtures/meta/webhooks/text-message.json")).unwrap();
+    let outcome = process(example.clone()).await;
+    assert_eq!(outcome, Outcome::Enqueued { events: 0, claim_checked: 0, stale: 1 });
+    assert_eq!(outcome.status(), 200, "never 4xx: Meta would retry it");
+    assert_eq!(webhook_ingest::handle(&deps, &signed(&example)).await.status(), 200);
+    assert!(stack.drain().await.is_empty(), "a replay past the window is not queued");
+    assert!(list_keys(&stack.aws, &stack.bucket, "").await.is_empty(), "nor parked: a replay flood stores nothing");
+
+    // Meta's last retries (7 days late) and fresh events pass; only what is past 8 days is dropped,
+    // message by message and status by status.
+    let body = dated_webhook(&[now - 9 * day, now - 7 * day, now], &[now - 30 * day, now - day]);
+    assert_eq!(process(body).await, Outcome::Enqueued { events: 3, claim_checked: 0, stale: 2 });
+    let mut ids: Vec<String> = stack.drain().await.iter().map(|e| e["event_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    let mut expected =
+        vec![format!("wamid.m{}", now - 7 * day), format!("wamid.m{now}"), format!("wamid.s{}:read", now - day)];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // An event without a timestamp cannot be judged, and is kept (an account update here).
+    let account = br#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"account_update","value":{"event":"VERIFIED_ACCOUNT"}}]}]}"#;
+    assert_eq!(process(account.to_vec()).await, Outcome::Enqueued { events: 1, claim_checked: 0, stale: 0 });
+    assert_eq!(stack.drain().await.len(), 1);
+
+    // Without a window (`WEBHOOK_MAX_AGE_DAYS=0`), the old example is queued as before.
+    let open = webhook_ingest::Ingest { max_event_age_s: None, ..stack.ingest() };
+    let outcome = webhook_ingest::process(&open, &signed(&example), now_ms).await;
+    assert_eq!(outcome, Outcome::Enqueued { events: 1, claim_checked: 0, stale: 0 });
+    assert_eq!(stack.drain().await.len(), 1);
+}
+
 #[tokio::test]
 async fn unusable_verified_bodies_are_parked_and_acknowledged() {
     let stack = Stack::new(262_144).await;

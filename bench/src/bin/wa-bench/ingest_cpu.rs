@@ -11,7 +11,7 @@ use criterion::{Criterion, Throughput};
 use futures_util::FutureExt;
 use hmac::{KeyInit, Mac};
 use std::hint::black_box;
-use wa_bench::{APP_SECRET, BatchBuilder, NoBlobs, apigw_event, secrets, spec_examples, webhook};
+use wa_bench::{APP_SECRET, BatchBuilder, MAX_EVENT_AGE_S, NoBlobs, apigw_event, secrets, spec_examples, webhook};
 use webhook_ingest::{Ingest, Outcome};
 
 fn floor(event: &str) -> usize {
@@ -34,7 +34,7 @@ fn ingest(deps: &Ingest<BatchBuilder, NoBlobs, wa_infra_local::LocalSecrets>, ev
 
 fn benches(c: &mut Criterion) {
     wa_infra::telemetry::silence_metrics();
-    let deps = Ingest { queue: BatchBuilder, blobs: NoBlobs, secrets: secrets() };
+    let deps = Ingest { queue: BatchBuilder, blobs: NoBlobs, secrets: secrets(), max_event_age_s: MAX_EVENT_AGE_S };
     for n in [1usize, 10, 100] {
         let event = apigw_event(&webhook(n));
         assert_eq!(ingest(&deps, &event), n);

@@ -33,7 +33,12 @@ pub fn main(args: &[String]) {
                 access_token: "bench-token".into(),
                 phone_number_tokens: std::collections::BTreeMap::new(),
             }));
-            let ingest = Arc::new(Ingest { queue: BatchBuilder, blobs: NoBlobs, secrets: secrets.clone() });
+            let ingest = Arc::new(Ingest {
+                queue: BatchBuilder,
+                blobs: NoBlobs,
+                secrets: secrets.clone(),
+                max_event_age_s: wa_bench::MAX_EVENT_AGE_S,
+            });
             // As in `wa dev`: no EMF metric lines (there is no CloudWatch to read them).
             wa_infra::telemetry::silence_metrics();
             wa_cli::dev::webhook_router(ingest, Arc::new(secrets))
