@@ -68,11 +68,14 @@ log "3. webhook throughput on loopback (wrk, signed 10-message payloads)"
 secret=dev-app-secret
 export WA_BENCH_BODY="$PWD/$out/payload-10.json"
 WA_BENCH_SIGNATURE=$(target/release/wa-bench payload 10 "$WA_BENCH_BODY" "$secret"); export WA_BENCH_SIGNATURE
-wrk_warmup=1 wrk_seconds=8
+# Rounds, interleaved: each receiver is measured once per round, so that a change in the machine's
+# state during the run (this VM's throughput moves by 10-15 %) falls on every receiver alike
+# instead of on whichever one ran then; the report takes each receiver's median round.
+wrk_warmup=1 wrk_seconds=2 wrk_rounds=3
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-run_wrk() { # name port command...
-  local name=$1 port=$2; shift 2
+run_wrk() { # name round port command...
+  local name=$1 round=$2 port=$3; shift 3
   "$@" > "$out/$name.server.log" 2>&1 &
   local pid=$!
   wait_port "$port"
@@ -81,26 +84,28 @@ run_wrk() { # name port command...
     -H "x-hub-signature-256: $WA_BENCH_SIGNATURE" --data-binary "@$WA_BENCH_BODY")
   [ "$code" = 200 ] || { echo "bench: $name answered $code to a signed webhook" >&2; kill "$pid"; exit 1; }
   wrk -t1 -c32 -d"${wrk_warmup}s" -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > /dev/null
-  wrk -t1 -c32 -d"${wrk_seconds}s" --latency -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > "$out/$name.wrk.txt"
+  wrk -t1 -c32 -d"${wrk_seconds}s" --latency -s bench/wrk/post.lua "http://127.0.0.1:$port/webhook" > "$out/$name.wrk.$round.txt"
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  grep -E "Requests/sec|99%|Non-2xx" "$out/$name.wrk.txt" | sed "s/^/  $name: /" >&2
+  grep -E "Requests/sec|99%|Non-2xx" "$out/$name.wrk.$round.txt" | sed "s/^/  $name ($round): /" >&2
 }
-port=$(free_port)
-run_wrk ceiling "$port" target/release/wa-bench receiver empty "$port"
-port=$(free_port)
-run_wrk wa-ingest "$port" target/release/wa-bench receiver ingest "$port" "$secret"
-port=$(free_port)
-run_wrk wa-dev "$port" target/release/wa-bench dev "127.0.0.1:$port" "$out/wa-dev-data"
-port=$(free_port)
-run_wrk wa-dev-pipeline "$port" target/release/wa-bench dev "127.0.0.1:$port" "$out/wa-dev-pipeline-data" --pipeline
-port=$(free_port)
-run_wrk express "$port" node bench/peers/node/express_receiver.js "$port" "$secret"
-port=$(free_port)
-run_wrk pywa "$port" .venv-bench/bin/python bench/peers/python/pywa_receiver.py "$port" "$secret"
+for round in $(seq 1 "$wrk_rounds"); do
+  port=$(free_port)
+  run_wrk ceiling "$round" "$port" target/release/wa-bench receiver empty "$port"
+  port=$(free_port)
+  run_wrk wa-ingest "$round" "$port" target/release/wa-bench receiver ingest "$port" "$secret"
+  port=$(free_port)
+  run_wrk wa-dev "$round" "$port" target/release/wa-bench dev "127.0.0.1:$port" "$out/wa-dev-data-$round"
+  port=$(free_port)
+  run_wrk wa-dev-pipeline "$round" "$port" target/release/wa-bench dev "127.0.0.1:$port" "$out/wa-dev-pipeline-data-$round" --pipeline
+  port=$(free_port)
+  run_wrk express "$round" "$port" node bench/peers/node/express_receiver.js "$port" "$secret"
+  port=$(free_port)
+  run_wrk pywa "$round" "$port" .venv-bench/bin/python bench/peers/python/pywa_receiver.py "$port" "$secret"
+done
 
 log "4. sender pacing (2000 sends, 4 numbers at 80/s, 50 ms latency)"
 target/release/wa-bench pacing | tee "$out/pacing.json" >&2
 
-echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built)), \"clean_tree\": $clean, \"wrk_warmup_s\": $wrk_warmup, \"wrk_s\": $wrk_seconds}" > "$out/timings.json"
+echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built)), \"clean_tree\": $clean, \"wrk_warmup_s\": $wrk_warmup, \"wrk_s\": $wrk_seconds, \"wrk_rounds\": $wrk_rounds}" > "$out/timings.json"
 python3 bench/report.py "$out" > BENCHMARKS.md
 log "wrote BENCHMARKS.md"
