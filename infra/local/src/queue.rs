@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::params;
 use wa_core::ports::{EventQueue, QueueError, Redelivery, StoreError};
 
-use crate::commits::Publish;
+use crate::commits::{Batch, Publish};
 use crate::{Cached, LocalDb, db_error, now_ms};
 
 const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -287,12 +287,12 @@ impl EventQueue for LocalQueue {
         }
         let (done, committed) = tokio::sync::oneshot::channel();
         self.db.commits.submit(Publish {
-            queue: self.name.clone(),
-            group: self.fifo.then_some("events"),
-            bodies: bodies.to_vec(),
+            batch: Batch { queue: self.name.clone(), group: self.fifo.then_some("events"), bodies: bodies.to_vec() },
             done,
         })?;
-        committed.await.map_err(|_| QueueError::Unavailable("local queue: the writer has stopped".into()))?
+        let (_batch, result) =
+            committed.await.map_err(|_| QueueError::Unavailable("local queue: the writer has stopped".into()))?;
+        result
     }
 }
 
