@@ -26,6 +26,8 @@ use wa_infra_local::{LocalBlobs, LocalDb, LocalQueue, LocalSecrets, LocalState, 
 use wa_simulator::{SimConfig, Simulator};
 use webhook_ingest::Ingest;
 
+use crate::serve::HttpServer;
+
 /// The development app's id.
 pub const DEV_APP_ID: &str = "100000000000001";
 /// The development app secret (signs the simulator's webhooks).
@@ -144,6 +146,7 @@ pub struct DevStack {
     pub queues: Queues,
     /// The state.
     pub state: LocalState,
+    server: HttpServer,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -204,8 +207,7 @@ impl DevStack {
         let state = LocalState::new(&db);
         let secrets = LocalSecrets(Arc::new(dev_secrets(options.real_graph.as_ref())));
 
-        let listener = tokio::net::TcpListener::bind(&options.listen)
-            .await
+        let listener = std::net::TcpListener::bind(&options.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let webhook_url = format!("http://{address}/webhook");
@@ -242,14 +244,8 @@ impl DevStack {
             max_event_age_s: options.max_event_age_s,
         });
         let app = webhook_router(ingest, Arc::new(secrets.clone()));
-        let mut server_stop = stopped.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.wait_for(|stop| *stop).await;
-                })
-                .await;
-        }));
+        let server = HttpServer::start(listener, app, crate::serve::threads_per_machine())
+            .map_err(|e| format!("cannot start the webhook server: {e}"))?;
 
         // The event processor on the inbound queue.
         let processor = Arc::new(Processor {
@@ -289,11 +285,13 @@ impl DevStack {
 
         tasks.push(tokio::spawn(expire(queues.all(), state.clone(), LocalBlobs::new(&db), stopped.clone())));
 
-        Ok(Self { webhook_url, simulator, db, queues, state, shutdown, tasks })
+        Ok(Self { webhook_url, simulator, db, queues, state, server, shutdown, tasks })
     }
 
     /// Stops every loop and the server.
     pub async fn stop(self) {
+        // The webhook first: what it accepted is queued before the consumers stop.
+        self.server.stop().await;
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;

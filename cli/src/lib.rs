@@ -6,6 +6,7 @@ pub mod dlq;
 pub mod doctor;
 pub mod produce;
 pub mod replay;
+pub mod serve;
 
 pub use dlq::{dlq_list, dlq_redrive};
 pub use produce::{SendArgs, send, send_request};

@@ -1,5 +1,5 @@
 //! Two reference receivers for the webhook throughput benchmark, on the same HTTP stack as
-//! `wa dev` (its router, axum, a two-worker tokio runtime):
+//! `wa dev` (its router on `wa_cli::serve`: a current-thread runtime per core):
 //! - `empty`: reads the body and answers `200 ok` — no signature check, no work: the loopback
 //!   ceiling, which no receiver doing the webhook's work can pass on the same machine;
 //! - `ingest`: `wa dev`'s webhook router with the real ingest handler (signature check, parse,
@@ -45,9 +45,10 @@ pub fn main(args: &[String]) {
         }
         other => panic!("unknown mode {other}: empty or ingest"),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        axum::serve(listener, app).await.unwrap();
-    });
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let _server = wa_cli::serve::HttpServer::start(listener, app, wa_cli::serve::threads_per_machine()).unwrap();
+    // Served until killed.
+    loop {
+        std::thread::park();
+    }
 }
