@@ -189,14 +189,18 @@ room = (f"so at {fmt(target, 0)} requests/s the machine has {left:.1f} µs of CP
         f"events durably: {left / 10:.1f} µs per event" if left > 0 else
         "below 5× Express in this run, so nothing at all is left for storing events at that rate")
 say(f"- 5× Express is {fmt(target, 0)} requests/s, {100 * target / results['ceiling'][0]:.0f} % of the ceiling. "
-    f"`wa-ingest` saturates both cores at {fmt(handler, 0)} requests/s (wrk included), {room}. `wa dev` spends about "
-    "4–5 µs per event on its SQLite insert, WAL write and checkpoint, on its one writer thread (SQLite has one writer), "
-    "most of it in the kernel writing about 18 KB to the disk per request for 3 KB of events "
-    "(each 558-byte event is a ~680-byte row, written once to the WAL and again by the checkpoint; `vmstat` showed "
-    "265 MB/s written at 14,700 requests/s). Measured apart from this run: without the flush per commit "
-    "(`synchronous=NORMAL`) it was no faster, nor with 128 connections instead of 32, so neither the flush nor the "
-    "load's concurrency holds it back. A durable `wa dev` cannot reach 5× Express on this machine; in AWS the same "
-    "handler hands its events to SQS instead.")
+    f"`wa-ingest` saturates both cores at {fmt(handler, 0)} requests/s (wrk included), {room}. A durable `wa dev` "
+    "is held back by its one SQLite writer thread (SQLite has one writer): per event a row insert of ~680 bytes, "
+    "written once to the WAL and again by the checkpoint (`vmstat`: 318 MB/s written at 19,300 requests/s, 16.5 KB "
+    "per request for 5.6 KB of events), with the webhooks' tasks waiting on it. Measured apart from this run "
+    "(2026-12-05, interleaved, the store-less handler at 51–53k requests/s then): with neither the flush per commit "
+    "nor any checkpoint (`synchronous=OFF`, `wal_autocheckpoint=0`) it reached 26.1k, so the inserts alone cap it "
+    "near half the store-less rate; checkpoints on a thread of their own made it slower (22.4k against 24.6k, medians of 3), the "
+    "rollback journal too (12.4k against 20.5k for the WAL). Not even an append-only file in place of SQLite, through "
+    "the same writer thread, reached 5× Express: 27.5–30.4k requests/s with a flush per commit and 33.5–34.6k "
+    "with none, against Express at 8.4–8.9k (a flush here takes 0.3–0.7 ms, and the 32 connections wait on it). "
+    "A durable `wa dev` cannot reach 5× Express on this machine; in AWS the same handler hands its events to SQS "
+    "instead.")
 say("")
 
 say("## 4. Sender pacing")
