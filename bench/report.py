@@ -196,9 +196,12 @@ say(f"- 5× Express is {fmt(target, 0)} requests/s, {100 * target / results['cei
     "(2026-12-05, interleaved, the store-less handler at 51–53k requests/s then): with neither the flush per commit "
     "nor any checkpoint (`synchronous=OFF`, `wal_autocheckpoint=0`) it reached 26.1k, so the inserts alone cap it "
     "near half the store-less rate; checkpoints on a thread of their own made it slower (22.4k against 24.6k, medians of 3), the "
-    "rollback journal too (12.4k against 20.5k for the WAL). Not even an append-only file in place of SQLite, through "
-    "the same writer thread, reached 5× Express: 27.5–30.4k requests/s with a flush per commit and 33.5–34.6k "
-    "with none, against Express at 8.4–8.9k (a flush here takes 0.3–0.7 ms, and the 32 connections wait on it). "
+    "rollback journal too (12.4k against 20.5k for the WAL). Not even an append-only file in place of SQLite reached "
+    "5× Express: through the same writer thread, 27.5–30.4k requests/s with a flush per commit (33.5–34.6k with "
+    "none) against Express at 8.4–8.9k; appended by each request on its own thread, with one flush shared by all "
+    "that wait (the leanest durable store there is), 27.4–31.1k against Express at 8.2–8.8k, in interleaved rounds "
+    "with the current server: 3.1–3.8×. A flush here takes 0.3–0.7 ms (`dd oflag=dsync`), and the 32 connections "
+    "wait on it. "
     "A durable `wa dev` cannot reach 5× Express on this machine; in AWS the same handler hands its events to SQS "
     "instead.")
 say("")
