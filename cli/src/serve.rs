@@ -5,18 +5,24 @@
 //! answered 18 % fewer signed webhooks per second, with a higher p99, spending a tenth of its CPU
 //! on those wake-ups.
 //!
-//! Stopping stops accepting, lets every open connection finish the request it is on (an idle
-//! keep-alive connection closes at once), and waits for that up to [`DRAIN_LIMIT`].
+//! A client gets [`HEADER_READ_LIMIT`] to send a request's headers, after which its connection is
+//! closed: a client that trickles them (the webhook may be exposed through a tunnel) cannot hold
+//! connections open for ever. Stopping stops accepting, lets every open connection finish the
+//! request it is on (an idle keep-alive connection closes at once), and waits for that up to
+//! [`DRAIN_LIMIT`].
 
 use std::io;
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{mpsc, watch};
+
+/// How long a client has to send a request's headers.
+pub const HEADER_READ_LIMIT: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for open connections to finish their requests before it drops them.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -47,6 +53,15 @@ impl HttpServer {
     /// Serves `app` on `listener` with `threads` threads (at least one), named `wa-http-<n>`; the
     /// first also accepts.
     pub fn start(listener: std::net::TcpListener, app: axum::Router, threads: usize) -> io::Result<Self> {
+        Self::start_with(listener, app, threads, HEADER_READ_LIMIT)
+    }
+
+    fn start_with(
+        listener: std::net::TcpListener,
+        app: axum::Router,
+        threads: usize,
+        header_read_limit: Duration,
+    ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
@@ -66,7 +81,7 @@ impl HttpServer {
             serving.push(std::thread::Builder::new().name(format!("wa-http-{n}")).spawn(move || {
                 runtime.block_on(async move {
                     if let Some((listener, app, handles, alive)) = accepting {
-                        accept(listener, app, handles, alive, stopped.clone()).await;
+                        accept(listener, app, header_read_limit, handles, alive, stopped.clone()).await;
                     }
                     until_stopped(&mut stopped).await;
                     let _ = tokio::time::timeout(DRAIN_LIMIT, alive_receiver.recv()).await;
@@ -100,6 +115,7 @@ impl HttpServer {
 async fn accept(
     listener: std::net::TcpListener,
     app: axum::Router,
+    header_read_limit: Duration,
     handles: Vec<tokio::runtime::Handle>,
     alive: Vec<mpsc::Sender<()>>,
     mut stopped: watch::Receiver<bool>,
@@ -131,7 +147,7 @@ async fn accept(
         next = next.wrapping_add(1);
         let (app, alive, stopped) = (app.clone(), alive[n].clone(), stopped.clone());
         if n == 0 {
-            tokio::spawn(serve(stream, app, alive, stopped));
+            tokio::spawn(serve(stream, app, header_read_limit, alive, stopped));
             continue;
         }
         // A stream belongs to the runtime that registered it: move it to its thread's runtime.
@@ -139,7 +155,7 @@ async fn accept(
             Ok(stream) => {
                 handles[n].spawn(async move {
                     if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                        serve(stream, app, alive, stopped).await;
+                        serve(stream, app, header_read_limit, alive, stopped).await;
                     }
                 });
             }
@@ -159,10 +175,12 @@ fn is_connection_error(error: &io::Error) -> bool {
 async fn serve(
     stream: tokio::net::TcpStream,
     app: axum::Router,
+    header_read_limit: Duration,
     _alive: mpsc::Sender<()>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_limit);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app));
     tokio::pin!(connection);
     tokio::select! {
@@ -260,6 +278,28 @@ mod tests {
         assert_eq!(seen[0], seen[2], "a connection's requests stay on one thread");
         let names: BTreeSet<&str> = seen[0].iter().map(String::as_str).collect();
         assert_eq!(names, BTreeSet::from(["wa-http-0", "wa-http-1", "wa-http-2"]), "{seen:?}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_client_that_trickles_its_headers_is_cut_off() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = HttpServer::start_with(listener, app(), 2, Duration::from_millis(300)).unwrap();
+        let address = server.local_addr();
+        let (slow, prompt) = tokio::task::spawn_blocking(move || {
+            let mut slow = Client::connect(address);
+            write!(slow.0, "GET / HTTP/1.1\r\nhost: local\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            // The rest of the headers comes too late: the connection is closed without an answer.
+            let _ = write!(slow.0, "\r\n");
+            let mut prompt = Client::connect(address);
+            prompt.send(0);
+            (slow.answer(), prompt.answer())
+        })
+        .await
+        .unwrap();
+        assert_eq!(slow, None, "cut off");
+        assert!(prompt.is_some(), "a prompt client is served");
         server.stop().await;
     }
 
