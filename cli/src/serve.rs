@@ -69,6 +69,11 @@ impl HttpServer {
             .map(|_| tokio::runtime::Builder::new_current_thread().enable_all().build())
             .collect::<io::Result<Vec<_>>>()?;
         let handles: Vec<_> = runtimes.iter().map(|runtime| runtime.handle().clone()).collect();
+        // Registered with the first runtime, whose thread accepts.
+        let listener = {
+            let _entered = handles[0].enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         // Every connection holds a clone of its runtime's `alive` sender: once the acceptor and
         // all of them have dropped theirs, that runtime has nothing left to serve.
         let (alive, alive_receivers): (Vec<_>, Vec<_>) = runtimes.iter().map(|_| mpsc::channel::<()>(1)).unzip();
@@ -113,20 +118,13 @@ impl HttpServer {
 
 /// Accepts until the stop, dealing connections to the runtimes in turn.
 async fn accept(
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
     app: axum::Router,
     header_read_limit: Duration,
     handles: Vec<tokio::runtime::Handle>,
     alive: Vec<mpsc::Sender<()>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%error, "the HTTP server cannot listen");
-            return;
-        }
-    };
     let mut next = 0usize;
     loop {
         let accepted = tokio::select! {
