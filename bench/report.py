@@ -199,7 +199,7 @@ say(f"- 5× Express is {fmt(target, 0)} requests/s, {100 * target / results['cei
     "rollback journal too (12.4k against 20.5k for the WAL). Not even an append-only file in place of SQLite reached "
     "5× Express: through the same writer thread, 27.5–30.4k requests/s with a flush per commit (33.5–34.6k with "
     "none) against Express at 8.4–8.9k; appended by each request on its own thread, with one flush shared by all "
-    "that wait (the leanest durable store there is), 27.4–31.1k against Express at 8.2–8.8k, in interleaved rounds "
+    "that wait (the leanest durable store measured), 27.4–31.1k against Express at 8.2–8.8k, in interleaved rounds "
     "with the current server: 3.1–3.8×. A flush here takes 0.3–0.7 ms (`dd oflag=dsync`), and the 32 connections "
     "wait on it; with 128 connections (larger shared flushes) that store reached 35.3–35.7k against Express at "
     "7.9–8.0k: 4.4–4.5×. And 25× pywa is within a tenth of the store-less handler's own rate: no store that writes "

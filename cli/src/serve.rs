@@ -2,8 +2,8 @@
 //! threads, each running a current-thread runtime that serves its connections to the end. A
 //! connection's requests never move between threads, so no request pays for waking another one:
 //! on this project's two-core machines a work-stealing runtime (`axum::serve` on two workers)
-//! answered 18 % fewer signed webhooks per second, with a higher p99, spending a tenth of its CPU
-//! on those wake-ups.
+//! answered about 12 % fewer signed webhooks per second, with a higher p99, spending a tenth of its
+//! CPU on those wake-ups.
 //!
 //! A client gets [`HEADER_READ_LIMIT`] to send a request's headers, after which its connection is
 //! closed: a client that trickles them (the webhook may be exposed through a tunnel) cannot hold
@@ -144,10 +144,6 @@ async fn accept(
         let n = next % handles.len();
         next = next.wrapping_add(1);
         let (app, alive, stopped) = (app.clone(), alive[n].clone(), stopped.clone());
-        if n == 0 {
-            tokio::spawn(serve(stream, app, header_read_limit, alive, stopped));
-            continue;
-        }
         // A stream belongs to the runtime that registered it: move it to its thread's runtime.
         match stream.into_std() {
             Ok(stream) => {
