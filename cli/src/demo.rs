@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wa_core::ports::ConversationStore;
+use wa_core::identity::resolve;
 
 use crate::dev::{DEV_PHONE_NUMBER_ID, DevStack, enqueue, mask};
 
@@ -45,8 +45,8 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     say(&format!("2. {} replies", mask(ANA)));
     let inbound = simulator.user_writes(DEV_PHONE_NUMBER_ID, ANA, "Ana", "Hi! Is my order ready?").await?;
     wait_for(stack, start, |e| e["kind"] == "message" && e["payload"]["id"] == json!(inbound)).await?;
-    let facts = stack.state.facts(DEV_PHONE_NUMBER_ID, ANA).await.map_err(|e| e.to_string())?;
-    let open = facts.is_some_and(|f| f.service_window_open(now_s()));
+    let facts = resolve(&stack.state, DEV_PHONE_NUMBER_ID, ANA).await.map_err(|e| e.to_string())?.facts;
+    let open = facts.service_window_open(now_s());
     if !open {
         return Err("step 2: the service window did not open".into());
     }
@@ -76,8 +76,8 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     say(&format!("5. {} writes STOP", mask(ANA)));
     let stop = simulator.user_writes(DEV_PHONE_NUMBER_ID, ANA, "Ana", "STOP").await?;
     wait_for(stack, start, |e| e["kind"] == "message" && e["payload"]["id"] == json!(stop)).await?;
-    let facts = stack.state.facts(DEV_PHONE_NUMBER_ID, ANA).await.map_err(|e| e.to_string())?;
-    if !facts.is_some_and(|f| f.marketing_opt_out) {
+    let facts = resolve(&stack.state, DEV_PHONE_NUMBER_ID, ANA).await.map_err(|e| e.to_string())?.facts;
+    if !facts.marketing_opt_out {
         return Err("step 5: STOP did not opt the user out".into());
     }
     settle().await;

@@ -15,7 +15,6 @@ pub use replay::replay;
 use std::fmt::Write as _;
 
 use wa_core::conversation::{ConversationFacts, RateCard, month_of, utc_datetime};
-use wa_core::ports::ConversationStore;
 use wa_infra::dynamo::StateTable;
 
 /// `wa stats`: a business number's month (status counts, billable messages by category and
@@ -62,13 +61,23 @@ pub async fn stats(
         }
     }
     if let Some(user) = user_id {
-        let facts = table.facts(phone_number_id, user).await.map_err(|e| e.to_string())?;
+        let person = wa_core::identity::resolve(table, phone_number_id, user).await.map_err(|e| e.to_string())?;
         let _ = writeln!(out, "User {user}");
-        match facts {
-            None => {
-                let _ = writeln!(out, "  never wrote to this number: service window closed");
-            }
-            Some(facts) => describe_user(&mut out, &facts, now),
+        if person.known {
+            let kinds: Vec<&str> = person
+                .ids
+                .iter()
+                .map(|id| match wa_core::identity::id_kind(id) {
+                    Some(wa_core::identity::IdKind::Phone) => "phone number",
+                    Some(wa_core::identity::IdKind::Bsuid) => "BSUID",
+                    Some(wa_core::identity::IdKind::ParentBsuid) => "parent BSUID",
+                    None => "other id",
+                })
+                .collect();
+            let _ = writeln!(out, "  known by {} id(s): {}", person.ids.len(), kinds.join(", "));
+            describe_user(&mut out, &person.facts, now);
+        } else {
+            let _ = writeln!(out, "  never wrote to this number: service window closed");
         }
     }
     Ok(out)

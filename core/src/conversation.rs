@@ -102,8 +102,19 @@ pub struct StatusUpdate<'a> {
     pub recipient: Option<&'a str>,
     /// `biz_opaque_callback_data`, linking it to its send request.
     pub callback_data: Option<&'a str>,
-    /// `pricing.category`, `pricing.type`, `pricing.billable`.
+    /// `pricing.category` (normalized, see [`pricing_category`]), `pricing.type`, `pricing.billable`.
     pub pricing: Option<(&'a str, &'a str, bool)>,
+    /// `pricing.pricing_model` (`PMP`; `CBP` before 2025-07-01), when given.
+    pub pricing_model: Option<&'a str>,
+}
+
+/// A pricing category as the ledger keeps it: lowercase, hyphens as underscores (Meta's status
+/// table writes `authentication-international`, its examples `authentication_international`).
+/// Every category is kept, known or not (`marketing_lite`, `referral_conversion`, `group_*`,
+/// `general_purpose_ai`, and whatever Meta adds).
+#[must_use]
+pub fn pricing_category(category: &str) -> String {
+    category.trim().to_ascii_lowercase().replace('-', "_")
 }
 
 /// Marketing opt-out and opt-in keywords, matched against a whole message after normalization

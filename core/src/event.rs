@@ -146,7 +146,7 @@ pub struct InboundEvent<'a> {
     pub phone_number_id: Option<String>,
     /// The user: BSUID when present, else the wa_id.
     pub user_id: Option<String>,
-    /// The matching `value.contacts[]` object (profile), for messages.
+    /// The matching `value.contacts[]` object (profile and ids), for messages and statuses.
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<&'a RawValue>,
     /// The item's Unix time in seconds (or the entry's), when known.
@@ -548,9 +548,13 @@ fn split_change<'a>(
             let mut event = base(kind, String::new(), item);
             event.phone_number_id.clone_from(&phone_number_id);
             event.timestamp = keys.timestamp.as_ref().and_then(FlexString::as_unix_seconds).or(entry_time);
-            if kind == EventKind::Message {
-                event.contact = matching_contact(&contacts, &keys);
-            }
+            event.contact = match kind {
+                EventKind::Message => matching_contact(&contacts, keys.from_user_id.as_deref(), keys.from.as_ref()),
+                EventKind::Status => {
+                    matching_contact(&contacts, keys.recipient_user_id.as_deref(), keys.recipient_id.as_ref())
+                }
+                _ => None,
+            };
             // The keys' strings move into the event: no copies.
             let ItemKeys { id, status, from, from_user_id, recipient_id, recipient_user_id, .. } = keys;
             event.user_id = match kind {
@@ -574,12 +578,17 @@ fn split_change<'a>(
     Ok(true)
 }
 
-fn matching_contact<'a>(contacts: &[(ContactKeys, &'a RawValue)], keys: &ItemKeys) -> Option<&'a RawValue> {
+/// The `contacts[]` entry of an item's person, by BSUID or by phone (messages: `from_user_id` /
+/// `from`; statuses, which carry contacts since 2026: `recipient_user_id` / `recipient_id`).
+fn matching_contact<'a>(
+    contacts: &[(ContactKeys, &'a RawValue)],
+    user_id: Option<&str>,
+    wa_id: Option<&FlexString>,
+) -> Option<&'a RawValue> {
     contacts
         .iter()
         .find(|(c, _)| {
-            (keys.from_user_id.is_some() && c.user_id == keys.from_user_id)
-                || (keys.from.is_some() && c.wa_id == keys.from)
+            (user_id.is_some() && c.user_id.as_deref() == user_id) || (wa_id.is_some() && c.wa_id.as_ref() == wa_id)
         })
         .map(|(_, raw)| *raw)
 }

@@ -80,19 +80,60 @@ pub const WINDOW_CLOSED: i64 = 131_047;
 /// The user stopped marketing messages.
 pub const MARKETING_OPT_OUT: i64 = 131_050;
 
-/// The class of a Graph error code.
+/// Meta said the message is not for a business-scoped user id (authentication templates need the
+/// phone number).
+pub const BSUID_NOT_ALLOWED: i64 = 131_062;
+
+/// The class of a Graph error code, in a send response or in a `failed` status (one taxonomy for
+/// both; `reference/CLOUD_API_2026.md` §6).
 #[must_use]
 pub fn classify(code: i64) -> ErrorClass {
     match code {
         // Token expired or invalid; 0 is Meta's generic auth exception.
         0 | 190 => ErrorClass::RefreshToken,
-        // Throttling and transient service failures.
+        // Throttling and transient service failures (131057: maintenance, e.g. a throughput
+        // upgrade; 131053: a media upload, retried at most as often as the queue allows).
         1 | 2 | 4 | 17 | 32 | 613 | 80_007 | 130_429 | 131_000 | 131_016 | 131_056 | 131_057 | 131_052 | 131_053
         | 132_068 | 132_069 | 133_016 => ErrorClass::Retryable,
-        // Account-level blocks: stop sending from this number, alarm, keep messages queued.
-        368 | 130_497 | 131_031 | 131_042 | 131_045 | 131_048 | 131_064 => ErrorClass::StopTheLine,
-        // Everything else (parameters, recipients, templates, permissions, windows) is permanent.
+        // Account- or number-level blocks and configuration: stop sending from this number, alarm,
+        // keep messages queued (131037: no approved display name; 133010: number not registered;
+        // 131064: messaging limit reached for template misclassification).
+        368 | 130_497 | 131_031 | 131_037 | 131_042 | 131_045 | 131_048 | 131_064 | 133_010 => ErrorClass::StopTheLine,
+        // Everything else (parameters, recipients, templates, permissions, windows; 131049 per-user
+        // marketing cap, 130472 experiment group, 131062 BSUID recipient, 131063 marketing
+        // disabled, 132015/132016 template paused/disabled, 135000) is permanent for the request.
         _ => ErrorClass::Permanent,
+    }
+}
+
+/// What a code means, in a few words, for outcomes and logs when Meta's message is missing.
+#[must_use]
+pub fn meaning(code: i64) -> &'static str {
+    match code {
+        0 | 190 => "access token invalid or expired",
+        130_429 => "throughput limit reached",
+        130_472 => "the user is in a marketing experiment group",
+        131_026 => "undeliverable: not on WhatsApp, terms not accepted, or an old client",
+        131_037 => "the number has no approved display name",
+        131_042 => "payment problem on the business account",
+        131_047 => "more than 24 hours since the user last wrote",
+        131_048 => "spam rate limit: too many messages blocked or reported",
+        131_049 => "not delivered to keep the ecosystem healthy (per-user marketing limit)",
+        131_050 => "the user stopped marketing messages",
+        131_052 => "the user's media could not be downloaded",
+        131_053 => "media upload failed",
+        131_056 => "pair rate limit: too many messages to this user",
+        131_057 => "account in maintenance mode",
+        131_062 => "a business-scoped user id cannot receive this message (use the phone number)",
+        131_063 => "marketing templates are disabled on the Cloud API",
+        131_064 => "messaging limit reached (template classification)",
+        132_001 => "template missing in that language, or not approved",
+        132_015 => "template paused for low quality",
+        132_016 => "template disabled",
+        133_010 => "phone number not registered",
+        135_000 => "generic user error",
+        368 => "temporarily blocked for policy violations",
+        _ => "error",
     }
 }
 
@@ -115,10 +156,13 @@ mod tests {
         for code in [190, 0] {
             assert_eq!(classify(code), ErrorClass::RefreshToken, "{code}");
         }
-        for code in [368, 131_031, 131_048, 131_064, 130_497, 131_042] {
+        for code in [368, 131_031, 131_048, 131_064, 130_497, 131_042, 131_037, 133_010] {
             assert_eq!(classify(code), ErrorClass::StopTheLine, "{code}");
         }
-        for code in [100, 131_008, 131_009, 131_026, 131_047, 131_050, 131_051, 132_000, 132_001, 132_015, 10, 200] {
+        for code in [
+            100, 131_008, 131_009, 131_026, 131_047, 131_050, 131_051, 132_000, 132_001, 132_015, 132_016, 10, 200,
+            131_049, 130_472, 131_062, 131_063, 135_000,
+        ] {
             assert_eq!(classify(code), ErrorClass::Permanent, "{code}");
         }
     }

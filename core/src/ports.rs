@@ -111,6 +111,8 @@ pub struct GraphAccepted {
     pub wamid: Option<String>,
     /// `messages[0].message_status`, when given.
     pub message_status: Option<String>,
+    /// `contacts[]`: `input`, `wa_id` and `user_id` of the recipient (the ids Meta links).
+    pub contacts: Vec<serde_json::Value>,
 }
 
 /// A send that did not succeed.
@@ -252,12 +254,28 @@ pub trait ConversationStore: Send + Sync {
         update: &crate::conversation::StatusUpdate<'_>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// What the sender needs to know about a user's conversation (`None`: never seen).
-    fn facts(
+    /// The stored records of `ids` (each id's own record with its links; ids never seen are
+    /// absent). [`crate::identity::resolve`] follows the links and merges them into one person.
+    fn records(
         &self,
         phone_number_id: &str,
-        user_id: &str,
-    ) -> impl Future<Output = Result<Option<crate::conversation::ConversationFacts>, StoreError>> + Send;
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<crate::identity::ConversationRecord>, StoreError>> + Send;
+
+    /// Records that `ids` belong to one person: each id's record lists the others (idempotent,
+    /// order-independent).
+    fn link(&self, phone_number_id: &str, ids: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes every link of `id`, both ways (a phone number its owner gave up): it no longer
+    /// reaches anyone else's record.
+    fn detach(&self, phone_number_id: &str, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The stored status of a message we sent (`sent`, `failed`, ...), read consistently.
+    fn status_of(&self, wamid: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The idempotency key of the send request that produced `wamid`, when it went through this
+    /// pipeline.
+    fn send_key_of(&self, wamid: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// A free-entry-point window (72 h) runs until `until_s`.
     fn record_free_entry_point(
@@ -298,7 +316,8 @@ pub trait ConversationStore: Send + Sync {
         status: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Counts a billable message in the month's ledger, once per wamid.
+    /// Counts a billable message in the month's ledger, once per wamid: the wamid's mark and the
+    /// counter change in one atomic write (a crash between two writes would undercount for good).
     fn count_cost_once(
         &self,
         wamid: &str,

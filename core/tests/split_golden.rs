@@ -1,4 +1,6 @@
-//! `split_webhook` against a recorded outcome: Meta's 16 example webhooks and the edge cases in
+//! `split_webhook` against a recorded outcome: Meta's 16 example webhooks, the 2026 payloads in
+//! `fixtures/meta2026` (BSUIDs, statuses with contacts, identity changes, template and limit
+//! webhooks, every pricing category) and the edge cases in
 //! `fixtures/events/edge-webhooks.jsonl` (statuses, errors, non-object values, numbers for ids,
 //! escaped and repeated keys, contacts matched by BSUID) each split into exactly the events, byte
 //! for byte, recorded in `fixtures/events/split.golden.jsonl`. A change to the splitter that alters
@@ -14,20 +16,26 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-/// Every input, named: `<example file>` or `edge-webhooks.jsonl:<line>`.
-fn inputs() -> Vec<(String, Vec<u8>)> {
-    let dir = fixtures().join("meta/webhooks");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+/// The `.json` files of a fixtures folder, sorted, named `<prefix><file>`.
+fn json_files(folder: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(fixtures().join(folder)).unwrap().map(|e| e.unwrap().path()).collect();
     files.retain(|p| p.extension().is_some_and(|x| x == "json"));
     files.sort();
-    let mut inputs: Vec<(String, Vec<u8>)> = files
+    files
         .iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
-        .collect();
+        .map(|p| (format!("{prefix}{}", p.file_name().unwrap().to_string_lossy()), std::fs::read(p).unwrap()))
+        .collect()
+}
+
+/// Every input, named: `<example file>`, `meta2026/<file>` or `edge-webhooks.jsonl:<line>`.
+fn inputs() -> Vec<(String, Vec<u8>)> {
+    let mut inputs = json_files("meta/webhooks", "");
     let edges = std::fs::read_to_string(fixtures().join("events/edge-webhooks.jsonl")).unwrap();
     for (i, line) in edges.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         inputs.push((format!("edge-webhooks.jsonl:{}", i + 1), line.as_bytes().to_vec()));
     }
+    inputs.extend(json_files("meta2026", "meta2026/"));
     inputs
 }
 

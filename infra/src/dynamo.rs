@@ -8,8 +8,8 @@
 //! | `PAIR#<phone_number_id>#<recipient>` | `PAIR` | `last_ms`, `hits`, `expires_at` | consecutive 131056 hits of a recipient (4^X backoff) |
 //!
 //! | `SEND#event:<event_id>` | `SEND` | as `SEND#` (14 days) | event-processor dedupe |
-//! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*` | message status (monotonic) |
-//! | `CONV#<phone_number_id>#<user_id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at` | windows and consent |
+//! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*`, `costed` | message status (monotonic); `costed` is set in the same transaction as the ledger's counter |
+//! | `CONV#<phone_number_id>#<id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at`, `links` (string set) | windows and consent of one id (phone, BSUID or parent BSUID); `links` names the person's other ids ([`wa_core::identity`]) |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
 //! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `category` | template categories learned from template webhooks |
@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use wa_core::conversation::StatusUpdate;
+use wa_core::identity::ConversationRecord;
 use wa_core::ports::{Claim, ConversationStore, IdempotencyStore, StoreError, ThrottleStore};
 use wa_core::ratelimit::{Reservation, reserve};
 
@@ -151,8 +152,9 @@ impl StateTable {
                 .table_name(&self.table)
                 .set_key(Some(key(pk.clone(), "MSG")))
                 .update_expression(
-                    "SET pricing_category = :c, pricing_type = :t, billable = :b, expires_at = if_not_exists(expires_at, :e)",
+                    "SET pricing_category = :c, pricing_type = :t, billable = :b, pricing_model = :m, expires_at = if_not_exists(expires_at, :e)",
                 )
+                .expression_attribute_values(":m", s(update.pricing_model.unwrap_or("")))
                 .expression_attribute_values(":c", s(category))
                 .expression_attribute_values(":t", s(kind))
                 .expression_attribute_values(":b", AttributeValue::Bool(billable))
@@ -340,22 +342,48 @@ impl StateTable {
         category: &str,
         pricing_type: &str,
     ) -> Result<bool, StoreError> {
-        let first = self
-            .client
-            .update_item()
+        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError(e.to_string());
+        let mark = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(format!("MSG#{wamid}"), "MSG")))
             .update_expression("SET costed = :true, expires_at = if_not_exists(expires_at, :e)")
             .condition_expression("attribute_not_exists(costed)")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":e", n(now_seconds() + 90 * 86_400))
+            .build()
+            .map_err(build)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("COST#{phone_number_id}#{month}"), "COST")))
+            .update_expression("ADD #counter :one")
+            .expression_attribute_names("#counter", format!("{category}#{pricing_type}"))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(mark).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
             .send()
             .await;
-        if !conditional(first)? {
-            return Ok(false);
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+                    cancelled,
+                )) if cancelled
+                    .cancellation_reasons()
+                    .first()
+                    .and_then(|r| r.code())
+                    .is_some_and(|code| code == "ConditionalCheckFailed") =>
+                {
+                    Ok(false)
+                }
+                _ => Err(store_error(&e)),
+            },
         }
-        self.add_cost(phone_number_id, month, category, pricing_type).await?;
-        Ok(true)
     }
 
     /// The stored status of a message.
@@ -405,21 +433,120 @@ fn now_seconds() -> u64 {
 }
 
 impl ConversationStore for StateTable {
-    async fn facts(
-        &self,
-        phone: &str,
-        user: &str,
-    ) -> Result<Option<wa_core::conversation::ConversationFacts>, StoreError> {
-        let item = self.get(format!("CONV#{phone}#{user}"), "CONV").await?;
-        Ok(item.map(|i| {
-            let int = |name: &str| i.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
-            wa_core::conversation::ConversationFacts {
-                last_inbound_at: int("last_inbound_at"),
-                window_closed_at: int("window_closed_at"),
-                marketing_opt_out: i.get("marketing_opt_out").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-                free_entry_point_until: int("free_entry_point_until"),
+    async fn records(&self, phone: &str, ids: &[String]) -> Result<Vec<ConversationRecord>, StoreError> {
+        let prefix = format!("CONV#{phone}#");
+        let mut pending: Vec<HashMap<String, AttributeValue>> = {
+            let mut unique: Vec<&String> = ids.iter().collect();
+            unique.sort();
+            unique.dedup();
+            unique.into_iter().map(|id| key(format!("{prefix}{id}"), "CONV")).collect()
+        };
+        let mut records = Vec::with_capacity(pending.len());
+        let mut rounds = 0;
+        while !pending.is_empty() {
+            rounds += 1;
+            if rounds > 8 {
+                return Err(StoreError("conversation records kept coming back unprocessed".into()));
             }
-        }))
+            let chunk: Vec<_> = pending.drain(..pending.len().min(100)).collect();
+            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(chunk))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError(e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                let Some(id) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| pk.strip_prefix(&prefix))
+                else {
+                    continue;
+                };
+                let int = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+                let mut links: Vec<String> =
+                    item.get("links").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
+                links.sort();
+                records.push(ConversationRecord {
+                    id: id.to_owned(),
+                    last_inbound_at: int("last_inbound_at"),
+                    window_closed_at: int("window_closed_at"),
+                    free_entry_point_until: int("free_entry_point_until"),
+                    marketing_opt_out: item
+                        .get("marketing_opt_out")
+                        .and_then(|v| v.as_bool().ok())
+                        .copied()
+                        .unwrap_or(false),
+                    consent_at: int("consent_at"),
+                    profile_name: item.get("profile_name").and_then(|v| v.as_s().ok()).cloned(),
+                    links,
+                });
+            }
+            if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                pending.extend(unprocessed.keys);
+                tokio::time::sleep(std::time::Duration::from_millis(20 * rounds)).await;
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    async fn link(&self, phone: &str, ids: &[String]) -> Result<(), StoreError> {
+        let writes = ids.iter().map(|id| {
+            let others: Vec<String> = ids.iter().filter(|other| *other != id).cloned().collect();
+            async move {
+                if others.is_empty() {
+                    return Ok(());
+                }
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(format!("CONV#{phone}#{id}"), "CONV")))
+                    .update_expression("ADD links :others")
+                    .expression_attribute_values(":others", AttributeValue::Ss(others))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| store_error(&e))
+            }
+        });
+        futures_util::future::try_join_all(writes).await.map(|_| ())
+    }
+
+    async fn detach(&self, phone: &str, id: &str) -> Result<(), StoreError> {
+        let Some(record) = self.records(phone, &[id.to_owned()]).await?.pop() else { return Ok(()) };
+        for other in &record.links {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(format!("CONV#{phone}#{other}"), "CONV")))
+                .update_expression("DELETE links :id")
+                .expression_attribute_values(":id", AttributeValue::Ss(vec![id.to_owned()]))
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("CONV#{phone}#{id}"), "CONV")))
+            .update_expression("REMOVE links")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
+    async fn status_of(&self, wamid: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get(format!("MSG#{wamid}"), "MSG").await?;
+        Ok(item.and_then(|i| i.get("status").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn send_key_of(&self, wamid: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.message(wamid).await?.and_then(|m| m.idempotency_key))
     }
 
     async fn record_free_entry_point(&self, phone: &str, user: &str, until_s: i64) -> Result<(), StoreError> {

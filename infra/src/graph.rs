@@ -13,8 +13,9 @@ use wa_core::ports::{GraphAccepted, GraphApi, GraphFailure};
 
 /// Meta's Graph API host.
 pub const DEFAULT_BASE: &str = "https://graph.facebook.com";
-/// The Graph API version we pin.
-pub const DEFAULT_VERSION: &str = "v23.0";
+/// The Graph API version we pin: v25.0 (v23.0, the version of Meta's published OpenAPI spec,
+/// is served until 2027-10).
+pub const DEFAULT_VERSION: &str = "v25.0";
 
 /// A Graph API client; build it once per process.
 #[derive(Debug, Clone)]
@@ -89,6 +90,8 @@ pub fn refused_redirect(response: &reqwest::Response) -> Option<String> {
 struct SendResponse {
     #[serde(default)]
     messages: Vec<SentMessage>,
+    #[serde(default)]
+    contacts: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -101,10 +104,12 @@ struct SentMessage {
 pub fn interpret(status: u16, body: &[u8]) -> Result<GraphAccepted, GraphFailure> {
     if (200..300).contains(&status) {
         let parsed: Option<SendResponse> = serde_json::from_slice(body).ok();
-        let first = parsed.and_then(|r| r.messages.into_iter().next());
+        let (messages, contacts) = parsed.map_or_else(Default::default, |r| (r.messages, r.contacts));
+        let first = messages.into_iter().next();
         return Ok(GraphAccepted {
             wamid: first.as_ref().and_then(|m| m.id.clone()),
             message_status: first.and_then(|m| m.message_status),
+            contacts,
         });
     }
     let error = GraphErrorBody::parse(body);

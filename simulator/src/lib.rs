@@ -9,6 +9,13 @@
 //! message was accepted, the ambiguous case — and redirects) are configurable, in process or over
 //! HTTP: `POST /_sim/faults`, `GET /_sim/messages`. The token and subscription endpoints a secret
 //! rotation uses are in [`admin`].
+//!
+//! It speaks 2026 Meta ([`users`]): every user has a business-scoped user id (BSUID) beside the
+//! phone, or instead of it for username users; sends may address `to` (phone) or `recipient`
+//! (BSUID; `to` wins when both are given) and are answered with `contacts[]` (`input`, `wa_id`,
+//! `user_id`); sent, delivered and read statuses carry `contacts`, failed ones do not; an
+//! authentication template to a BSUID is refused with 131062; `POST /_sim/identity_change` posts
+//! `user_changed_number` / `user_changed_user_id`; unknown paths get Meta's JSON error.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -27,8 +34,10 @@ use serde_json::{Map, Value, json};
 use wa_core::send::{Recipient, RequestKind, SendRequest, Violation};
 
 pub mod admin;
+pub mod users;
 
 pub use admin::{AdminCall, Subscription, TokenInfo};
+pub use users::{IdentityChange, bsuid_for, parent_bsuid_for};
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
@@ -59,6 +68,11 @@ pub struct SimConfig {
     pub template_category: String,
     /// The business number's `status` (`CONNECTED`, `PENDING`, `FLAGGED`, ...).
     pub phone_status: String,
+    /// Categories of named templates (others are `template_category`): `authentication` ones cannot
+    /// go to a BSUID (131062).
+    pub template_categories: HashMap<String, String>,
+    /// Webhooks also carry parent BSUIDs (Meta-enabled linked portfolios).
+    pub parent_ids: bool,
 }
 
 impl Default for SimConfig {
@@ -77,6 +91,8 @@ impl Default for SimConfig {
             status_delay: Duration::from_millis(20),
             template_category: "utility".into(),
             phone_status: "CONNECTED".into(),
+            template_categories: HashMap::new(),
+            parent_ids: false,
         }
     }
 }
@@ -110,6 +126,12 @@ pub enum FaultKind {
         /// Accept the message before delaying the response.
         #[serde(default)]
         accepted: bool,
+    },
+    /// Accept the message, then report it `failed` with Meta's error `code` in a status webhook
+    /// (after `sent` unless `code` is one Meta reports at once), as for an undeliverable message.
+    FailedStatus {
+        /// Meta's code in the status's `errors[]` (131026, 131049, 131047, ...).
+        code: i64,
     },
     /// Answer with a redirect to `location` (nothing accepted): what a Graph base that is not the
     /// API's own address does (`http://` for `https://`, a moved proxy).
@@ -204,6 +226,7 @@ struct Counters {
 pub(crate) struct Shared {
     config: Mutex<SimConfig>,
     counters: Mutex<Counters>,
+    users: Mutex<users::Users>,
     started: Instant,
     /// Distinguishes this run's wamids from an earlier run's (a restarted local stack keeps its
     /// state, and wamids are unique at Meta).
@@ -246,6 +269,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             config: Mutex::new(config),
             counters: Mutex::new(Counters::default()),
+            users: Mutex::new(users::Users::default()),
             started: Instant::now(),
             instance: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 1_000_000_000,
             next_id: AtomicU64::new(1),
@@ -261,6 +285,8 @@ impl Simulator {
             .route("/_sim/faults", post(add_fault))
             .route("/_sim/inbound", post(user_message))
             .route("/_sim/messages", get(list_messages))
+            .route("/_sim/identity_change", post(identity_change_route))
+            .fallback(unknown_path)
             .with_state(shared.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(error)?;
@@ -349,6 +375,24 @@ impl Simulator {
             text: text.to_owned(),
         };
         deliver_user_message(&self.shared, &message).await
+    }
+
+    /// Makes `phone` a username user: webhooks name them by BSUID only.
+    pub fn withhold_phone(&self, phone: &str) {
+        lock(&self.shared.users).username_users.insert(phone.trim_start_matches('+').to_owned());
+    }
+
+    /// The BSUID the simulator's users have for `phone` (what its webhooks carry).
+    #[must_use]
+    pub fn bsuid_of(&self, phone: &str) -> String {
+        let waba = lock(&self.shared.config).waba_id.clone();
+        lock(&self.shared.users).bsuid(&waba, phone.trim_start_matches('+'))
+    }
+
+    /// A user changes number (`new_phone`) or only gets a new BSUID: posts the `system` message
+    /// Meta sends. Returns its wamid once the webhook was acknowledged.
+    pub async fn change_identity(&self, change: &IdentityChange) -> Result<String, String> {
+        deliver_identity_change(&self.shared, change).await
     }
 
     /// Changes the configuration (token, webhook URL, limits, latency) while running.
@@ -474,6 +518,31 @@ async fn send_message(
         return answer(200, None, json!({"success": true}));
     }
     let to = request.to.clone().unwrap_or_default();
+    // `to` (a phone) wins over `recipient` (a BSUID) when both are given.
+    let by_phone = body.get("to").and_then(Value::as_str).map(|t| t.trim_start_matches('+').to_owned());
+    let by_bsuid = body.get("recipient").and_then(Value::as_str).filter(|_| by_phone.is_none()).map(str::to_owned);
+    let (phone, bsuid) = {
+        let mut users = lock(&shared.users);
+        match (&by_phone, by_bsuid.as_deref()) {
+            (Some(phone), _) => (Some(phone.clone()), users.bsuid(&config.waba_id, phone)),
+            (None, Some(bsuid)) => {
+                if !users::looks_like_bsuid(bsuid) {
+                    drop(users);
+                    return fail(100, 400, Some("recipient is not a business-scoped user id"));
+                }
+                (users.phone_of(bsuid).map(str::to_owned), bsuid.to_owned())
+            }
+            (None, None) => (None, String::new()),
+        }
+    };
+    let template_name = body.get("template").and_then(|t| t.get("name")).and_then(Value::as_str).map(str::to_owned);
+    let template_category = template_name
+        .and_then(|name| config.template_categories.get(&name).cloned())
+        .unwrap_or_else(|| config.template_category.clone());
+    let is_template = body.get("type").and_then(Value::as_str) == Some("template");
+    if is_template && template_category == "authentication" && by_phone.is_none() && by_bsuid.is_some() {
+        return fail(131_062, 400, Some("Authentication templates cannot be sent to a business-scoped user id"));
+    }
 
     // Faults first (they model Meta's own failures), then the limits.
     let fault = take_fault_for(&shared, "messages", &to);
@@ -496,6 +565,7 @@ async fn send_message(
             answer(status, None, Value::Null);
             return redirect(status, &location);
         }
+        Some(FaultKind::FailedStatus { code }) => accept_then = Some(FaultKind::FailedStatus { code }),
         None => {}
     }
     if let Err(code) = check_limits(&shared, &config, &phone_number_id, &to) {
@@ -517,15 +587,21 @@ async fn send_message(
             at_ms: elapsed_ms(shared.started),
         });
     }
+    let shares_phone = phone.as_deref().is_some_and(|p| lock(&shared.users).shares_phone(p));
     if let Some(url) = config.webhook_url.clone() {
-        let is_template = body.get("type").and_then(Value::as_str) == Some("template");
         let statuses = StatusPlan {
             url,
             wamid: wamid.clone(),
             phone_number_id: phone_number_id.clone(),
-            to: to.clone(),
+            phone: phone.clone().filter(|_| shares_phone || by_phone.is_some()),
+            bsuid: bsuid.clone(),
+            to_bsuid: by_bsuid.is_some(),
             callback: request.callback_data.clone(),
-            category: if is_template { config.template_category.clone() } else { "service".into() },
+            category: if is_template { template_category.clone() } else { "service".into() },
+            failed: match accept_then {
+                Some(FaultKind::FailedStatus { code }) => Some(code),
+                _ => None,
+            },
             config: config.clone(),
         };
         tokio::spawn(post_statuses(shared.clone(), statuses));
@@ -537,13 +613,20 @@ async fn send_message(
         Some(FaultKind::Delay { millis, .. }) => tokio::time::sleep(Duration::from_millis(millis)).await,
         _ => {}
     }
-    let wa_id: String = to.chars().filter(char::is_ascii_digit).collect();
+    // contacts[]: what was sent to, the phone (unless the send was to a BSUID), and the BSUID.
+    let mut contact = json!({"input": to});
+    if let Some(phone) = &by_phone {
+        contact["wa_id"] = json!(phone);
+    }
+    if !bsuid.is_empty() {
+        contact["user_id"] = json!(bsuid);
+    }
     answer(
         200,
         None,
         json!({
             "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": wa_id}],
+            "contacts": [contact],
             "messages": [{"id": wamid, "message_status": "accepted"}],
         }),
     )
@@ -628,59 +711,100 @@ struct StatusPlan {
     url: String,
     wamid: String,
     phone_number_id: String,
-    to: String,
+    /// The recipient's phone, when webhooks may name it.
+    phone: Option<String>,
+    /// The recipient's BSUID.
+    bsuid: String,
+    /// The message was sent to the BSUID (then statuses carry `recipient_user_id`).
+    to_bsuid: bool,
     callback: Option<String>,
     category: String,
+    /// Report the message failed with this code.
+    failed: Option<i64>,
     config: SimConfig,
 }
 
-/// Posts sent → delivered → read for one message, signed like Meta, retrying a few times.
+/// Posts sent → delivered → read for one message (or `failed`, without contacts), signed like
+/// Meta, retrying a few times. Sent, delivered and read carry `contacts` since 2026; the recipient
+/// is `recipient_id` (phone, omitted when it may not be shared) and, for a send to a BSUID,
+/// `recipient_user_id`.
 async fn post_statuses(shared: Arc<Shared>, plan: StatusPlan) {
     let billable = plan.category != "service";
-    for status in ["sent", "delivered", "read"] {
+    let statuses: &[&str] = match plan.failed {
+        Some(131_026 | 131_049 | 130_472) => &["failed"],
+        Some(_) => &["sent", "failed"],
+        None => &["sent", "delivered", "read"],
+    };
+    for status in statuses {
         tokio::time::sleep(plan.config.status_delay).await;
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let mut item = json!({
-            "id": plan.wamid,
-            "status": status,
-            "timestamp": timestamp.to_string(),
-            "recipient_id": plan.to.trim_start_matches('+'),
-            "pricing": {
+        let mut item = json!({"id": plan.wamid, "status": status, "timestamp": timestamp.to_string()});
+        if let Some(phone) = &plan.phone {
+            item["recipient_id"] = json!(phone);
+        }
+        if plan.to_bsuid {
+            item["recipient_user_id"] = json!(plan.bsuid);
+        }
+        if let Some(callback) = &plan.callback {
+            item["biz_opaque_callback_data"] = json!(callback);
+        }
+        let mut value = json!({
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": plan.phone_number_id},
+        });
+        if *status == "failed" {
+            let code = plan.failed.unwrap_or(131_000);
+            item["errors"] = json!([{"code": code, "title": error_title(code), "message": error_title(code),
+                "error_data": {"details": error_title(code)}}]);
+        } else {
+            item["pricing"] = json!({
                 "billable": billable,
                 "pricing_model": "PMP",
                 "category": plan.category,
                 "type": if billable { "regular" } else { "free_customer_service" },
-            },
-        });
-        if let Some(callback) = &plan.callback {
-            item["biz_opaque_callback_data"] = json!(callback);
+            });
+            let mut contact = json!({"profile": {"name": "Simulated User"}, "user_id": plan.bsuid});
+            if let Some(phone) = &plan.phone {
+                contact["wa_id"] = json!(phone);
+            }
+            if plan.config.parent_ids
+                && let Some(phone) = &plan.phone
+            {
+                let parent = parent_bsuid_for(&plan.config.waba_id, phone);
+                contact["parent_user_id"] = json!(parent);
+                item["parent_recipient_user_id"] = json!(parent);
+            }
+            value["contacts"] = json!([contact]);
         }
+        value["statuses"] = json!([item]);
         let payload = json!({
             "object": "whatsapp_business_account",
-            "entry": [{"id": plan.config.waba_id, "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550783881", "phone_number_id": plan.phone_number_id},
-                "statuses": [item],
-            }}]}],
+            "entry": [{"id": plan.config.waba_id, "changes": [{"field": "messages", "value": value}]}],
         });
-        let body = payload.to_string();
-        let signature = wa_core::signature::sign(plan.config.app_secret.as_bytes(), body.as_bytes());
-        for attempt in 0..5u32 {
-            let response = shared
-                .http
-                .post(&plan.url)
-                .header("content-type", "application/json")
-                .header("x-hub-signature-256", &signature)
-                .body(body.clone())
-                .send()
-                .await;
-            if response.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
-                lock(&shared.counters).webhooks_delivered += 1;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
-        }
+        post_webhook(&shared, &plan.config, &plan.url, &payload).await;
     }
+}
+
+/// Posts a signed webhook, retrying a few times as Meta does; true when answered 200.
+async fn post_webhook(shared: &Shared, config: &SimConfig, url: &str, payload: &Value) -> bool {
+    let body = payload.to_string();
+    let signature = wa_core::signature::sign(config.app_secret.as_bytes(), body.as_bytes());
+    for attempt in 0..5u32 {
+        let response = shared
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", &signature)
+            .body(body.clone())
+            .send()
+            .await;
+        if response.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+            lock(&shared.counters).webhooks_delivered += 1;
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+    }
+    false
 }
 
 /// A message from a user (`POST /_sim/inbound`).
@@ -707,14 +831,33 @@ async fn deliver_user_message(shared: &Shared, message: &UserMessage) -> Result<
             .encode(format!("SIM:{}:IN:{}:{serial:012}", shared.instance, message.from))
     );
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // Since 2026-03-31: the BSUID beside the phone, or instead of it for a username user.
+    let phone = message.from.trim_start_matches('+');
+    let (bsuid, shares_phone) = {
+        let mut users = lock(&shared.users);
+        (users.bsuid(&config.waba_id, phone), users.shares_phone(phone))
+    };
+    let mut contact = json!({"profile": {"name": message.name}, "user_id": bsuid});
+    let mut item = json!({"from_user_id": bsuid, "id": wamid, "timestamp": timestamp.to_string(),
+                          "type": "text", "text": {"body": message.text}});
+    if shares_phone {
+        contact["wa_id"] = json!(phone);
+        item["from"] = json!(phone);
+    } else {
+        contact["profile"]["username"] = json!(format!("@user{}", &bsuid[bsuid.len().saturating_sub(4)..]));
+    }
+    if config.parent_ids {
+        let parent = parent_bsuid_for(&config.waba_id, phone);
+        contact["parent_user_id"] = json!(parent);
+        item["from_parent_user_id"] = json!(parent);
+    }
     let payload = json!({
         "object": "whatsapp_business_account",
         "entry": [{"id": config.waba_id, "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550783881", "phone_number_id": message.phone_number_id},
-            "contacts": [{"profile": {"name": message.name}, "wa_id": message.from}],
-            "messages": [{"from": message.from, "id": wamid, "timestamp": timestamp.to_string(),
-                          "type": "text", "text": {"body": message.text}}],
+            "contacts": [contact],
+            "messages": [item],
         }}]}],
     });
     let body = payload.to_string();
@@ -734,6 +877,74 @@ async fn deliver_user_message(shared: &Shared, message: &UserMessage) -> Result<
     } else {
         Err(format!("the webhook answered {}", response.status()))
     }
+}
+
+/// Posts the `system` message of an identity change ([`IdentityChange`]): `user_changed_number`
+/// with the new phone and BSUIDs and the previous ones, from the old phone; or
+/// `user_changed_user_id` with a new BSUID (the simulator's users then have it).
+async fn deliver_identity_change(shared: &Shared, change: &IdentityChange) -> Result<String, String> {
+    let config = lock(&shared.config).clone();
+    let url = config.webhook_url.clone().ok_or("the simulator has no webhook URL to post to")?;
+    let old_phone = change.phone.trim_start_matches('+').to_owned();
+    let serial = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let wamid = format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(format!("SIM:{}:SYS:{serial:012}", shared.instance))
+    );
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (previous, system, from) = {
+        let mut users = lock(&shared.users);
+        let previous = users.bsuid(&config.waba_id, &old_phone);
+        match &change.new_phone {
+            Some(new_phone) => {
+                let new_phone = new_phone.trim_start_matches('+').to_owned();
+                let bsuid = users.bsuid(&config.waba_id, &new_phone);
+                let system = json!({"body": "User changed from one number to another", "wa_id": new_phone,
+                    "user_id": bsuid, "parent_user_id": parent_bsuid_for(&config.waba_id, &new_phone),
+                    "previous_user_id": previous, "previous_parent_user_id": parent_bsuid_for(&config.waba_id, &old_phone),
+                    "type": "user_changed_number"});
+                (previous, system, json!(old_phone))
+            }
+            None => {
+                // A new BSUID for the same phone: issued from the phone and the change's serial.
+                let bsuid = bsuid_for(&config.waba_id, &format!("{old_phone}#{serial}"));
+                users.by_bsuid.insert(bsuid.clone(), old_phone.clone());
+                let system = json!({"body": "User's id changed", "user_id": bsuid, "previous_user_id": previous,
+                    "type": "user_changed_user_id"});
+                (previous, system, json!(old_phone))
+            }
+        }
+    };
+    let _ = previous;
+    let payload = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": config.waba_id, "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": change.phone_number_id},
+            "messages": [{"from": from, "id": wamid, "timestamp": timestamp.to_string(), "type": "system", "system": system}],
+        }}]}],
+    });
+    if post_webhook(shared, &config, &url, &payload).await {
+        Ok(wamid)
+    } else {
+        Err("the webhook did not answer 200".into())
+    }
+}
+
+async fn identity_change_route(State(shared): State<Arc<Shared>>, Json(change): Json<IdentityChange>) -> Response {
+    match deliver_identity_change(&shared, &change).await {
+        Ok(wamid) => respond(200, json!({"wamid": wamid})),
+        Err(error) => respond(502, json!({"error": error})),
+    }
+}
+
+/// Any path the simulator does not serve: Meta's JSON error for unknown path components.
+async fn unknown_path(uri: axum::http::Uri) -> Response {
+    respond(
+        400,
+        json!({"error": {"message": format!("Unknown path components: {}", uri.path()), "type": "OAuthException",
+            "code": 2500, "fbtrace_id": "SimUnknownPath"}}),
+    )
 }
 
 async fn user_message(State(shared): State<Arc<Shared>>, Json(message): Json<UserMessage>) -> Response {

@@ -337,6 +337,20 @@ pub fn inbound_event_schema() -> jsonschema::Validator {
     schema("inbound-event.v1.json")
 }
 
+/// Checks one events-queue message against the schema of its kind: `send_result`
+/// (`send-result.v1.json`), `delivery_failure` (`delivery-failure.v1.json`), or an inbound event with
+/// its `conversation` (`inbound-event.v1.json`). Panics naming what is wrong.
+pub fn assert_events_queue_message(message: &serde_json::Value) {
+    let file = match message.get("kind").and_then(serde_json::Value::as_str) {
+        Some("send_result") => "send-result.v1.json",
+        Some("delivery_failure") => "delivery-failure.v1.json",
+        _ => "inbound-event.v1.json",
+    };
+    let validator = schema(file);
+    let errors: Vec<String> = validator.iter_errors(message).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{file}: {errors:?} in {message}");
+}
+
 pub mod esm;
 pub mod send_stack;
 

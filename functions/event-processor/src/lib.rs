@@ -2,10 +2,15 @@
 //!
 //! For each inbound event (claim-checked payloads are fetched from S3 first): a dedupe claim on
 //! the event id (duplicates — sequential, concurrent or days later — produce exactly one
-//! downstream event; records live 14 days); then the facts: a user's message moves the
+//! downstream event; records live 14 days); then the facts: every payload that names a person by
+//! more than one id (phone, BSUID, parent BSUID) links them, and identity-change system messages
+//! move the person to their new ids ([`wa_core::identity`]); a user's message moves the
 //! customer-service window forward and may carry a STOP/START keyword; a status moves the message
-//! forward (never back) and counts a billable message once in the monthly cost ledger; a
-//! `user_preferences` change or a 131050 error records a marketing opt-out; then the event is
+//! forward (never back) and counts a billable message once in the monthly cost ledger; a `failed`
+//! status of a message we sent adds one `delivery_failure` message for its request (131047 in it
+//! closes the window); a `user_preferences` change or a 131050 error records a marketing opt-out.
+//! A payload the processor cannot interpret (a status without `status`, a message without
+//! `type`) changes no state and is forwarded unchanged, with a warning and a metric; then the event is
 //! forwarded to the events queue for business consumers (stored in S3 and forwarded as a
 //! claim-check reference when larger than a message of that queue). A record that cannot be handled is
 //! retried and, after the queue's receive limit, lands in the inbound DLQ: nothing is dropped.
@@ -14,8 +19,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
-use wa_core::conversation::{Consent, OptOutKeywords, StatusUpdate, month_of};
+use wa_core::conversation::{Consent, OptOutKeywords, StatusUpdate, month_of, pricing_category};
 use wa_core::event::{EventKind, InboundEvent, claim_check, resolve_event};
+use wa_core::graph_error;
+use wa_core::identity::{self, Ids};
+use wa_core::outcome::{DeliveryFailure, FailedStatus};
 use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore};
 use wa_core::queue_text::sqs_safe;
 use wa_core::webhook::{Message, Status, StatusKind, UserPreferencesValue};
@@ -69,23 +77,44 @@ where
 
 /// The key of a processed event's record that holds the conversation it was forwarded with.
 const SPLICED: &str = "spliced_conversation";
+/// The key of a processed event's record that holds the delivery failure it adds (a failed status).
+const FAILURE: &str = "delivery_failure";
+
+/// What applying an event decided to forward.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Applied {
+    /// The conversation to splice in front of the event.
+    conversation: Option<Value>,
+    /// A `delivery_failure` message to publish with it.
+    failure: Option<String>,
+}
 
 /// What a processed event's record says to forward, for a redelivery of an event processed before
 /// but not forwarded.
 enum Recorded {
-    /// The conversation it was processed with (none for events without one).
-    Conversation(Option<Value>),
+    /// What it was processed into.
+    Applied(Applied),
     /// The whole forwarded message, as earlier versions recorded it.
     Message(String),
 }
 
 fn recorded(stored: &str) -> Recorded {
     match serde_json::from_str::<serde_json::Map<String, Value>>(stored) {
-        Ok(mut record) if record.len() == 1 && record.contains_key(SPLICED) => {
-            Recorded::Conversation(record.remove(SPLICED).filter(|c| !c.is_null()))
+        Ok(mut record) if record.contains_key(SPLICED) && record.keys().all(|k| k == SPLICED || k == FAILURE) => {
+            Recorded::Applied(Applied {
+                conversation: record.remove(SPLICED).filter(|c| !c.is_null()),
+                failure: record.remove(FAILURE).and_then(|f| f.as_str().map(str::to_owned)),
+            })
         }
         _ => Recorded::Message(stored.to_owned()),
     }
+}
+
+/// Logs and counts an event whose payload lacks what its kind needs; it is forwarded unchanged.
+fn uninterpretable(event: &InboundEvent<'_>, error: &dyn std::fmt::Display) -> Applied {
+    tracing::warn!(%error, kind = event.kind.as_str(), event_id = %event.event_id, "cannot interpret the event's payload; forwarding it unchanged, state untouched");
+    telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("UninterpretedEvents", 1.0)]);
+    Applied::default()
 }
 
 /// Adds `"conversation": {...}` to an event object without re-serializing it.
@@ -151,10 +180,8 @@ where
                     return false;
                 }
                 return match recorded(&outcome) {
-                    Recorded::Conversation(conversation) => {
-                        self.forward(&key, &event, body, conversation.as_ref()).await
-                    }
-                    Recorded::Message(message) => self.publish(&key, message).await,
+                    Recorded::Applied(applied) => self.forward(&key, &event, body, &applied).await,
+                    Recorded::Message(message) => self.publish(&key, vec![message]).await,
                 };
             }
             Ok(Claim::InProgress) => return false,
@@ -163,8 +190,8 @@ where
                 return false;
             }
         }
-        let enrichment = match self.apply(&event).await {
-            Ok(enrichment) => enrichment,
+        let applied = match self.apply(&event).await {
+            Ok(applied) => applied,
             Err(error) => {
                 tracing::warn!(%error, kind = event.kind.as_str(), "cannot record the event's facts; retrying");
                 let _ = self.dedupe.release(&key).await;
@@ -173,14 +200,18 @@ where
         };
         // The record keeps only the conversation: the message itself comes with any redelivery,
         // and may be far larger than a state item (1 MiB against 400 KB).
-        let stored = serde_json::json!({ SPLICED: enrichment }).to_string();
+        let mut stored = serde_json::json!({ SPLICED: applied.conversation });
+        if let Some(failure) = &applied.failure {
+            stored[FAILURE] = Value::String(failure.clone());
+        }
+        let stored = stored.to_string();
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
         if let Err(error) = self.dedupe.complete(&key, &stored, None, expires).await {
             tracing::warn!(%error, "cannot record the processed event; retrying");
             return false;
         }
         telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
-        self.forward(&key, &event, body, enrichment.as_ref()).await
+        self.forward(&key, &event, body, &applied).await
     }
 
     /// Forwards the queue message as it came (inline, or the claim-check reference), with the
@@ -189,15 +220,22 @@ where
     /// queue 256 KiB), it is stored whole in the bucket and a claim-check reference goes instead,
     /// as ingest does, with the conversation spliced in front of it too: the queue message always
     /// carries the conversation, and `resolve_event` reads the event either way.
-    async fn forward(&self, key: &str, event: &InboundEvent<'_>, body: &str, conversation: Option<&Value>) -> bool {
+    /// A delivery failure goes in the same publish, after the event.
+    async fn forward(&self, key: &str, event: &InboundEvent<'_>, body: &str, applied: &Applied) -> bool {
+        let conversation = applied.conversation.as_ref();
         let forwarded = enrich(body, conversation);
+        let with_failure = |message: String| {
+            let mut messages = vec![message];
+            messages.extend(applied.failure.clone());
+            messages
+        };
         if sqs_safe(&forwarded).len() <= self.events.max_message_bytes() {
-            return self.publish(key, forwarded).await;
+            return self.publish(key, with_failure(forwarded)).await;
         }
         match claim_check(&self.blobs, event, forwarded).await {
             Ok(pointer) => {
                 telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
-                self.publish(key, enrich(&pointer, conversation)).await
+                self.publish(key, with_failure(enrich(&pointer, conversation))).await
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot claim-check an event too large for the events queue; retrying");
@@ -206,9 +244,9 @@ where
         }
     }
 
-    /// Publishes one message to the events queue and marks the event forwarded.
-    async fn publish(&self, key: &str, message: String) -> bool {
-        if let Err(error) = self.events.publish(&[message]).await {
+    /// Publishes an event's messages to the events queue and marks the event forwarded.
+    async fn publish(&self, key: &str, messages: Vec<String>) -> bool {
+        if let Err(error) = self.events.publish(&messages).await {
             tracing::warn!(%error, "cannot forward the event; retrying");
             return false;
         }
@@ -218,86 +256,88 @@ where
         true
     }
 
+    /// Links the ids a payload names together, unless their records already say so (one read
+    /// instead of a write per id on every message).
+    async fn learn(&self, phone: &str, ids: &Ids) -> Result<(), String> {
+        if !ids.links_anything() {
+            return Ok(());
+        }
+        let ids = ids.ids();
+        let records = self.state.records(phone, &ids).await.map_err(|e| e.to_string())?;
+        let known = records.len() == ids.len()
+            && records.iter().all(|r| ids.iter().all(|id| *id == r.id || r.links.contains(id)));
+        if !known {
+            self.state.link(phone, &ids).await.map_err(|e| e.to_string())?;
+            telemetry::emit(FUNCTION, None, &[("IdentityLinks", 1.0)]);
+        }
+        Ok(())
+    }
+
     /// Records what the event says about the conversation. Every write is idempotent and
     /// order-independent, so a retry after a partial failure is harmless.
-    async fn apply(&self, event: &InboundEvent<'_>) -> Result<Option<Value>, String> {
+    async fn apply(&self, event: &InboundEvent<'_>) -> Result<Applied, String> {
         if event.kind == EventKind::Template {
             self.learn_template_category(event).await?;
-            return Ok(None);
+            return Ok(Applied::default());
         }
-        let (Some(phone), user) = (event.phone_number_id.as_deref(), event.user_id.as_deref()) else {
-            return Ok(None);
+        let (Some(phone), mut user) = (event.phone_number_id.as_deref(), event.user_id.clone()) else {
+            return Ok(Applied::default());
         };
+        let contact: Option<Value> = event.contact.and_then(|c| serde_json::from_str(c.get()).ok());
+        let mut failure = None;
         match event.kind {
             EventKind::Message => {
-                let Some(user) = user else { return Ok(None) };
-                let message: Message = event.payload_as().map_err(|e| e.to_string())?;
-                let at = event.timestamp.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
-                let name = event
-                    .contact
-                    .and_then(|c| serde_json::from_str::<Value>(c.get()).ok())
-                    .and_then(|c| c.pointer("/profile/name").and_then(Value::as_str).map(str::to_owned));
-                self.state.record_inbound(phone, user, at, name.as_deref()).await.map_err(|e| e.to_string())?;
-                let text = message
-                    .text
-                    .as_ref()
-                    .map(|t| t.body.as_str())
-                    .or_else(|| message.button.as_ref().and_then(|b| b.text.as_deref()));
-                if let Some(consent) = text.and_then(|t| self.keywords.classify(t)) {
-                    let opted_out = consent == Consent::OptOut;
-                    self.state.set_marketing_opt_out(phone, user, opted_out, at).await.map_err(|e| e.to_string())?;
-                    telemetry::emit(FUNCTION, None, &[(if opted_out { "OptOuts" } else { "OptIns" }, 1.0)]);
+                let message: Message = match event.payload_as() {
+                    Ok(message) => message,
+                    Err(error) => return Ok(uninterpretable(event, &error)),
+                };
+                if let Some(change) = identity::identity_change(&message) {
+                    self.learn(phone, &change.now).await?;
+                    if let Some(old) = &change.retired_phone {
+                        self.state.detach(phone, old).await.map_err(|e| e.to_string())?;
+                    }
+                    telemetry::emit(FUNCTION, None, &[("IdentityChanges", 1.0)]);
+                    // The conversation forwarded with it is the person's under their new ids.
+                    user = change.user_id.clone().or_else(|| change.now.ids().into_iter().next()).or(user);
+                } else {
+                    let Some(user) = user.as_deref() else { return Ok(Applied::default()) };
+                    self.learn(phone, &identity::message_ids(&message, contact.as_ref())).await?;
+                    let at = event.timestamp.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
+                    let name = contact.as_ref().and_then(|c| c.pointer("/profile/name").and_then(Value::as_str));
+                    self.state.record_inbound(phone, user, at, name).await.map_err(|e| e.to_string())?;
+                    let text = message
+                        .text
+                        .as_ref()
+                        .map(|t| t.body.as_str())
+                        .or_else(|| message.button.as_ref().and_then(|b| b.text.as_deref()));
+                    if let Some(consent) = text.and_then(|t| self.keywords.classify(t)) {
+                        let opted_out = consent == Consent::OptOut;
+                        self.state
+                            .set_marketing_opt_out(phone, user, opted_out, at)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        telemetry::emit(FUNCTION, None, &[(if opted_out { "OptOuts" } else { "OptIns" }, 1.0)]);
+                    }
                 }
             }
             EventKind::Status => {
-                let status: Status = event.payload_as().map_err(|e| e.to_string())?;
-                let at = status.timestamp.as_ref().and_then(wa_core::webhook::FlexString::as_unix_seconds);
-                let update = StatusUpdate {
-                    wamid: &status.id,
-                    status: &status.status,
-                    at,
-                    recipient: status.user_id(),
-                    callback_data: status.biz_opaque_callback_data.as_deref(),
-                    pricing: status.pricing.as_ref().and_then(|p| {
-                        Some((
-                            p.category.as_deref()?,
-                            p.kind.as_deref().unwrap_or("regular"),
-                            p.billable.unwrap_or(false),
-                        ))
-                    }),
+                let status: Status = match event.payload_as() {
+                    Ok(status) => status,
+                    Err(error) => return Ok(uninterpretable(event, &error)),
                 };
-                let applied = self.state.apply_status(&update).await.map_err(|e| e.to_string())?;
-                let month = month_of(at.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0)));
-                if applied {
-                    self.state.count_status(phone, &month, status.status.as_str()).await.map_err(|e| e.to_string())?;
-                }
-                if let Some((category, kind, true)) = update.pricing
-                    && self
-                        .state
-                        .count_cost_once(&status.id, phone, &month, category, kind)
-                        .await
-                        .map_err(|e| e.to_string())?
-                {
-                    telemetry::emit(FUNCTION, Some(("Category", category)), &[("BillableMessages", 1.0)]);
-                }
-                if let (Some(user), Some("free_entry_point")) =
-                    (user, status.pricing.as_ref().and_then(|p| p.kind.as_deref()))
-                {
-                    let start = at.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
-                    let until = start + wa_core::conversation::FREE_ENTRY_POINT_SECONDS;
-                    self.state.record_free_entry_point(phone, user, until).await.map_err(|e| e.to_string())?;
-                }
-                let opted_out_error = status.errors.iter().any(|e| e.code == wa_core::graph_error::MARKETING_OPT_OUT);
-                if let (true, StatusKind::Failed, Some(user)) = (opted_out_error, &status.status, user) {
-                    self.state
-                        .set_marketing_opt_out(phone, user, true, at.unwrap_or(0))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
+                failure = self.apply_status(phone, user.as_deref(), event, &status, contact.as_ref()).await?;
             }
             _ if event.field == "user_preferences" => {
-                let value: UserPreferencesValue = event.payload_as().map_err(|e| e.to_string())?;
+                let value: UserPreferencesValue = match event.payload_as() {
+                    Ok(value) => value,
+                    Err(error) => return Ok(uninterpretable(event, &error)),
+                };
                 for preference in &value.user_preferences {
+                    let mut ids = Ids::default();
+                    ids.add(preference.wa_id.as_ref().map(|w| w.as_str()));
+                    ids.add(preference.user_id.as_deref());
+                    ids.add(preference.extra.get("parent_user_id").and_then(Value::as_str));
+                    self.learn(phone, &ids).await?;
                     let Some(user) = preference.user_id.as_deref().or(preference.wa_id.as_ref().map(|w| w.as_str()))
                     else {
                         continue;
@@ -312,16 +352,94 @@ where
                         .as_ref()
                         .and_then(wa_core::webhook::FlexString::as_unix_seconds)
                         .unwrap_or(0);
-                    self.state.set_marketing_opt_out(phone, user, opted_out, at).await.map_err(|e| e.to_string())?;
+                    self.state
+                        .set_marketing_opt_out(phone, identity::normalize_id(user), opted_out, at)
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
             }
             _ => {}
         }
-        // What consumers want with a user's event: the conversation as it now stands.
-        let Some(user) = user else { return Ok(None) };
-        let facts = self.state.facts(phone, user).await.map_err(|e| e.to_string())?.unwrap_or_default();
+        // What consumers want with a user's event: the person's conversation as it now stands.
+        let Some(user) = user else { return Ok(Applied { conversation: None, failure }) };
+        let person = identity::resolve(&self.state, phone, &user).await.map_err(|e| e.to_string())?;
         let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
-        Ok(Some(facts.summary(now)))
+        Ok(Applied { conversation: Some(person.facts.summary(now)), failure })
+    }
+
+    /// A status: links, the message's status (forward only), the ledger, the free entry point, and
+    /// for a `failed` one the opt-out (131050), the closed window (131047) and the delivery failure
+    /// of the request that sent it (returned as the message to publish).
+    async fn apply_status(
+        &self,
+        phone: &str,
+        user: Option<&str>,
+        event: &InboundEvent<'_>,
+        status: &Status,
+        contact: Option<&Value>,
+    ) -> Result<Option<String>, String> {
+        self.learn(phone, &identity::status_ids(status, contact)).await?;
+        let at = status.timestamp.as_ref().and_then(wa_core::webhook::FlexString::as_unix_seconds);
+        let category = status.pricing.as_ref().and_then(|p| p.category.as_deref()).map(pricing_category);
+        let update = StatusUpdate {
+            wamid: &status.id,
+            status: &status.status,
+            at,
+            recipient: status.user_id(),
+            callback_data: status.biz_opaque_callback_data.as_deref(),
+            pricing: status.pricing.as_ref().and_then(|p| {
+                Some((category.as_deref()?, p.kind.as_deref().unwrap_or("regular"), p.billable.unwrap_or(false)))
+            }),
+            pricing_model: status.pricing.as_ref().and_then(|p| p.pricing_model.as_deref()),
+        };
+        let applied = self.state.apply_status(&update).await.map_err(|e| e.to_string())?;
+        let received = i64::try_from(event.received_at / 1000).unwrap_or(0);
+        let month = month_of(at.unwrap_or(received));
+        if applied {
+            self.state.count_status(phone, &month, status.status.as_str()).await.map_err(|e| e.to_string())?;
+        }
+        if let Some((category, kind, true)) = update.pricing
+            && self.state.count_cost_once(&status.id, phone, &month, category, kind).await.map_err(|e| e.to_string())?
+        {
+            telemetry::emit(FUNCTION, Some(("Category", category)), &[("BillableMessages", 1.0)]);
+        }
+        if let (Some(user), Some("free_entry_point")) = (user, status.pricing.as_ref().and_then(|p| p.kind.as_deref()))
+        {
+            let until = at.unwrap_or(received) + wa_core::conversation::FREE_ENTRY_POINT_SECONDS;
+            self.state.record_free_entry_point(phone, user, until).await.map_err(|e| e.to_string())?;
+        }
+        if status.status != StatusKind::Failed {
+            return Ok(None);
+        }
+        let has = |code: i64| status.errors.iter().any(|e| e.code == code);
+        if let (true, Some(user)) = (has(graph_error::MARKETING_OPT_OUT), user) {
+            self.state.set_marketing_opt_out(phone, user, true, at.unwrap_or(0)).await.map_err(|e| e.to_string())?;
+        }
+        if let (true, Some(user)) = (has(graph_error::WINDOW_CLOSED), user) {
+            self.state.mark_window_closed(phone, user, at.unwrap_or(received)).await.map_err(|e| e.to_string())?;
+        }
+        // One delivery failure per failed message: decided from the stored status (not from this
+        // write having applied), so that a retry after a crash decides the same; the event's dedupe
+        // makes it one. A message read before it failed was delivered: no failure.
+        let failed =
+            applied || self.state.status_of(&status.id).await.map_err(|e| e.to_string())?.as_deref() == Some("failed");
+        if !failed {
+            return Ok(None);
+        }
+        let key = self.state.send_key_of(&status.id).await.map_err(|e| e.to_string())?;
+        let first = status.errors.first();
+        let failed_status = FailedStatus {
+            wamid: &status.id,
+            phone_number_id: Some(phone),
+            recipient: status.user_id(),
+            callback_data: status.biz_opaque_callback_data.as_deref(),
+            code: first.map(|e| e.code),
+            message: first.and_then(|e| e.message.as_deref().or(e.title.as_deref())),
+            at,
+        };
+        let failure = DeliveryFailure::new(&failed_status, key, now_ms());
+        telemetry::emit(FUNCTION, Some(("Class", failure.error.class.as_str())), &[("DeliveryFailures", 1.0)]);
+        serde_json::to_string(&failure).map(Some).map_err(|e| e.to_string())
     }
 }
 
@@ -347,10 +465,17 @@ mod tests {
     fn a_record_keeps_the_conversation_and_older_records_the_whole_message() {
         let stored = serde_json::json!({SPLICED: {"marketing_opt_out": true}}).to_string();
         assert!(
-            matches!(recorded(&stored), Recorded::Conversation(Some(c)) if c == serde_json::json!({"marketing_opt_out": true}))
+            matches!(recorded(&stored), Recorded::Applied(Applied { conversation: Some(c), failure: None }) if c == serde_json::json!({"marketing_opt_out": true}))
         );
         let none = serde_json::json!({ SPLICED: null }).to_string();
-        assert!(matches!(recorded(&none), Recorded::Conversation(None)), "a template event has no conversation");
+        assert!(
+            matches!(recorded(&none), Recorded::Applied(Applied { conversation: None, failure: None })),
+            "a template event has no conversation"
+        );
+        let failed = serde_json::json!({ SPLICED: null, FAILURE: "{\"kind\":\"delivery_failure\"}" }).to_string();
+        assert!(
+            matches!(recorded(&failed), Recorded::Applied(Applied { failure: Some(f), .. }) if f.contains("delivery_failure"))
+        );
         // Written by an earlier version: the forwarded message itself.
         let old = r#"{"conversation":{"marketing_opt_out":false},"version":1,"event_id":"e","payload":{"a":1}}"#;
         assert!(matches!(recorded(old), Recorded::Message(m) if m == old));

@@ -22,14 +22,16 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures_util::FutureExt;
 use wa_core::apps::AppRouting;
 use wa_core::graph_error::{self, ErrorClass};
-use wa_core::outcome::{OutcomeStatus, SendOutcome};
+use wa_core::identity::{self, Person};
+use wa_core::outcome::SendOutcome;
+use wa_core::policy::{self, Decision};
 use wa_core::ports::{
     Claim, ConversationStore, EventQueue, GraphAccepted, GraphApi, GraphFailure, IdempotencyStore, Redelivery,
     SecretSource, StoreError, ThrottleStore,
 };
 use wa_core::ratelimit::paced_interval_us;
 use wa_core::secrets::SecretStage;
-use wa_core::send::{Category, SendRequest, Violation};
+use wa_core::send::{SendRequest, Violation};
 use wa_infra::telemetry;
 
 pub mod lead;
@@ -115,13 +117,6 @@ pub struct Sender<G, I, T, Q, R, S, C> {
     /// The lead slots are reserved with, following the reservations' round trips (start with
     /// `SlotLead::default()`).
     pub lead: SlotLead,
-}
-
-/// What the conversation rules say about a request.
-enum Decision {
-    Send,
-    SendFallback,
-    Refuse(OutcomeStatus, &'static str),
 }
 
 /// How one record ended.
@@ -370,8 +365,8 @@ where
             return self.finish(&record.key, &outcome).await;
         };
 
-        let decision = match self.decide(request).await {
-            Ok(decision) => decision,
+        let (decision, person) = match self.decide(request).await {
+            Ok(decided) => decided,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the conversation; retrying later");
                 self.release(&record.key).await;
@@ -395,6 +390,7 @@ where
                 if error.code == graph_error::WINDOW_CLOSED && !sent_fallback =>
             {
                 self.note_window_closed(request).await;
+                telemetry::emit(FUNCTION, None, &[("WindowClosedByMeta", 1.0)]);
                 if request.fallback.is_some() {
                     self.send(request, true, None, stop).await.map(|accepted| (accepted, true))
                 } else {
@@ -406,6 +402,7 @@ where
         match result {
             Ok((accepted, used_fallback)) => {
                 telemetry::emit(FUNCTION, Some(("Outcome", "accepted")), &[("Sends", 1.0)]);
+                self.learn_links(request, person.as_ref(), &accepted.contacts).await;
                 let mut outcome = base.accepted(accepted.wamid, accepted.message_status);
                 outcome.used_fallback = used_fallback;
                 outcome.at = now_ms();
@@ -423,7 +420,7 @@ where
                     }
                     ErrorClass::Retryable => {
                         self.release(&record.key).await;
-                        self.retry_delay(request, error.code).await
+                        self.retry_delay(request, person.as_ref(), error.code).await
                     }
                     ErrorClass::RefreshToken => {
                         self.release(&record.key).await;
@@ -464,62 +461,48 @@ where
         }
     }
 
-    /// The 24 h window and marketing consent, from the state the event processor keeps. Without a
-    /// declared `category`, a template is sent (Meta refuses marketing to opted-out users with
-    /// 131050, which the event processor then records).
-    async fn decide(&self, request: &SendRequest) -> Result<Decision, wa_core::ports::StoreError> {
-        let message_type = request.message.get("type").and_then(serde_json::Value::as_str);
-        let read_receipt = request.message.get("status").and_then(serde_json::Value::as_str) == Some("read");
-        let Some(to) = request.to.as_deref() else { return Ok(Decision::Send) };
-        if !self.config.enforce_conversation_rules || read_receipt {
-            return Ok(Decision::Send);
-        }
-        let user = to.trim_start_matches('+');
-        let facts = self.conversations.facts(&request.phone_number_id, user).await?.unwrap_or_default();
-        // Only for an opted-out user is the category needed (declared, else learned).
-        let marketing = facts.marketing_opt_out
-            && match request.category {
-                Some(category) => category == Category::Marketing,
-                None if message_type == Some("template") => self.learned_marketing(request).await?,
-                None => false,
-            };
-        if marketing {
-            return Ok(Decision::Refuse(OutcomeStatus::OptedOut, "opted_out: the user stopped marketing messages"));
-        }
-        if message_type == Some("template") {
-            return Ok(Decision::Send);
-        }
+    /// The facts the send policy needs (the person the recipient resolves to, through every id
+    /// linked to it, and the template's learned category when it matters), and the policy's
+    /// answer ([`wa_core::policy::decide`]). The person is kept for what follows the send.
+    async fn decide(&self, request: &SendRequest) -> Result<(Decision, Option<Person>), StoreError> {
+        let Some(to) =
+            request.to.as_deref().filter(|_| policy::applies(request, self.config.enforce_conversation_rules))
+        else {
+            return Ok((Decision::Send, None));
+        };
+        let person = identity::resolve(&self.conversations, &request.phone_number_id, to).await?;
+        let learned = match policy::template_needed(request, &person.facts) {
+            Some((name, language)) => match self.conversations.template_category(name, language).await? {
+                Some(category) => Some(category),
+                None => self.conversations.template_category(name, "*").await?,
+            },
+            None => None,
+        };
         let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
-        if facts.service_window_open(now) {
-            Ok(Decision::Send)
-        } else if request.fallback.is_some() {
-            Ok(Decision::SendFallback)
-        } else {
-            Ok(Decision::Refuse(
-                OutcomeStatus::WindowClosed,
-                "window_closed: no message from the user in the last 24 hours",
-            ))
-        }
+        Ok((policy::decide(request, &person.facts, learned.as_deref(), now), Some(person)))
     }
 
-    /// Whether template webhooks told us this template is marketing.
-    async fn learned_marketing(&self, request: &SendRequest) -> Result<bool, wa_core::ports::StoreError> {
-        let template = request.message.get("template");
-        let name = template.and_then(|t| t.get("name")).and_then(serde_json::Value::as_str).unwrap_or_default();
-        let language =
-            template.and_then(|t| t.pointer("/language/code")).and_then(serde_json::Value::as_str).unwrap_or_default();
-        let learned = match self.conversations.template_category(name, language).await? {
-            Some(category) => Some(category),
-            None => self.conversations.template_category(name, "*").await?,
-        };
-        Ok(learned.as_deref() == Some("marketing"))
+    /// Links the ids Meta's answer names (`contacts[].input / wa_id / user_id`) unless the person
+    /// already has them all, so that the statuses and replies to come reach this person.
+    async fn learn_links(&self, request: &SendRequest, person: Option<&Person>, contacts: &[serde_json::Value]) {
+        for contact in contacts {
+            let ids = identity::send_response_ids(contact);
+            let known = person.is_some_and(|p| ids.ids().iter().all(|id| p.ids.contains(id)));
+            if !ids.links_anything() || known {
+                continue;
+            }
+            if let Err(error) = self.conversations.link(&request.phone_number_id, &ids.ids()).await {
+                // The event processor learns the same link from the statuses that follow.
+                tracing::warn!(%error, "cannot record the recipient's ids");
+            }
+        }
     }
 
     async fn note_window_closed(&self, request: &SendRequest) {
         if let Some(to) = request.to.as_deref() {
             let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
             if let Err(error) =
-                self.conversations.mark_window_closed(&request.phone_number_id, to.trim_start_matches('+'), now).await
+                self.conversations.mark_window_closed(&request.phone_number_id, identity::normalize_id(to), now).await
             {
                 tracing::warn!(%error, "cannot record the closed window");
             }
@@ -632,9 +615,12 @@ where
         }
     }
 
-    async fn retry_delay(&self, request: &SendRequest, code: i64) -> Verdict {
+    /// The redelivery delay of a retryable error. The pair-rate back-off counts per person (a phone
+    /// and a BSUID of one person share one run of 131056).
+    async fn retry_delay(&self, request: &SendRequest, person: Option<&Person>, code: i64) -> Verdict {
         if code == graph_error::PAIR_RATE_LIMIT {
-            let to = request.to.as_deref().unwrap_or_default();
+            let to = identity::normalize_id(request.to.as_deref().unwrap_or_default());
+            let to = person.map_or(to, |p| p.key(to));
             let hits = self.throttle.pair_hit(&request.phone_number_id, to, now_ms()).await.unwrap_or(1);
             let seconds = graph_error::pair_rate_backoff_seconds(hits.saturating_sub(1));
             telemetry::emit(FUNCTION, None, &[("PairRateHits", 1.0)]);

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS statuses(wamid TEXT PRIMARY KEY, status TEXT, rank IN
 CREATE TABLE IF NOT EXISTS counters(kind TEXT, phone TEXT, month TEXT, name TEXT, n INTEGER NOT NULL,
     PRIMARY KEY(kind, phone, month, name));
 CREATE TABLE IF NOT EXISTS templates(name TEXT, language TEXT, category TEXT NOT NULL, PRIMARY KEY(name, language));
+CREATE TABLE IF NOT EXISTS links(phone TEXT, a TEXT, b TEXT, PRIMARY KEY(phone, a, b));
 ";
 
 /// One SQLite database shared by every embedded adapter of a process.
@@ -124,7 +125,7 @@ impl LocalDb {
 }
 
 /// Brings a database written by an earlier version up to `SCHEMA`: statuses gained `expires_at`
-/// (90 days, as their DynamoDB items) and blobs `put_at` (for their lifecycle); the rows already
+/// (90 days, as their DynamoDB items) and `pricing_model`, and blobs `put_at` (for their lifecycle); the rows already
 /// there get them from now. In one write transaction, so that two processes opening an old file at
 /// once do not both alter it.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -141,6 +142,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     if !has_column("blobs", "put_at")? {
         tx.execute_batch("ALTER TABLE blobs ADD COLUMN put_at INTEGER")?;
+    }
+    if !has_column("statuses", "pricing_model")? {
+        tx.execute_batch("ALTER TABLE statuses ADD COLUMN pricing_model TEXT")?;
     }
     let now_s = now_ms() / 1000;
     tx.execute("UPDATE statuses SET expires_at = ?1 WHERE expires_at IS NULL", [now_s + state::STATUS_TTL_S])?;

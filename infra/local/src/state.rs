@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
-use wa_core::conversation::{ConversationFacts, StatusUpdate, status_rank};
+use wa_core::conversation::{StatusUpdate, status_rank};
+use wa_core::identity::ConversationRecord;
 use wa_core::ports::{
     BlobError, BlobStore, Claim, ConversationStore, IdempotencyStore, SecretError, SecretSource, StoreError,
     ThrottleStore,
@@ -419,8 +420,9 @@ impl ConversationStore for LocalState {
         .map_err(|e| db_error(&e))?;
         if let Some((category, kind, billable)) = update.pricing {
             conn.exec(
-                "UPDATE statuses SET pricing_category = ?1, pricing_type = ?2, billable = ?3 WHERE wamid = ?4",
-                params![category, kind, billable, update.wamid],
+                "UPDATE statuses SET pricing_category = ?1, pricing_type = ?2, billable = ?3,
+                     pricing_model = COALESCE(?4, pricing_model) WHERE wamid = ?5",
+                params![category, kind, billable, update.pricing_model, update.wamid],
             )
             .map_err(|e| db_error(&e))?;
         }
@@ -445,22 +447,79 @@ impl ConversationStore for LocalState {
         Ok(applied > 0)
     }
 
-    async fn facts(&self, phone: &str, user: &str) -> Result<Option<ConversationFacts>, StoreError> {
+    async fn records(&self, phone: &str, ids: &[String]) -> Result<Vec<ConversationRecord>, StoreError> {
+        let conn = self.db.lock();
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            let record = conn
+                .row(
+                    "SELECT last_inbound_at, window_closed_at, free_entry_point_until, marketing_opt_out, consent_at,
+                            profile_name FROM conversations WHERE phone = ?1 AND user = ?2",
+                    params![phone, id],
+                    |row| {
+                        Ok(ConversationRecord {
+                            id: id.clone(),
+                            last_inbound_at: row.get(0)?,
+                            window_closed_at: row.get(1)?,
+                            free_entry_point_until: row.get(2)?,
+                            marketing_opt_out: row.get(3)?,
+                            consent_at: row.get(4)?,
+                            profile_name: row.get(5)?,
+                            links: Vec::new(),
+                        })
+                    },
+                )
+                .optional()
+                .map_err(|e| db_error(&e))?;
+            let Some(mut record) = record else { continue };
+            let mut statement = conn
+                .prepare_cached("SELECT b FROM links WHERE phone = ?1 AND a = ?2 ORDER BY b")
+                .map_err(|e| db_error(&e))?;
+            record.links = statement
+                .query_map(params![phone, id], |row| row.get(0))
+                .map_err(|e| db_error(&e))?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|e| db_error(&e))?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    async fn link(&self, phone: &str, ids: &[String]) -> Result<(), StoreError> {
+        for id in ids {
+            self.upsert_conversation(phone, id)?;
+        }
+        let conn = self.db.lock();
+        for a in ids {
+            for b in ids.iter().filter(|b| *b != a) {
+                conn.exec("INSERT OR IGNORE INTO links(phone, a, b) VALUES (?1, ?2, ?3)", params![phone, a, b])
+                    .map_err(|e| db_error(&e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn detach(&self, phone: &str, id: &str) -> Result<(), StoreError> {
         self.db
             .lock()
-            .row(
-                "SELECT last_inbound_at, window_closed_at, marketing_opt_out, free_entry_point_until
-                 FROM conversations WHERE phone = ?1 AND user = ?2",
-                params![phone, user],
-                |row| {
-                    Ok(ConversationFacts {
-                        last_inbound_at: row.get(0)?,
-                        window_closed_at: row.get(1)?,
-                        marketing_opt_out: row.get(2)?,
-                        free_entry_point_until: row.get(3)?,
-                    })
-                },
-            )
+            .exec("DELETE FROM links WHERE phone = ?1 AND (a = ?2 OR b = ?2)", params![phone, id])
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn status_of(&self, wamid: &str) -> Result<Option<String>, StoreError> {
+        self.db
+            .lock()
+            .row("SELECT status FROM statuses WHERE wamid = ?1", params![wamid], |row| row.get::<_, Option<String>>(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn send_key_of(&self, wamid: &str) -> Result<Option<String>, StoreError> {
+        self.db
+            .lock()
+            .row("SELECT key FROM sends WHERE wamid = ?1 LIMIT 1", params![wamid], |row| row.get(0))
             .optional()
             .map_err(|e| db_error(&e))
     }
@@ -523,20 +582,27 @@ impl ConversationStore for LocalState {
         category: &str,
         pricing_type: &str,
     ) -> Result<bool, StoreError> {
-        let first = {
-            let conn = self.db.lock();
-            conn.exec(
-                "INSERT OR IGNORE INTO statuses(wamid, expires_at) VALUES (?1, ?2)",
-                params![wamid, status_expiry()],
+        // The mark and the counter in one transaction, as DynamoDB's TransactWriteItems does.
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(|e| db_error(&e))?;
+        tx.execute(
+            "INSERT OR IGNORE INTO statuses(wamid, expires_at) VALUES (?1, ?2)",
+            params![wamid, status_expiry()],
+        )
+        .map_err(|e| db_error(&e))?;
+        let first = tx
+            .execute("UPDATE statuses SET costed = 1 WHERE wamid = ?1 AND costed = 0", params![wamid])
+            .map_err(|e| db_error(&e))?
+            > 0;
+        if first {
+            tx.execute(
+                "INSERT INTO counters(kind, phone, month, name, n) VALUES ('COST', ?1, ?2, ?3, 1)
+                 ON CONFLICT(kind, phone, month, name) DO UPDATE SET n = n + 1",
+                params![phone, month, format!("{category}#{pricing_type}")],
             )
             .map_err(|e| db_error(&e))?;
-            conn.exec("UPDATE statuses SET costed = 1 WHERE wamid = ?1 AND costed = 0", params![wamid])
-                .map_err(|e| db_error(&e))?
-                > 0
-        };
-        if first {
-            self.add_counter("COST", phone, month, &format!("{category}#{pricing_type}"))?;
         }
+        tx.commit().map_err(|e| db_error(&e))?;
         Ok(first)
     }
 }
@@ -560,6 +626,7 @@ mod tests {
             recipient: None,
             callback_data: None,
             pricing: Some(("marketing", "regular", true)),
+            pricing_model: Some("PMP"),
         };
         let sent = StatusUpdate { status: &StatusKind::Sent, ..read.clone() };
         assert!(state.apply_status(&read).await.unwrap());
@@ -599,6 +666,7 @@ mod tests {
             recipient: None,
             callback_data: None,
             pricing: None,
+            pricing_model: None,
         };
         assert!(state.apply_status(&update).await.unwrap());
         assert!(state.count_cost_once("wamid.2", "p", "2026-11", "marketing", "regular").await.unwrap());
@@ -623,13 +691,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn linked_ids_resolve_to_one_person_and_unlinking_separates_them() {
+        use wa_core::identity::resolve;
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        state.record_inbound("p", "US.1", 100, Some("Ana")).await.unwrap();
+        state.mark_window_closed("p", "16505551234", 50).await.unwrap();
+        state.set_marketing_opt_out("p", "16505551234", true, 60).await.unwrap();
+        let alone = resolve(&state, "p", "16505551234").await.unwrap();
+        assert_eq!(alone.facts.last_inbound_at, None, "not linked yet");
+        state.link("p", &["16505551234".into(), "US.1".into(), "US.ENT.9".into()]).await.unwrap();
+        for id in ["16505551234", "+16505551234", "US.1", "US.ENT.9"] {
+            let person = resolve(&state, "p", id).await.unwrap();
+            assert_eq!(person.ids, ["16505551234", "US.1", "US.ENT.9"], "{id}");
+            assert_eq!(person.facts.last_inbound_at, Some(100), "{id}");
+            assert!(person.facts.marketing_opt_out, "{id}: the opt-out under the phone is kept");
+            assert!(person.facts.service_window_open(150), "{id}: the 131047 came before the message");
+        }
+        // A new BSUID linked to the old one; the old phone given up.
+        state.link("p", &["US.1".into(), "US.2".into(), "12195555358".into()]).await.unwrap();
+        state.detach("p", "16505551234").await.unwrap();
+        let person = resolve(&state, "p", "12195555358").await.unwrap();
+        assert!(person.ids.contains(&"US.1".to_owned()) && !person.ids.contains(&"16505551234".to_owned()));
+        assert_eq!(person.facts.last_inbound_at, Some(100));
+        let old_phone = resolve(&state, "p", "16505551234").await.unwrap();
+        assert_eq!(old_phone.facts.last_inbound_at, None, "the old phone no longer reaches the person");
+    }
+
+    #[tokio::test]
+    async fn the_cost_ledger_counts_a_message_once() {
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        assert!(state.count_cost_once("w", "p", "2026-12", "marketing_lite", "regular").await.unwrap());
+        assert!(!state.count_cost_once("w", "p", "2026-12", "marketing_lite", "regular").await.unwrap());
+        assert_eq!(state.costs("p", "2026-12").unwrap(), [("marketing_lite#regular".to_owned(), 1)]);
+    }
+
+    #[tokio::test]
     async fn conversations_keep_the_newest_facts() {
         let state = LocalState::new(&LocalDb::memory().unwrap());
         state.record_inbound("p", "u", 100, Some("Ana")).await.unwrap();
         state.record_inbound("p", "u", 50, None).await.unwrap();
         assert!(state.set_marketing_opt_out("p", "u", true, 200).await.unwrap());
         assert!(!state.set_marketing_opt_out("p", "u", false, 150).await.unwrap(), "older change ignored");
-        let facts = state.facts("p", "u").await.unwrap().unwrap();
+        let facts = wa_core::identity::resolve(&state, "p", "u").await.unwrap().facts;
         assert_eq!((facts.last_inbound_at, facts.marketing_opt_out), (Some(100), true));
         assert_eq!(state.profile_name("p", "u").unwrap().as_deref(), Some("Ana"));
         let r = state.reserve("p", 10, 1000, 5_000, 1_000_000).await.unwrap().unwrap();

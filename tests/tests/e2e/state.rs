@@ -56,6 +56,7 @@ fn update<'a>(wamid: &'a str, status: &'a StatusKind) -> StatusUpdate<'a> {
         recipient: Some("16505551234"),
         callback_data: Some("cb"),
         pricing: None,
+        pricing_model: None,
     }
 }
 
