@@ -11,7 +11,8 @@
 //!   recorded without a time is never overridden by a merge (it is never lost).
 //!
 //! **Identity changes**: `user_changed_number` links the new phone and BSUIDs to the previous
-//! BSUIDs and unlinks the old phone (`from`), which may be given to someone else;
+//! BSUIDs and detaches the old phone (`from`), which may be given to someone else; a payload dated
+//! before the change (a late redelivery) never links that phone again ([`linkable`]);
 //! `user_changed_user_id` links the new BSUIDs to the previous ones.
 
 use std::collections::BTreeSet;
@@ -214,6 +215,25 @@ pub struct ConversationRecord {
     pub profile_name: Option<String>,
     /// The ids this one is linked to.
     pub links: Vec<String>,
+    /// When its owner gave this id up (a phone number after `user_changed_number`), Unix seconds:
+    /// payloads from before then never link it again.
+    pub retired_at: Option<i64>,
+}
+
+/// The ids of a payload dated `at` that may be linked, given their stored records: an id given up
+/// (retired) at or after `at` is left out. `None` when nothing is left to link, or when the
+/// records already link every remaining id to every other.
+#[must_use]
+pub fn linkable(ids: &Ids, records: &[ConversationRecord], at: i64) -> Option<Vec<String>> {
+    let retired = |id: &str| records.iter().any(|r| r.id == id && r.retired_at.is_some_and(|t| t >= at));
+    let ids: Vec<String> = ids.ids().into_iter().filter(|id| !retired(id)).collect();
+    if ids.len() < 2 {
+        return None;
+    }
+    let known = ids.iter().all(|id| {
+        records.iter().find(|r| &r.id == id).is_some_and(|r| ids.iter().all(|o| o == id || r.links.contains(o)))
+    });
+    (!known).then_some(ids)
 }
 
 /// One person as the records of all their linked ids describe them.
@@ -399,6 +419,20 @@ mod tests {
         assert!(!nobody.known);
         assert_eq!(nobody.ids, ["1650555"]);
         assert_eq!(nobody.key("x"), "1650555");
+    }
+
+    #[test]
+    fn what_a_payload_may_link() {
+        let mut ids = Ids::default();
+        ids.add(Some("16505551234"));
+        ids.add(Some("US.1"));
+        let linked = |id: &str, other: &str| ConversationRecord { links: vec![other.into()], ..record(id) };
+        assert_eq!(linkable(&ids, &[], 100), Some(vec!["16505551234".into(), "US.1".into()]), "new ids");
+        assert_eq!(linkable(&ids, &[linked("16505551234", "US.1"), linked("US.1", "16505551234")], 100), None, "known");
+        assert!(linkable(&ids, &[linked("16505551234", "US.1")], 100).is_some(), "one side missing");
+        let retired = ConversationRecord { retired_at: Some(200), ..record("16505551234") };
+        assert_eq!(linkable(&ids, std::slice::from_ref(&retired), 150), None, "a payload from before the change");
+        assert!(linkable(&ids, &[retired], 250).is_some(), "after the change the number may be someone's again");
     }
 
     #[test]

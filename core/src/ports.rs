@@ -266,9 +266,14 @@ pub trait ConversationStore: Send + Sync {
     /// order-independent).
     fn link(&self, phone_number_id: &str, ids: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes every link of `id`, both ways (a phone number its owner gave up): it no longer
-    /// reaches anyone else's record.
-    fn detach(&self, phone_number_id: &str, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes every link of `id`, both ways, and marks it retired at `at_s` (a phone number its
+    /// owner gave up): it no longer reaches anyone else's record.
+    fn detach(
+        &self,
+        phone_number_id: &str,
+        id: &str,
+        at_s: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The stored status of a message we sent (`sent`, `failed`, ...), read consistently.
     fn status_of(&self, wamid: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;

@@ -9,7 +9,7 @@
 //!
 //! | `SEND#event:<event_id>` | `SEND` | as `SEND#` (14 days) | event-processor dedupe |
 //! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*`, `costed` | message status (monotonic); `costed` is set in the same transaction as the ledger's counter |
-//! | `CONV#<phone_number_id>#<id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at`, `links` (string set) | windows and consent of one id (phone, BSUID or parent BSUID); `links` names the person's other ids ([`wa_core::identity`]) |
+//! | `CONV#<phone_number_id>#<id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at`, `links` (string set), `retired_at` | windows and consent of one id (phone, BSUID or parent BSUID); `links` names the person's other ids ([`wa_core::identity`]) |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
 //! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `category` | template categories learned from template webhooks |
@@ -483,6 +483,7 @@ impl ConversationStore for StateTable {
                     consent_at: int("consent_at"),
                     profile_name: item.get("profile_name").and_then(|v| v.as_s().ok()).cloned(),
                     links,
+                    retired_at: int("retired_at"),
                 });
             }
             if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
@@ -516,9 +517,21 @@ impl ConversationStore for StateTable {
         futures_util::future::try_join_all(writes).await.map(|_| ())
     }
 
-    async fn detach(&self, phone: &str, id: &str) -> Result<(), StoreError> {
-        let Some(record) = self.records(phone, &[id.to_owned()]).await?.pop() else { return Ok(()) };
-        for other in &record.links {
+    async fn detach(&self, phone: &str, id: &str, at_s: i64) -> Result<(), StoreError> {
+        // Retired first: from now on no payload from before the change links it again.
+        let retired = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("CONV#{phone}#{id}"), "CONV")))
+            .update_expression("SET retired_at = :at")
+            .condition_expression("attribute_not_exists(retired_at) OR retired_at < :at")
+            .expression_attribute_values(":at", n(at_s))
+            .send()
+            .await;
+        conditional(retired)?;
+        let records = self.records(phone, &[id.to_owned()]).await?;
+        for other in records.iter().flat_map(|r| &r.links) {
             self.client
                 .update_item()
                 .table_name(&self.table)

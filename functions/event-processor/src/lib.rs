@@ -256,17 +256,15 @@ where
         true
     }
 
-    /// Links the ids a payload names together, unless their records already say so (one read
-    /// instead of a write per id on every message).
-    async fn learn(&self, phone: &str, ids: &Ids) -> Result<(), String> {
+    /// Links the ids a payload dated `at` names together, unless their records already say so
+    /// (one read instead of a write per id on every message) or an id was given up since
+    /// ([`identity::linkable`]).
+    async fn learn(&self, phone: &str, ids: &Ids, at: i64) -> Result<(), String> {
         if !ids.links_anything() {
             return Ok(());
         }
-        let ids = ids.ids();
-        let records = self.state.records(phone, &ids).await.map_err(|e| e.to_string())?;
-        let known = records.len() == ids.len()
-            && records.iter().all(|r| ids.iter().all(|id| *id == r.id || r.links.contains(id)));
-        if !known {
+        let records = self.state.records(phone, &ids.ids()).await.map_err(|e| e.to_string())?;
+        if let Some(ids) = identity::linkable(ids, &records, at) {
             self.state.link(phone, &ids).await.map_err(|e| e.to_string())?;
             telemetry::emit(FUNCTION, None, &[("IdentityLinks", 1.0)]);
         }
@@ -284,6 +282,7 @@ where
             return Ok(Applied::default());
         };
         let contact: Option<Value> = event.contact.and_then(|c| serde_json::from_str(c.get()).ok());
+        let at = event.timestamp.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
         let mut failure = None;
         match event.kind {
             EventKind::Message => {
@@ -292,17 +291,16 @@ where
                     Err(error) => return Ok(uninterpretable(event, &error)),
                 };
                 if let Some(change) = identity::identity_change(&message) {
-                    self.learn(phone, &change.now).await?;
+                    self.learn(phone, &change.now, at).await?;
                     if let Some(old) = &change.retired_phone {
-                        self.state.detach(phone, old).await.map_err(|e| e.to_string())?;
+                        self.state.detach(phone, old, at).await.map_err(|e| e.to_string())?;
                     }
                     telemetry::emit(FUNCTION, None, &[("IdentityChanges", 1.0)]);
                     // The conversation forwarded with it is the person's under their new ids.
                     user = change.user_id.clone().or_else(|| change.now.ids().into_iter().next()).or(user);
                 } else {
                     let Some(user) = user.as_deref() else { return Ok(Applied::default()) };
-                    self.learn(phone, &identity::message_ids(&message, contact.as_ref())).await?;
-                    let at = event.timestamp.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
+                    self.learn(phone, &identity::message_ids(&message, contact.as_ref()), at).await?;
                     let name = contact.as_ref().and_then(|c| c.pointer("/profile/name").and_then(Value::as_str));
                     self.state.record_inbound(phone, user, at, name).await.map_err(|e| e.to_string())?;
                     let text = message
@@ -325,7 +323,8 @@ where
                     Ok(status) => status,
                     Err(error) => return Ok(uninterpretable(event, &error)),
                 };
-                failure = self.apply_status(phone, user.as_deref(), event, &status, contact.as_ref()).await?;
+                self.learn(phone, &identity::status_ids(&status, contact.as_ref()), at).await?;
+                failure = self.apply_status(phone, user.as_deref(), event, &status).await?;
             }
             _ if event.field == "user_preferences" => {
                 let value: UserPreferencesValue = match event.payload_as() {
@@ -337,7 +336,8 @@ where
                     ids.add(preference.wa_id.as_ref().map(|w| w.as_str()));
                     ids.add(preference.user_id.as_deref());
                     ids.add(preference.extra.get("parent_user_id").and_then(Value::as_str));
-                    self.learn(phone, &ids).await?;
+                    let when = preference.timestamp.as_ref().and_then(wa_core::webhook::FlexString::as_unix_seconds);
+                    self.learn(phone, &ids, when.unwrap_or(at)).await?;
                     let Some(user) = preference.user_id.as_deref().or(preference.wa_id.as_ref().map(|w| w.as_str()))
                     else {
                         continue;
@@ -367,7 +367,7 @@ where
         Ok(Applied { conversation: Some(person.facts.summary(now)), failure })
     }
 
-    /// A status: links, the message's status (forward only), the ledger, the free entry point, and
+    /// A status: the message's status (forward only), the ledger, the free entry point, and
     /// for a `failed` one the opt-out (131050), the closed window (131047) and the delivery failure
     /// of the request that sent it (returned as the message to publish).
     async fn apply_status(
@@ -376,9 +376,7 @@ where
         user: Option<&str>,
         event: &InboundEvent<'_>,
         status: &Status,
-        contact: Option<&Value>,
     ) -> Result<Option<String>, String> {
-        self.learn(phone, &identity::status_ids(status, contact)).await?;
         let at = status.timestamp.as_ref().and_then(wa_core::webhook::FlexString::as_unix_seconds);
         let category = status.pricing.as_ref().and_then(|p| p.category.as_deref()).map(pricing_category);
         let update = StatusUpdate {

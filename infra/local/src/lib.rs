@@ -125,7 +125,7 @@ impl LocalDb {
 }
 
 /// Brings a database written by an earlier version up to `SCHEMA`: statuses gained `expires_at`
-/// (90 days, as their DynamoDB items) and `pricing_model`, and blobs `put_at` (for their lifecycle); the rows already
+/// (90 days, as their DynamoDB items) and `pricing_model`, conversations `retired_at`, and blobs `put_at` (for their lifecycle); the rows already
 /// there get them from now. In one write transaction, so that two processes opening an old file at
 /// once do not both alter it.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -142,6 +142,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     if !has_column("blobs", "put_at")? {
         tx.execute_batch("ALTER TABLE blobs ADD COLUMN put_at INTEGER")?;
+    }
+    if !has_column("conversations", "retired_at")? {
+        tx.execute_batch("ALTER TABLE conversations ADD COLUMN retired_at INTEGER")?;
     }
     if !has_column("statuses", "pricing_model")? {
         tx.execute_batch("ALTER TABLE statuses ADD COLUMN pricing_model TEXT")?;

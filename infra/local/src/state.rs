@@ -454,7 +454,7 @@ impl ConversationStore for LocalState {
             let record = conn
                 .row(
                     "SELECT last_inbound_at, window_closed_at, free_entry_point_until, marketing_opt_out, consent_at,
-                            profile_name FROM conversations WHERE phone = ?1 AND user = ?2",
+                            profile_name, retired_at FROM conversations WHERE phone = ?1 AND user = ?2",
                     params![phone, id],
                     |row| {
                         Ok(ConversationRecord {
@@ -466,6 +466,7 @@ impl ConversationStore for LocalState {
                             consent_at: row.get(4)?,
                             profile_name: row.get(5)?,
                             links: Vec::new(),
+                            retired_at: row.get(6)?,
                         })
                     },
                 )
@@ -499,12 +500,17 @@ impl ConversationStore for LocalState {
         Ok(())
     }
 
-    async fn detach(&self, phone: &str, id: &str) -> Result<(), StoreError> {
-        self.db
-            .lock()
-            .exec("DELETE FROM links WHERE phone = ?1 AND (a = ?2 OR b = ?2)", params![phone, id])
-            .map(|_| ())
-            .map_err(|e| db_error(&e))
+    async fn detach(&self, phone: &str, id: &str, at_s: i64) -> Result<(), StoreError> {
+        self.upsert_conversation(phone, id)?;
+        let conn = self.db.lock();
+        conn.exec("DELETE FROM links WHERE phone = ?1 AND (a = ?2 OR b = ?2)", params![phone, id])
+            .map_err(|e| db_error(&e))?;
+        conn.exec(
+            "UPDATE conversations SET retired_at = MAX(COALESCE(retired_at, ?1), ?1) WHERE phone = ?2 AND user = ?3",
+            params![at_s, phone, id],
+        )
+        .map(|_| ())
+        .map_err(|e| db_error(&e))
     }
 
     async fn status_of(&self, wamid: &str) -> Result<Option<String>, StoreError> {
@@ -709,7 +715,9 @@ mod tests {
         }
         // A new BSUID linked to the old one; the old phone given up.
         state.link("p", &["US.1".into(), "US.2".into(), "12195555358".into()]).await.unwrap();
-        state.detach("p", "16505551234").await.unwrap();
+        state.detach("p", "16505551234", 300).await.unwrap();
+        let old = state.records("p", &["16505551234".into()]).await.unwrap();
+        assert_eq!(old[0].retired_at, Some(300));
         let person = resolve(&state, "p", "12195555358").await.unwrap();
         assert!(person.ids.contains(&"US.1".to_owned()) && !person.ids.contains(&"16505551234".to_owned()));
         assert_eq!(person.facts.last_inbound_at, Some(100));

@@ -13,7 +13,7 @@ use crate::stack::{APP_SECRET, Stack};
 const PHONE: &str = "106540352242922";
 const USER: &str = "16505551234";
 
-fn webhook(value: Value, field: &str) -> Vec<u8> {
+pub(crate) fn webhook(value: Value, field: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
         "changes": [{"field": field, "value": value}]}]}))
     .unwrap()
@@ -38,15 +38,18 @@ fn status(wamid: &str, status: &str, at: i64) -> Vec<u8> {
     )
 }
 
-struct Pipeline {
-    stack: Stack,
-    table: StateTable,
-    events: String,
+/// Ingest and the event processor on moto, over one state table.
+pub(crate) struct Pipeline {
+    pub(crate) stack: Stack,
+    pub(crate) table: StateTable,
+    /// The state table's name (a sender on the same table sees what the processor recorded).
+    pub(crate) table_name: String,
+    pub(crate) events: String,
     processor: event_processor::Processor<StateTable, StateTable, SqsQueue, S3Blobs>,
 }
 
 impl Pipeline {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         Self::with_queues_of(262_144).await
     }
 
@@ -56,7 +59,7 @@ impl Pipeline {
         let stack = Stack::new(inbound_max_bytes).await;
         let table_name = create_state_table(&stack.aws).await;
         let events = create_queue(&stack.aws, 262_144).await;
-        let table = StateTable::new(aws_sdk_dynamodb::Client::new(&stack.aws), table_name);
+        let table = StateTable::new(aws_sdk_dynamodb::Client::new(&stack.aws), table_name.clone());
         let processor = event_processor::Processor {
             dedupe: table.clone(),
             state: table.clone(),
@@ -68,10 +71,10 @@ impl Pipeline {
             blobs: S3Blobs::new(wa_infra::aws::s3_client(&stack.aws), stack.bucket.clone()),
             keywords: OptOutKeywords::default(),
         };
-        Self { stack, table, events, processor }
+        Self { stack, table, table_name, events, processor }
     }
 
-    async fn post(&self, body: &[u8]) {
+    pub(crate) async fn post(&self, body: &[u8]) {
         let deps = self.stack.ingest();
         let request = apigw_request(
             "POST",
@@ -84,7 +87,7 @@ impl Pipeline {
     }
 
     /// Runs the processor over everything on the inbound queue, like the event source mapping.
-    async fn process(&self, copies: usize) {
+    pub(crate) async fn process(&self, copies: usize) {
         let sqs = aws_sdk_sqs::Client::new(&self.stack.aws);
         while let Some(batch) = esm::receive(&sqs, &self.stack.queue_url).await {
             let deadline = now_ms() + 30_000;
@@ -97,7 +100,7 @@ impl Pipeline {
         }
     }
 
-    async fn forwarded(&self) -> Vec<Value> {
+    pub(crate) async fn forwarded(&self) -> Vec<Value> {
         drain_queue(&self.stack.aws, &self.events).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
     }
 }
