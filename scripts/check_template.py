@@ -7,6 +7,9 @@
 - every queue with a DLQ: maxReceiveCount >= 5 and the DLQ keeps messages longer than its source,
   and an alarm watches the DLQ's depth;
 - every checkov suppression says why, in place (a comment of at least a few words);
+- every function with a statement on the state table may call every DynamoDB operation the
+  state table's adapter (infra/src/dynamo.rs) makes, and Query on its indexes when it queries
+  (moto does not check IAM, so a missing action would only show in AWS);
 - the payload bucket's lifecycle rules are the ones the code applies locally and relies on
   (`BLOB_LIFECYCLE_DAYS` in functions/webhook-ingest/src/lib.rs), and claim-checked events outlive
   every queue's retention.
@@ -99,6 +102,41 @@ for name, resource in resources.items():
             problems.append(f"{name}: checkov skip {skip.get('id')} needs a comment saying why")
 
 root = pathlib.Path(__file__).resolve().parent.parent
+# SDK operation -> the IAM actions it needs (a transaction needs those of the writes in it: the
+# adapter's transactions hold Update actions only).
+OPERATIONS = {
+    "get_item": ["dynamodb:GetItem"],
+    "put_item": ["dynamodb:PutItem"],
+    "update_item": ["dynamodb:UpdateItem"],
+    "delete_item": ["dynamodb:DeleteItem"],
+    "batch_get_item": ["dynamodb:BatchGetItem"],
+    "query": ["dynamodb:Query"],
+    "transact_write_items": ["dynamodb:UpdateItem"],
+}
+dynamo = (root / "infra/src/dynamo.rs").read_text()
+used = {op for op in OPERATIONS if re.search(rf"\.{op}\(\)", dynamo)}
+if "Update::builder" in dynamo:
+    used.add("transact_write_items")
+needed = sorted({action for op in used for action in OPERATIONS[op]})
+for name, resource in resources.items():
+    if resource["Type"] != "AWS::Serverless::Function":
+        continue
+    statements = [
+        st
+        for policy in resource.get("Properties", {}).get("Policies", [])
+        if isinstance(policy, dict)
+        for st in policy.get("Statement", [])
+    ]
+    on_table = [st for st in statements if "StateTable" in str(st.get("Resource"))]
+    if not on_table:
+        continue
+    allowed = {a for st in on_table for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+    for action in needed:
+        if action not in allowed:
+            problems.append(f"{name}: the state table's adapter calls {action}, which its policy does not allow")
+    if "query" in used and not any("/index/" in str(st.get("Resource")) for st in on_table):
+        problems.append(f"{name}: the state table's adapter queries an index; allow dynamodb:Query on ${{StateTable.Arn}}/index/*")
+
 source = (root / "functions/webhook-ingest/src/lib.rs").read_text() + (root / "core/src/event.rs").read_text()
 lifecycle_code = re.search(r"BLOB_LIFECYCLE_DAYS: \[\(&str, u64\); \d+\] =\s*\[(.*?)\];", source, re.S)
 prefixes = dict(re.findall(r'pub const (\w+_PREFIX): &str = "([^"]+)";', source))

@@ -170,6 +170,13 @@ enum Command {
         #[arg(long, env = "RATE_CARD")]
         rate_card: Option<String>,
     },
+    /// Business numbers held after an account-level error (368, 131042, 131031, ...): list them, or
+    /// clear one once the cause is fixed. Reads the state table (AWS) or, without --table, the local
+    /// stack.
+    Hold {
+        #[command(subcommand)]
+        action: HoldAction,
+    },
     /// Print the X-Hub-Signature-256 header for a payload file (exact bytes, HMAC-SHA256).
     Sign {
         /// The payload file.
@@ -177,6 +184,33 @@ enum Command {
         /// The app secret.
         #[arg(long, env = "WA_APP_SECRET")]
         app_secret: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum HoldAction {
+    /// Every held number, why, and until when.
+    List {
+        /// The state table (AWS credentials and region from the environment); without it, the
+        /// local stack.
+        #[arg(long, env = "STATE_TABLE")]
+        table: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Lift a number's hold now (its queued requests go out at their next delivery).
+    Clear {
+        /// The business number (phone_number_id).
+        #[arg(long)]
+        phone_number_id: String,
+        /// The state table (AWS credentials and region from the environment); without it, the
+        /// local stack.
+        #[arg(long, env = "STATE_TABLE")]
+        table: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -396,6 +430,59 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+        Command::Hold { action } => {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                eprintln!("wa hold: cannot start a runtime");
+                return ExitCode::FAILURE;
+            };
+            let now = u64::try_from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+            )
+            .unwrap_or(0);
+            let result = runtime.block_on(async move {
+                let (table, data_dir) = match &action {
+                    HoldAction::List { table, data_dir } | HoldAction::Clear { table, data_dir, .. } => {
+                        (table.clone(), data_dir.clone())
+                    }
+                };
+                match table {
+                    Some(table) => {
+                        let sdk = wa_infra::aws::load().await;
+                        let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+                        match &action {
+                            HoldAction::List { .. } => {
+                                state.holds().await.map(|h| wa_cli::hold::describe(&h, now)).map_err(|e| e.to_string())
+                            }
+                            HoldAction::Clear { phone_number_id, .. } => {
+                                wa_cli::hold::clear(&state, phone_number_id).await
+                            }
+                        }
+                    }
+                    None => {
+                        let db = wa_cli::dev::open(&data_dir)?;
+                        let state = wa_infra_local::LocalState::new(&db);
+                        match &action {
+                            HoldAction::List { .. } => {
+                                state.holds().map(|h| wa_cli::hold::describe(&h, now)).map_err(|e| e.to_string())
+                            }
+                            HoldAction::Clear { phone_number_id, .. } => {
+                                wa_cli::hold::clear(&state, phone_number_id).await
+                            }
+                        }
+                    }
+                }
+            });
+            match result {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("wa hold: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Sign { file, app_secret } => match std::fs::read(&file) {
             Ok(body) => {

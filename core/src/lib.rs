@@ -6,6 +6,7 @@ pub mod apps;
 pub mod conversation;
 pub mod event;
 pub mod graph_error;
+pub mod hold;
 pub mod identity;
 pub mod outcome;
 pub mod policy;

@@ -221,6 +221,34 @@ pub trait ThrottleStore: Send + Sync {
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 }
 
+/// Holds on business numbers after account-level errors ([`crate::hold`]), shared by all senders.
+pub trait HoldStore: Send + Sync {
+    /// The number's hold, if any.
+    fn hold(&self, phone_number_id: &str)
+    -> impl Future<Output = Result<Option<crate::hold::Hold>, StoreError>> + Send;
+
+    /// Stores `hold` (replacing any), the next after `previous_strikes` (0 for a new one): written
+    /// only if the stored hold still has that many strikes, so that two senders' errors count once.
+    fn put_hold(
+        &self,
+        phone_number_id: &str,
+        hold: &crate::hold::Hold,
+        previous_strikes: u32,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Claims the probe after the cool-down until `probe_until_ms`; true for the one sender that
+    /// gets it.
+    fn claim_probe(
+        &self,
+        phone_number_id: &str,
+        now_ms: u64,
+        probe_until_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes the number's hold (a probe went through, or an operator cleared it).
+    fn clear_hold(&self, phone_number_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Delays the redelivery of a queue message that will be retried (SQS ChangeMessageVisibility),
 /// so that throttling and pair-rate backoff do not burn its receive count.
 pub trait Redelivery: Send + Sync {
@@ -268,12 +296,8 @@ pub trait ConversationStore: Send + Sync {
 
     /// Removes every link of `id`, both ways, and marks it retired at `at_s` (a phone number its
     /// owner gave up): it no longer reaches anyone else's record.
-    fn detach(
-        &self,
-        phone_number_id: &str,
-        id: &str,
-        at_s: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn detach(&self, phone_number_id: &str, id: &str, at_s: i64)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The stored status of a message we sent (`sent`, `failed`, ...), read consistently.
     fn status_of(&self, wamid: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;

@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | `SEND#<idempotency key>` | `SEND` | `state` (INPROGRESS, COMPLETED), `in_progress_until` (ms), `outcome` (JSON), `wamid`, `published`, `expires_at` | never send twice; the sparse index `by_wamid` leads from a message to its send request |
 //! | `RATE#<phone_number_id>` | `RATE` | `tat_us` | per-number send slots shared by all senders |
+//! | `HOLD#<phone_number_id>` | `HOLD` | `code`, `since_ms`, `until_ms`, `strikes`, `probe_until` | a number held after an account-level error ([`wa_core::hold`]) |
 //! | `PAIR#<phone_number_id>#<recipient>` | `PAIR` | `last_ms`, `hits`, `expires_at` | consecutive 131056 hits of a recipient (4^X backoff) |
 //!
 //! | `SEND#event:<event_id>` | `SEND` | as `SEND#` (14 days) | event-processor dedupe |
@@ -21,8 +22,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use wa_core::conversation::StatusUpdate;
+use wa_core::hold::Hold;
 use wa_core::identity::ConversationRecord;
-use wa_core::ports::{Claim, ConversationStore, IdempotencyStore, StoreError, ThrottleStore};
+use wa_core::ports::{Claim, ConversationStore, HoldStore, IdempotencyStore, StoreError, ThrottleStore};
 use wa_core::ratelimit::{Reservation, reserve};
 
 use crate::aws::describe;
@@ -816,5 +818,97 @@ impl ThrottleStore for StateTable {
             .await
             .map_err(|e| store_error(&e))?;
         Ok(hits)
+    }
+}
+
+impl StateTable {
+    /// Every held number (`wa hold list`), by scanning the table's `HOLD#` items.
+    pub async fn holds(&self) -> Result<Vec<(String, Hold)>, StoreError> {
+        let mut holds = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :hold)")
+                .expression_attribute_values(":hold", s("HOLD#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            for item in out.items() {
+                let Some(number) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| pk.strip_prefix("HOLD#"))
+                else {
+                    continue;
+                };
+                holds.push((number.to_owned(), hold_from(item)));
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(holds);
+            }
+        }
+    }
+}
+
+fn hold_from(item: &HashMap<String, AttributeValue>) -> Hold {
+    Hold {
+        code: item.get("code").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0),
+        since_ms: number(item, "since_ms").unwrap_or(0),
+        until_ms: number(item, "until_ms").unwrap_or(0),
+        strikes: number(item, "strikes").and_then(|v| u32::try_from(v).ok()).unwrap_or(1),
+        probe_until_ms: number(item, "probe_until"),
+    }
+}
+
+impl HoldStore for StateTable {
+    async fn hold(&self, phone_number_id: &str) -> Result<Option<Hold>, StoreError> {
+        Ok(self.get(format!("HOLD#{phone_number_id}"), "HOLD").await?.as_ref().map(hold_from))
+    }
+
+    async fn put_hold(&self, phone_number_id: &str, hold: &Hold, previous_strikes: u32) -> Result<bool, StoreError> {
+        let mut item = key(format!("HOLD#{phone_number_id}"), "HOLD");
+        item.insert("code".into(), n(hold.code));
+        item.insert("since_ms".into(), n(hold.since_ms));
+        item.insert("until_ms".into(), n(hold.until_ms));
+        item.insert("strikes".into(), n(hold.strikes));
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = if previous_strikes == 0 {
+            request.condition_expression("attribute_not_exists(pk)")
+        } else {
+            request
+                .condition_expression("strikes = :previous")
+                .expression_attribute_values(":previous", n(previous_strikes))
+        };
+        conditional(request.send().await)
+    }
+
+    async fn claim_probe(&self, phone_number_id: &str, now_ms: u64, probe_until_ms: u64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("HOLD#{phone_number_id}"), "HOLD")))
+            .update_expression("SET probe_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND until_ms <= :now AND (attribute_not_exists(probe_until) OR probe_until <= :now)",
+            )
+            .expression_attribute_values(":until", n(probe_until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn clear_hold(&self, phone_number_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("HOLD#{phone_number_id}"), "HOLD")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
     }
 }

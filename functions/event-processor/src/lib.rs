@@ -113,7 +113,7 @@ fn recorded(stored: &str) -> Recorded {
 /// Logs and counts an event whose payload lacks what its kind needs; it is forwarded unchanged.
 fn uninterpretable(event: &InboundEvent<'_>, error: &dyn std::fmt::Display) -> Applied {
     tracing::warn!(%error, kind = event.kind.as_str(), event_id = %event.event_id, "cannot interpret the event's payload; forwarding it unchanged, state untouched");
-    telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("UninterpretedEvents", 1.0)]);
+    telemetry::emit(FUNCTION, None, &[("UninterpretedEvents", 1.0)]);
     Applied::default()
 }
 

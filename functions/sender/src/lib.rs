@@ -22,12 +22,13 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures_util::FutureExt;
 use wa_core::apps::AppRouting;
 use wa_core::graph_error::{self, ErrorClass};
+use wa_core::hold::{self, Hold, HoldCheck};
 use wa_core::identity::{self, Person};
 use wa_core::outcome::SendOutcome;
 use wa_core::policy::{self, Decision};
 use wa_core::ports::{
-    Claim, ConversationStore, EventQueue, GraphAccepted, GraphApi, GraphFailure, IdempotencyStore, Redelivery,
-    SecretSource, StoreError, ThrottleStore,
+    Claim, ConversationStore, EventQueue, GraphAccepted, GraphApi, GraphFailure, HoldStore, IdempotencyStore,
+    Redelivery, SecretSource, StoreError, ThrottleStore,
 };
 use wa_core::ratelimit::paced_interval_us;
 use wa_core::secrets::SecretStage;
@@ -129,8 +130,20 @@ pub enum Verdict {
         /// Redelivery delay.
         delay_s: Option<u32>,
     },
-    /// Stop sending: this and every record not yet processed are retried later.
-    StopLine(String),
+    /// Stop sending: this and every record not yet processed are retried later. `hold`: Meta's
+    /// code when it was an account-level block, which holds the number beyond this batch.
+    StopLine {
+        /// Why.
+        reason: String,
+        /// The account-level code, when the number is to be held.
+        hold: Option<i64>,
+    },
+}
+
+/// A number's hold as read at the start of a batch, and what it means for the batch.
+struct NumberHold {
+    current: Hold,
+    decision: HoldCheck,
 }
 
 struct Prepared<'a> {
@@ -188,7 +201,7 @@ where
     C: ConversationStore,
     G: GraphApi,
     I: IdempotencyStore,
-    T: ThrottleStore,
+    T: ThrottleStore + HoldStore,
     Q: EventQueue,
     R: Redelivery,
     S: AppRouting,
@@ -196,13 +209,39 @@ where
     /// Handles one SQS batch; `deadline_ms` is the invocation's deadline (Unix ms), which bounds
     /// idempotency claims.
     pub async fn handle(&self, event: &SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
-        let prepared: Vec<Prepared<'_>> = event.records.iter().filter_map(prepare).collect();
-        if prepared.len() != event.records.len() {
+        let all: Vec<Prepared<'_>> = event.records.iter().filter_map(prepare).collect();
+        if all.len() != event.records.len() {
             tracing::error!(
                 records = event.records.len(),
-                usable = prepared.len(),
+                usable = all.len(),
                 "records without a message id were skipped"
             );
+        }
+        // 0. Numbers on hold: their records wait (no claim, no Graph call) until the cool-down
+        //    ends; then one record probes.
+        let holds = self.holds(&all).await;
+        let mut prepared = Vec::with_capacity(all.len());
+        let mut deferred = Vec::new();
+        let mut probes: HashMap<String, usize> = HashMap::new();
+        for record in all {
+            let number = record.request.as_ref().map(|r| r.phone_number_id.clone());
+            match number.as_ref().and_then(|n| holds.get(n)) {
+                Some(NumberHold { decision: HoldCheck::Defer { until_ms }, .. }) => {
+                    deferred.push((record, hold::defer_seconds(*until_ms, now_ms())));
+                }
+                Some(NumberHold { decision: HoldCheck::Probe, .. }) => {
+                    match probes.entry(number.unwrap_or_default()) {
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            deferred.push((record, hold::defer_seconds(now_ms() + hold::PROBE_MS, now_ms())));
+                        }
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(prepared.len());
+                            prepared.push(record);
+                        }
+                    }
+                }
+                _ => prepared.push(record),
+            }
         }
         // 1. Claim every record at once (one conditional write each).
         let now = now_ms();
@@ -231,13 +270,28 @@ where
             futures_util::future::join_all(runs).await.into_iter().flatten().collect();
         verdicts.sort_by_key(|(index, _)| *index);
 
+        self.update_holds(&prepared, &verdicts, &holds, &probes).await;
+
         let mut response = SqsBatchResponse::default();
+        for (record, seconds) in &deferred {
+            if let Some(receipt) = record.receipt_handle
+                && let Err(error) = self.redelivery.delay(receipt, *seconds).await
+            {
+                tracing::warn!(%error, "cannot delay a held request; the visibility timeout applies");
+            }
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = record.message_id.to_owned();
+            response.batch_item_failures.push(failure);
+        }
+        if !deferred.is_empty() {
+            telemetry::emit(FUNCTION, None, &[("HeldSends", deferred.len() as f64)]);
+        }
         for (index, verdict) in verdicts {
             let record = &prepared[index];
             let delay = match verdict {
                 Verdict::Done => continue,
                 Verdict::Retry { delay_s } => delay_s,
-                Verdict::StopLine(_) => None,
+                Verdict::StopLine { .. } => None,
             };
             if let (Some(seconds), Some(receipt)) = (delay, record.receipt_handle)
                 && let Err(error) = self.redelivery.delay(receipt, seconds).await
@@ -249,6 +303,84 @@ where
             response.batch_item_failures.push(failure);
         }
         response
+    }
+
+    /// The hold of every business number in the batch, with what it means now (a number whose
+    /// hold cannot be read is sent from: the batch's own stop still protects it). A number whose
+    /// cool-down is over is probed by the one sender that claims the probe; the others defer.
+    async fn holds(&self, records: &[Prepared<'_>]) -> HashMap<String, NumberHold> {
+        let numbers: BTreeSet<&str> =
+            records.iter().filter_map(|r| r.request.as_ref()).map(|r| r.phone_number_id.as_str()).collect();
+        let mut holds = HashMap::new();
+        for number in numbers {
+            let current = match self.throttle.hold(number).await {
+                Ok(Some(current)) => current,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the number's hold; sending");
+                    continue;
+                }
+            };
+            let now = now_ms();
+            let mut decision = hold::check(Some(&current), now);
+            if decision == HoldCheck::Probe {
+                match self.throttle.claim_probe(number, now, now + hold::PROBE_MS).await {
+                    Ok(true) => tracing::warn!(
+                        code = current.code,
+                        strikes = current.strikes,
+                        "probing a held number with one request"
+                    ),
+                    Ok(false) | Err(_) => decision = HoldCheck::Defer { until_ms: now + hold::PROBE_MS },
+                }
+            }
+            telemetry::emit(FUNCTION, None, &[("HeldNumbers", 1.0)]);
+            holds.insert(number.to_owned(), NumberHold { current, decision });
+        }
+        holds
+    }
+
+    /// After the batch: an account-level block holds its number (longer after a failed probe); a
+    /// probe that went through (accepted, or refused for a reason of its own) clears the hold.
+    async fn update_holds(
+        &self,
+        prepared: &[Prepared<'_>],
+        verdicts: &[(usize, Verdict)],
+        holds: &HashMap<String, NumberHold>,
+        probes: &HashMap<String, usize>,
+    ) {
+        let mut blocked: BTreeMap<&str, i64> = BTreeMap::new();
+        for (index, verdict) in verdicts {
+            if let (Verdict::StopLine { hold: Some(code), .. }, Some(request)) = (verdict, &prepared[*index].request) {
+                blocked.entry(request.phone_number_id.as_str()).or_insert(*code);
+            }
+        }
+        for (number, code) in &blocked {
+            let previous = holds.get(*number).map(|h| &h.current);
+            let next = hold::next_hold(previous, *code, now_ms());
+            match self.throttle.put_hold(number, &next, previous.map_or(0, |h| h.strikes)).await {
+                Ok(_) => {
+                    tracing::error!(
+                        code,
+                        strikes = next.strikes,
+                        cool_down_s = (next.until_ms - now_ms()) / 1000,
+                        "holding the number: no sends until the cool-down ends"
+                    );
+                    telemetry::emit(FUNCTION, None, &[("NumberHolds", 1.0)]);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot record the number's hold; the next batch will call Meta again")
+                }
+            }
+        }
+        for (number, index) in probes {
+            let through = verdicts.iter().any(|(i, v)| i == index && *v == Verdict::Done);
+            if through && !blocked.contains_key(number.as_str()) {
+                match self.throttle.clear_hold(number).await {
+                    Ok(()) => tracing::warn!("the probe went through: the number's hold is cleared"),
+                    Err(error) => tracing::warn!(%error, "cannot clear the number's hold"),
+                }
+            }
+        }
     }
 
     /// Reserves, per business number, one block of consecutive slots for the records that were
@@ -311,7 +443,7 @@ where
                     telemetry::emit(FUNCTION, None, &[("RecordPanics", 1.0)]);
                     Verdict::Retry { delay_s: None }
                 });
-            if let Verdict::StopLine(reason) = &verdict {
+            if let Verdict::StopLine { reason, .. } = &verdict {
                 tracing::error!(%reason, "stopping the line: no more sends in this batch");
                 telemetry::emit(FUNCTION, None, &[("StopTheLine", 1.0)]);
                 stop.store(true, Ordering::SeqCst);
@@ -424,11 +556,17 @@ where
                     }
                     ErrorClass::RefreshToken => {
                         self.release(&record.key).await;
-                        Verdict::StopLine(format!("the access token was refused twice (code {})", error.code))
+                        Verdict::StopLine {
+                            reason: format!("the access token was refused twice (code {})", error.code),
+                            hold: None,
+                        }
                     }
                     ErrorClass::StopTheLine => {
                         self.release(&record.key).await;
-                        Verdict::StopLine(format!("account-level block (code {})", error.code))
+                        Verdict::StopLine {
+                            reason: format!("account-level block (code {})", error.code),
+                            hold: Some(error.code),
+                        }
                     }
                 }
             }
@@ -643,7 +781,9 @@ where
     async fn finish(&self, key: &str, outcome: &SendOutcome) -> Verdict {
         let text = match serde_json::to_string(outcome) {
             Ok(text) => text,
-            Err(error) => return Verdict::StopLine(format!("cannot serialize an outcome: {error}")),
+            Err(error) => {
+                return Verdict::StopLine { reason: format!("cannot serialize an outcome: {error}"), hold: None };
+            }
         };
         let expires = now_ms() / 1000 + self.config.record_ttl.as_secs();
         let mut recorded = false;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 use wa_core::conversation::{StatusUpdate, status_rank};
+use wa_core::hold::Hold;
 use wa_core::identity::ConversationRecord;
 use wa_core::ports::{
-    BlobError, BlobStore, Claim, ConversationStore, IdempotencyStore, SecretError, SecretSource, StoreError,
+    BlobError, BlobStore, Claim, ConversationStore, HoldStore, IdempotencyStore, SecretError, SecretSource, StoreError,
     ThrottleStore,
 };
 use wa_core::ratelimit::{Reservation, reserve};
@@ -370,6 +371,85 @@ impl ThrottleStore for LocalState {
     }
 }
 
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl LocalState {
+    /// Every held number (`wa hold list` on the local stack).
+    pub fn holds(&self) -> Result<Vec<(String, Hold)>, StoreError> {
+        let conn = self.db.lock();
+        let mut statement = conn
+            .prepare_cached("SELECT phone, code, since_ms, until_ms, strikes, probe_until FROM holds ORDER BY phone")
+            .map_err(|e| db_error(&e))?;
+        statement
+            .query_map([], |row| Ok((row.get(0)?, hold_row(row, 1)?)))
+            .map_err(|e| db_error(&e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| db_error(&e))
+    }
+}
+
+fn hold_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Hold> {
+    let unsigned = |i: usize| -> rusqlite::Result<u64> { Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0)) };
+    Ok(Hold {
+        code: row.get(first)?,
+        since_ms: unsigned(first + 1)?,
+        until_ms: unsigned(first + 2)?,
+        strikes: u32::try_from(row.get::<_, i64>(first + 3)?).unwrap_or(1),
+        probe_until_ms: row.get::<_, Option<i64>>(first + 4)?.and_then(|v| u64::try_from(v).ok()),
+    })
+}
+
+impl HoldStore for LocalState {
+    async fn hold(&self, phone: &str) -> Result<Option<Hold>, StoreError> {
+        self.db
+            .lock()
+            .row(
+                "SELECT code, since_ms, until_ms, strikes, probe_until FROM holds WHERE phone = ?1",
+                params![phone],
+                |row| hold_row(row, 0),
+            )
+            .optional()
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn put_hold(&self, phone: &str, hold: &Hold, previous_strikes: u32) -> Result<bool, StoreError> {
+        let conn = self.db.lock();
+        let values =
+            params![phone, hold.code, to_i64(hold.since_ms), to_i64(hold.until_ms), hold.strikes, previous_strikes];
+        let changed = if previous_strikes == 0 {
+            conn.exec(
+                "INSERT OR IGNORE INTO holds(phone, code, since_ms, until_ms, strikes) SELECT ?1, ?2, ?3, ?4, ?5 WHERE ?6 = 0",
+                values,
+            )
+        } else {
+            conn.exec(
+                "UPDATE holds SET code = ?2, since_ms = ?3, until_ms = ?4, strikes = ?5, probe_until = NULL
+                 WHERE phone = ?1 AND strikes = ?6",
+                values,
+            )
+        };
+        changed.map(|n| n > 0).map_err(|e| db_error(&e))
+    }
+
+    async fn claim_probe(&self, phone: &str, now_ms: u64, probe_until_ms: u64) -> Result<bool, StoreError> {
+        self.db
+            .lock()
+            .exec(
+                "UPDATE holds SET probe_until = ?1 WHERE phone = ?2 AND until_ms <= ?3
+                 AND (probe_until IS NULL OR probe_until <= ?3)",
+                params![to_i64(probe_until_ms), phone, to_i64(now_ms)],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn clear_hold(&self, phone: &str) -> Result<(), StoreError> {
+        self.db.lock().exec("DELETE FROM holds WHERE phone = ?1", params![phone]).map(|_| ()).map_err(|e| db_error(&e))
+    }
+}
+
 impl ConversationStore for LocalState {
     async fn record_inbound(
         &self,
@@ -723,6 +803,26 @@ mod tests {
         assert_eq!(person.facts.last_inbound_at, Some(100));
         let old_phone = resolve(&state, "p", "16505551234").await.unwrap();
         assert_eq!(old_phone.facts.last_inbound_at, None, "the old phone no longer reaches the person");
+    }
+
+    #[tokio::test]
+    async fn a_hold_is_counted_once_probed_once_and_cleared() {
+        use wa_core::hold::next_hold;
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        assert_eq!(state.hold("p").await.unwrap(), None);
+        let first = next_hold(None, 368, 1_000);
+        assert!(state.put_hold("p", &first, 0).await.unwrap());
+        assert!(!state.put_hold("p", &first, 0).await.unwrap(), "a second sender's error counts once");
+        assert_eq!(state.hold("p").await.unwrap(), Some(first.clone()));
+        assert!(!state.claim_probe("p", 2_000, 62_000).await.unwrap(), "not before the cool-down ends");
+        assert!(state.claim_probe("p", first.until_ms, first.until_ms + 60_000).await.unwrap());
+        assert!(!state.claim_probe("p", first.until_ms + 1, first.until_ms + 60_001).await.unwrap(), "one probe");
+        let second = next_hold(Some(&first), 368, first.until_ms + 10);
+        assert!(state.put_hold("p", &second, 1).await.unwrap());
+        assert_eq!(state.hold("p").await.unwrap().unwrap().strikes, 2);
+        assert_eq!(state.holds().unwrap().len(), 1);
+        state.clear_hold("p").await.unwrap();
+        assert_eq!(state.hold("p").await.unwrap(), None);
     }
 
     #[tokio::test]

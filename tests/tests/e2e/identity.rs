@@ -21,7 +21,8 @@ fn now_s() -> i64 {
 /// shared, the BSUID always.
 fn user_writes(id: &str, phone: Option<&str>, bsuid: &str, text: &str, at: i64) -> Vec<u8> {
     let mut contact = json!({"profile": {"name": "Sheena"}, "user_id": bsuid});
-    let mut message = json!({"from_user_id": bsuid, "id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": text}});
+    let mut message =
+        json!({"from_user_id": bsuid, "id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": text}});
     match phone {
         Some(phone) => {
             contact["wa_id"] = json!(phone);
@@ -97,14 +98,18 @@ async fn replies_consent_and_a_number_change_follow_the_person_across_ids() {
     assert_eq!(outcomes[0]["status"], "accepted", "{outcomes:?}");
     assert_eq!(outcomes[1]["status"], "accepted", "{outcomes:?}");
     let bodies: Vec<Value> = stack.sim.accepted().into_iter().map(|a| a.body).collect();
-    assert!(bodies.iter().any(|b| b["recipient"] == json!(bsuid) && b.get("to").is_none()), "a BSUID goes as recipient");
+    assert!(
+        bodies.iter().any(|b| b["recipient"] == json!(bsuid) && b.get("to").is_none()),
+        "a BSUID goes as recipient"
+    );
 
     // STOP under the BSUID alone (a username user's webhook has no phone): marketing refused
     // under both ids, with no Graph call.
     p.post(&user_writes("wamid.in2", None, &bsuid, "STOP", now - 30)).await;
     p.process(1).await;
     let calls = stack.sim.accepted().len();
-    let outcomes = send(&stack, &sender, &[marketing(USER_PHONE, "promo-phone"), marketing(&bsuid, "promo-bsuid")]).await;
+    let outcomes =
+        send(&stack, &sender, &[marketing(USER_PHONE, "promo-phone"), marketing(&bsuid, "promo-bsuid")]).await;
     assert_eq!(outcomes[0]["status"], "opted_out", "{outcomes:?}");
     assert_eq!(outcomes[1]["status"], "opted_out", "{outcomes:?}");
     assert_eq!(stack.sim.accepted().len(), calls, "no marketing reached the Graph API");

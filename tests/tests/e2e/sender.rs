@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sender::SenderConfig;
 use serde_json::{Value, json};
+use wa_core::ports::HoldStore;
 use wa_infra::dynamo::StateTable;
 use wa_simulator::{Fault, FaultKind, SimConfig};
 use wa_tests::send_stack::{PHONE, SendStack, mechanics, now_ms, secret, text_request};
@@ -203,6 +204,32 @@ async fn an_expired_token_is_reloaded_and_the_send_retried_once() {
     assert_eq!(codes, [None, Some(190), None]);
 }
 
+/// The next batch of the outbound queue, waiting up to `limit` for one to become visible.
+async fn receive_within(stack: &SendStack, limit: Duration) -> esm::Batch {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(batch) = esm::receive(&stack.sqs, &stack.outbound).await {
+            return batch;
+        }
+        assert!(started.elapsed() < limit, "nothing visible within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Makes a batch's messages visible again at once, as if their redelivery delay had passed.
+async fn make_visible(stack: &SendStack, batch: &esm::Batch) {
+    for record in &batch.event.records {
+        let _ = stack
+            .sqs
+            .change_message_visibility()
+            .queue_url(&stack.outbound)
+            .receipt_handle(record.receipt_handle.clone().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await;
+    }
+}
+
 #[tokio::test]
 async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
     let stack = SendStack::new(SimConfig::default()).await;
@@ -225,9 +252,63 @@ async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
     assert!(sent_before_stop <= 1, "records waiting for their slots do not send after the stop: {sent_before_stop}");
     assert_eq!(response.batch_item_failures.len(), batch.event.records.len() - sent_before_stop);
     esm::settle(&stack.sqs, &stack.outbound, &batch, &response).await;
+
+    // The block holds the number beyond this batch: the next batches defer every request (no Graph
+    // call, nothing dead-lettered) until the cool-down ends.
+    let table = stack.table();
+    let hold = table.hold(PHONE).await.unwrap().expect("the number is held");
+    assert_eq!((hold.code, hold.strikes), (368, 1));
+    let cool_down = hold.until_ms - now_ms();
+    assert!((290_000..=300_000).contains(&cool_down), "{cool_down} ms");
+    let calls = stack.sim.seen().len();
+    let batch = receive_within(&stack, Duration::from_secs(10)).await; // after the visibility timeout
+    let remaining = batch.event.records.len();
+    let response = sender.handle(&batch.event, now_ms() + 30_000).await;
+    assert_eq!(response.batch_item_failures.len(), remaining, "all deferred");
+    assert_eq!(stack.sim.seen().len(), calls, "no Graph call while held");
+    assert!(esm::receive(&stack.sqs, &stack.outbound).await.is_none(), "deferred to the end of the hold");
+    let listed = wa_cli::hold::describe(&table.holds().await.unwrap(), now_ms());
+    assert!(listed.contains(&format!("{PHONE}: held since")) && listed.contains("code 368"), "{listed}");
+
+    // The cool-down ends (time passes: the hold and the messages' delays are moved to now); one
+    // request probes, meets the block again: held again, for longer.
+    let expire = |hold: wa_core::hold::Hold| wa_core::hold::Hold { until_ms: now_ms() - 1, ..hold };
+    assert!(table.put_hold(PHONE, &expire(hold.clone()), 1).await.unwrap());
+    make_visible(&stack, &batch).await;
+    stack.sim.inject(Fault {
+        kind: FaultKind::Error { code: 368, http_status: 400 },
+        count: 1,
+        to: None,
+        endpoint: None,
+    });
+    let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
+    let response = sender.handle(&batch.event, now_ms() + 30_000).await;
+    assert_eq!(stack.sim.seen().len(), calls + 1, "one probe");
+    assert_eq!(response.batch_item_failures.len(), batch.event.records.len());
+    let again = table.hold(PHONE).await.unwrap().unwrap();
+    assert_eq!((again.strikes, again.since_ms), (2, hold.since_ms));
+    assert!(again.until_ms - now_ms() > 800_000, "15 minutes now");
+
+    // The next probe goes through: the hold is cleared and everything is sent, once.
+    assert!(table.put_hold(PHONE, &expire(again), 2).await.unwrap());
+    make_visible(&stack, &batch).await;
+    let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
+    let response = sender.handle(&batch.event, now_ms() + 30_000).await;
+    assert_eq!(stack.sim.accepted().len(), 1, "one probe, accepted");
+    assert_eq!(table.hold(PHONE).await.unwrap(), None, "cleared");
+    assert_eq!(response.batch_item_failures.len(), batch.event.records.len() - 1, "the rest wait for the probe");
+    esm::settle(&stack.sqs, &stack.outbound, &batch, &response).await;
+    make_visible(&stack, &batch).await;
     stack.drain(&sender, 1, Duration::from_secs(30)).await;
     assert_eq!(stack.outcomes().await.len(), 5);
     assert_eq!(stack.sim.accepted().len(), 5);
+
+    // An operator clears a hold by hand.
+    let manual = wa_core::hold::next_hold(None, 131_042, now_ms());
+    assert!(table.put_hold(PHONE, &manual, 0).await.unwrap());
+    let report = wa_cli::hold::clear(&table, PHONE).await.unwrap();
+    assert!(report.contains("hold cleared (code 131042"), "{report}");
+    assert_eq!(table.hold(PHONE).await.unwrap(), None);
 
     // A token refused even after reloading the secret: nothing is sent, nothing is dropped.
     stack.sim.configure(|c| c.access_token = "a-token-we-do-not-have".into());
@@ -411,6 +492,29 @@ impl wa_core::ports::ThrottleStore for SlowThrottle {
 
     async fn pair_hit(&self, phone_number_id: &str, to: &str, now_ms: u64) -> Result<u32, wa_core::ports::StoreError> {
         self.inner.pair_hit(phone_number_id, to, now_ms).await
+    }
+}
+
+impl wa_core::ports::HoldStore for SlowThrottle {
+    async fn hold(&self, number: &str) -> Result<Option<wa_core::hold::Hold>, wa_core::ports::StoreError> {
+        self.inner.hold(number).await
+    }
+
+    async fn put_hold(
+        &self,
+        number: &str,
+        hold: &wa_core::hold::Hold,
+        previous: u32,
+    ) -> Result<bool, wa_core::ports::StoreError> {
+        self.inner.put_hold(number, hold, previous).await
+    }
+
+    async fn claim_probe(&self, number: &str, now_ms: u64, until_ms: u64) -> Result<bool, wa_core::ports::StoreError> {
+        self.inner.claim_probe(number, now_ms, until_ms).await
+    }
+
+    async fn clear_hold(&self, number: &str) -> Result<(), wa_core::ports::StoreError> {
+        self.inner.clear_hold(number).await
     }
 }
 
