@@ -1,8 +1,9 @@
 //! `wa dev --demo`: a scenario end to end on the local stack, checked as it goes.
 //!
 //! 1. a template to a user → accepted; its statuses come back as signed webhooks (read);
-//! 2. the user replies → the 24-hour window opens;
-//! 3. a free-form reply inside the window → accepted;
+//! 2. the user replies (Meta names them by phone and business-scoped user id) → the 24-hour window
+//!    opens, for both ids;
+//! 3. a free-form reply inside the window, to the phone → accepted; another to the BSUID → accepted;
 //! 4. a free-form message to a user who never wrote → refused (`window_closed`), no Graph call;
 //! 5. the user writes STOP → opted out of marketing;
 //! 6. a marketing template to them → refused (`opted_out`), no Graph call.
@@ -51,15 +52,24 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
         return Err("step 2: the service window did not open".into());
     }
     settle().await;
-    say("   the 24-hour service window is open");
+    let bsuid = simulator.bsuid_of(ANA);
+    let person = resolve(&stack.state, DEV_PHONE_NUMBER_ID, &bsuid).await.map_err(|e| e.to_string())?;
+    if !person.ids.iter().any(|id| id == ANA) || !person.facts.service_window_open(now_s()) {
+        return Err("step 2: the phone and the business-scoped user id are not one person".into());
+    }
+    say("   the 24-hour service window is open, under her phone and her business-scoped user id");
 
     say("3. a free-form reply inside the window");
     let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": ANA, "idempotency_key": key("reply"),
         "message": {"type": "text", "text": {"body": "Yes, it ships today."}, "context": {"message_id": inbound}}});
     enqueue(&stack.queues.outbound, &request)?;
     expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("reply"))).await?, "accepted")?;
+    let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": bsuid, "idempotency_key": key("reply-bsuid"),
+        "message": {"type": "text", "text": {"body": "Tracking number follows."}}});
+    enqueue(&stack.queues.outbound, &request)?;
+    expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("reply-bsuid"))).await?, "accepted")?;
     settle().await;
-    say("   accepted");
+    say("   accepted, by phone and by business-scoped user id");
 
     say(&format!("4. a free-form message to {}, who never wrote", mask(BEN)));
     let calls = simulator.accepted().len();

@@ -151,9 +151,13 @@ pub struct DevStack {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// The largest webhook body `wa dev` accepts: Meta's webhooks reach 3 MB (API Gateway takes
+/// 10 MB); axum's default of 2 MiB answered 413 to the largest.
+pub const WEBHOOK_MAX_BYTES: usize = 3 * 1024 * 1024;
+
 /// The webhook endpoint as an HTTP router: `GET` goes to the webhook-verify handler, anything else
 /// to webhook-ingest, each given the request as API Gateway would (the same handler code as the
-/// Lambdas).
+/// Lambdas). Bodies up to [`WEBHOOK_MAX_BYTES`].
 pub fn webhook_router<Q, B, S, V>(ingest: Arc<Ingest<Q, B, S>>, verify: Arc<V>) -> axum::Router
 where
     Q: EventQueue + Send + Sync + 'static,
@@ -161,32 +165,34 @@ where
     S: AppRouting + Send + Sync + 'static,
     V: AppRouting + Send + Sync + 'static,
 {
-    axum::Router::new().fallback(
-        move |method: axum::http::Method,
-              uri: axum::http::Uri,
-              headers: axum::http::HeaderMap,
-              body: axum::body::Bytes| {
-            let ingest = ingest.clone();
-            let verify = verify.clone();
-            async move {
-                let mut request = lambda_http::http::Request::builder().method(method.clone()).uri(uri);
-                for (name, value) in &headers {
-                    request = request.header(name, value);
+    axum::Router::new()
+        .fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let ingest = ingest.clone();
+                let verify = verify.clone();
+                async move {
+                    let mut request = lambda_http::http::Request::builder().method(method.clone()).uri(uri);
+                    for (name, value) in &headers {
+                        request = request.header(name, value);
+                    }
+                    let Ok(request) = request.body(lambda_http::Body::from(body.to_vec())) else {
+                        return (axum::http::StatusCode::BAD_REQUEST, b"bad request".to_vec());
+                    };
+                    let response = if method == axum::http::Method::GET {
+                        webhook_verify::handle(verify.as_ref(), &request).await
+                    } else {
+                        webhook_ingest::handle(ingest.as_ref(), &request).await
+                    };
+                    let status = axum::http::StatusCode::from_u16(response.status().as_u16())
+                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+                    (status, response.body().to_vec())
                 }
-                let Ok(request) = request.body(lambda_http::Body::from(body.to_vec())) else {
-                    return (axum::http::StatusCode::BAD_REQUEST, b"bad request".to_vec());
-                };
-                let response = if method == axum::http::Method::GET {
-                    webhook_verify::handle(verify.as_ref(), &request).await
-                } else {
-                    webhook_ingest::handle(ingest.as_ref(), &request).await
-                };
-                let status = axum::http::StatusCode::from_u16(response.status().as_u16())
-                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-                (status, response.body().to_vec())
-            }
-        },
-    )
+            },
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_MAX_BYTES))
 }
 
 fn dev_secrets(real: Option<&RealGraph>) -> AppSecrets {

@@ -98,7 +98,8 @@ fn dev_demo_plays_the_whole_scenario() {
         assert!(out.status.success(), "round {round}\n{stdout}\n{stderr}");
         for expected in [
             "accepted; sent, delivered and read came back as signed webhooks",
-            "the 24-hour service window is open",
+            "the 24-hour service window is open, under her phone and her business-scoped user id",
+            "accepted, by phone and by business-scoped user id",
             "refused: window_closed, no Graph call",
             "opted out of marketing",
             "refused: opted_out, no Graph call",
@@ -190,6 +191,29 @@ fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("401 text-message.json"));
     wait_for(data, "the replayed text message", |e| e["kind"] == "message" && e["payload"]["type"] == "text");
+
+    // Meta's 2026 payloads (BSUIDs, statuses with contacts, identity changes, template and limit
+    // webhooks) and a webhook of 2.9 MB, under Meta's 3 MB: all accepted.
+    let out = Command::new(WA)
+        .args(["replay", &dev.1, "--from", concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/meta2026")])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && report.contains("19 payloads posted"), "{report}");
+    let big = dir.join("big-webhook.json");
+    let messages: Vec<serde_json::Value> = (0..700)
+        .map(|i| {
+            serde_json::json!({"from": "16505550177", "id": format!("wamid.big{i}"), "timestamp": "1790000000",
+                               "type": "text", "text": {"body": "x".repeat(4000)}})
+        })
+        .collect();
+    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"}, "messages": messages}}]}]});
+    std::fs::write(&big, body.to_string()).unwrap();
+    assert!((2_800_000..3_000_000).contains(&std::fs::metadata(&big).unwrap().len()));
+    let out = Command::new(WA).args(["replay", &dev.1, "--from", big.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    wait_for(data, "the big webhook's last message", |e| e["event_id"] == "wamid.big699");
 
     // A template through `wa send`.
     let out = Command::new(WA)

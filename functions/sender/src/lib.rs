@@ -229,17 +229,15 @@ where
                 Some(NumberHold { decision: HoldCheck::Defer { until_ms }, .. }) => {
                     deferred.push((record, hold::defer_seconds(*until_ms, now_ms())));
                 }
-                Some(NumberHold { decision: HoldCheck::Probe, .. }) => {
-                    match probes.entry(number.unwrap_or_default()) {
-                        std::collections::hash_map::Entry::Occupied(_) => {
-                            deferred.push((record, hold::defer_seconds(now_ms() + hold::PROBE_MS, now_ms())));
-                        }
-                        std::collections::hash_map::Entry::Vacant(slot) => {
-                            slot.insert(prepared.len());
-                            prepared.push(record);
-                        }
+                Some(NumberHold { decision: HoldCheck::Probe, .. }) => match probes.entry(number.unwrap_or_default()) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        deferred.push((record, hold::defer_seconds(now_ms() + hold::PROBE_MS, now_ms())));
                     }
-                }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(prepared.len());
+                        prepared.push(record);
+                    }
+                },
                 _ => prepared.push(record),
             }
         }
