@@ -1,8 +1,9 @@
 //! A WhatsApp Cloud API simulator on loopback.
 //!
-//! `POST /{version}/{phone_number_id}/messages` is checked the way Meta checks it (a valid bearer
-//! token, `messaging_product`, the required fields per type and the documented limits; 400 or 401
-//! with Meta-shaped error JSON and the right code when not), enforces the per-number throughput
+//! `POST /{version}/{phone_number_id}/messages` is checked the way Meta checks it, by rules of its
+//! own ([`checks`], not the pipeline's validator): a valid bearer token, `messaging_product`, the
+//! required fields per type and the documented limits; 400 or 401 with Meta-shaped error JSON and
+//! the right code when not; enforces the per-number throughput
 //! (130429) and the pair rate (131056), returns wamids, and then posts status webhooks
 //! (sent → delivered → read, with pricing) signed with the app secret to the configured webhook
 //! URL, as Meta does. Latency and faults (any error code, HTTP 5xx, timeouts — optionally after the
@@ -30,10 +31,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use wa_core::send::{Recipient, RequestKind, SendRequest, Violation};
+use serde_json::{Value, json};
 
 pub mod admin;
+pub mod checks;
 pub mod users;
 
 pub use admin::{AdminCall, Subscription, TokenInfo};
@@ -436,32 +437,6 @@ fn error_title(code: i64) -> &'static str {
     }
 }
 
-/// Meta's code for a broken rule.
-#[must_use]
-pub fn code_for(violation: &Violation) -> i64 {
-    let rule = violation.rule;
-    if rule.ends_with(".required")
-        || matches!(
-            rule,
-            "message.type"
-                | "message.content"
-                | "context.message_id"
-                | "read.message_id"
-                | "reaction.message_id"
-                | "template.name"
-                | "template.language"
-                | "media.source"
-                | "location.coordinates"
-        )
-    {
-        131_008
-    } else if rule == "to.format" || rule == "request.json" {
-        100
-    } else {
-        131_009
-    }
-}
-
 pub(crate) fn respond(status: u16, body: Value) -> Response {
     (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
 }
@@ -500,15 +475,12 @@ async fn send_message(
     if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp") {
         return fail(100, 400, Some("messaging_product must be \"whatsapp\""));
     }
-    let request = match to_request(&phone_number_id, &body) {
-        Ok(request) => request,
-        Err(violation) => return fail(code_for(&violation), 400, Some(&violation.to_string())),
-    };
-    let kind = match request.validate() {
+    // Meta's rules, as the simulator reads them (not the pipeline's validator).
+    let kind = match checks::check(&body) {
         Ok(kind) => kind,
-        Err(violation) => return fail(code_for(&violation), 400, Some(&violation.to_string())),
+        Err(refusal) => return fail(refusal.code, 400, Some(&refusal.details)),
     };
-    if kind == RequestKind::ReadReceipt {
+    if kind == checks::Kind::ReadReceipt {
         lock(&shared.counters).accepted.push(Accepted {
             wamid: String::new(),
             phone_number_id: phone_number_id.clone(),
@@ -517,7 +489,8 @@ async fn send_message(
         });
         return answer(200, None, json!({"success": true}));
     }
-    let to = request.to.clone().unwrap_or_default();
+    let to = body.get("to").or_else(|| body.get("recipient")).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let callback_data = body.get("biz_opaque_callback_data").and_then(Value::as_str).map(str::to_owned);
     // `to` (a phone) wins over `recipient` (a BSUID) when both are given.
     let by_phone = body.get("to").and_then(Value::as_str).map(|t| t.trim_start_matches('+').to_owned());
     let by_bsuid = body.get("recipient").and_then(Value::as_str).filter(|_| by_phone.is_none()).map(str::to_owned);
@@ -596,7 +569,7 @@ async fn send_message(
             phone: phone.clone().filter(|_| shares_phone || by_phone.is_some()),
             bsuid: bsuid.clone(),
             to_bsuid: by_bsuid.is_some(),
-            callback: request.callback_data.clone(),
+            callback: callback_data.clone(),
             category: if is_template { template_category.clone() } else { "service".into() },
             failed: match accept_then {
                 Some(FaultKind::FailedStatus { code }) => Some(code),
@@ -630,36 +603,6 @@ async fn send_message(
             "messages": [{"id": wamid, "message_status": "accepted"}],
         }),
     )
-}
-
-/// Turns a Graph body back into a SendRequest so that the documented rules can be checked.
-fn to_request(phone_number_id: &str, body: &Map<String, Value>) -> Result<SendRequest, Violation> {
-    let mut message = body.clone();
-    for key in ["messaging_product", "recipient_type", "to", "recipient", "biz_opaque_callback_data"] {
-        message.remove(key);
-    }
-    let to = body
-        .get("to")
-        .or_else(|| body.get("recipient"))
-        .map(|v| {
-            v.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| Violation { rule: "to.format", detail: "to must be a string".into() })
-        })
-        .transpose()?;
-    if let Some(to) = &to {
-        Recipient::parse(to)?;
-    }
-    let callback_data = body.get("biz_opaque_callback_data").and_then(Value::as_str).map(str::to_owned);
-    Ok(SendRequest {
-        phone_number_id: phone_number_id.to_owned(),
-        to,
-        message,
-        idempotency_key: None,
-        callback_data,
-        fallback: None,
-        category: None,
-    })
 }
 
 /// Takes the first fault for `endpoint` (and, for sends, recipient `to`).

@@ -60,7 +60,7 @@ async fn checks_like_meta_with_meta_shaped_errors() {
     assert_eq!(body["error"]["code"], 131_009);
     assert_eq!(body["error"]["type"], "OAuthException");
     assert!(body["error"]["fbtrace_id"].is_string());
-    assert!(body["error"]["error_data"]["details"].as_str().unwrap().contains("text.body.length"));
+    assert!(body["error"]["error_data"]["details"].as_str().unwrap().contains("text.body: at most 4096 characters"));
     assert_eq!(sim.accepted().len(), 1);
 }
 
@@ -273,4 +273,61 @@ async fn token_endpoints_refuse_what_meta_refuses() {
     // No subscription yet; a callback that does not answer fails with 2200.
     assert_eq!(graph.callback_url(&app).await.unwrap(), None);
     assert_eq!(code(graph.subscribe(&app, "http://127.0.0.1:9/webhook", "v").await), 2200);
+}
+
+/// The pipeline's validator (wa-core) and the simulator's own reading of Meta's rules agree on
+/// what Meta refuses: each was written on its own, so a disagreement is a mistake in one of them.
+#[test]
+fn the_pipelines_validator_and_the_simulators_rules_agree() {
+    let buttons = |n: usize, title: &str| {
+        let list: Vec<Value> = (0..n)
+            .map(|i| json!({"type": "reply", "reply": {"id": format!("b{i}"), "title": format!("{title}{i}")}}))
+            .collect();
+        json!({"type": "interactive", "interactive": {"type": "button", "body": {"text": "?"}, "action": {"buttons": list}}})
+    };
+    let list = |rows: usize, title: &str| {
+        let rows: Vec<Value> = (0..rows).map(|i| json!({"id": format!("r{i}"), "title": title})).collect();
+        json!({"type": "interactive", "interactive": {"type": "list", "body": {"text": "?"},
+            "action": {"button": "Pick", "sections": [{"title": "A", "rows": rows}]}}})
+    };
+    let cases: Vec<Value> = vec![
+        json!({"type": "text", "text": {"body": "hi"}}),
+        json!({"type": "text", "text": {"body": "😀".repeat(4096)}}),
+        json!({"type": "text", "text": {"body": "x".repeat(4097)}}),
+        json!({"type": "text", "text": {"body": ""}}),
+        json!({"type": "text", "text": {}}),
+        json!({"type": "image", "image": {"link": "https://x.example/a.png", "caption": "c".repeat(1024)}}),
+        json!({"type": "image", "image": {"link": "https://x.example/a.png", "caption": "c".repeat(1025)}}),
+        json!({"type": "document", "document": {"filename": "a.pdf"}}),
+        buttons(1, "B"),
+        buttons(3, "B"),
+        buttons(4, "B"),
+        buttons(2, &"t".repeat(20)),
+        buttons(2, &"t".repeat(21)),
+        list(10, "Row"),
+        list(11, "Row"),
+        list(2, &"r".repeat(25)),
+        json!({"type": "interactive", "interactive": {"type": "cta_url", "body": {"text": "?"},
+            "action": {"name": "cta_url", "parameters": {"display_text": "d".repeat(21), "url": "https://x.example"}}}}),
+        json!({"type": "template", "template": {"name": "hello_world", "language": {"code": "en_US"}}}),
+        json!({"type": "template", "template": {"language": {"code": "en_US"}}}),
+        json!({"type": "reaction", "reaction": {"emoji": "👍"}}),
+        json!({"type": "contacts", "contacts": []}),
+        json!({"type": "text", "text": {"body": "x"}, "context": {}}),
+    ];
+    let mut disagreements = Vec::new();
+    for (i, message) in cases.into_iter().enumerate() {
+        let request: wa_core::send::SendRequest =
+            serde_json::from_value(json!({"phone_number_id": PHONE, "to": "16505551234", "message": message.clone()}))
+                .unwrap();
+        let ours = request.validate().is_ok();
+        let mut body = message.as_object().unwrap().clone();
+        body.insert("messaging_product".into(), json!("whatsapp"));
+        body.insert("to".into(), json!("16505551234"));
+        let metas = wa_simulator::checks::check(&body).is_ok();
+        if ours != metas {
+            disagreements.push(format!("case {i}: pipeline {ours}, simulator {metas}: {message}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
 }
