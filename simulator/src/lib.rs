@@ -74,6 +74,9 @@ pub struct SimConfig {
     pub template_categories: HashMap<String, String>,
     /// Webhooks also carry parent BSUIDs (Meta-enabled linked portfolios).
     pub parent_ids: bool,
+    /// Users whose phone number ends so are username users: their webhooks carry the BSUID only
+    /// (`Some("00")` by default: about one user in a hundred, as some are in 2026; `None`: none).
+    pub username_phone_suffix: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -94,6 +97,7 @@ impl Default for SimConfig {
             phone_status: "CONNECTED".into(),
             template_categories: HashMap::new(),
             parent_ids: false,
+            username_phone_suffix: Some("00".into()),
         }
     }
 }
@@ -374,6 +378,7 @@ impl Simulator {
             from: from.to_owned(),
             name: name.to_owned(),
             text: text.to_owned(),
+            withhold_phone: false,
         };
         deliver_user_message(&self.shared, &message).await
     }
@@ -560,7 +565,7 @@ async fn send_message(
             at_ms: elapsed_ms(shared.started),
         });
     }
-    let shares_phone = phone.as_deref().is_some_and(|p| lock(&shared.users).shares_phone(p));
+    let shares_phone = phone.as_deref().is_some_and(|p| shares_phone(&shared, &config, p));
     if let Some(url) = config.webhook_url.clone() {
         let statuses = StatusPlan {
             url,
@@ -728,6 +733,13 @@ async fn post_statuses(shared: Arc<Shared>, plan: StatusPlan) {
     }
 }
 
+/// Whether webhooks may name `phone`: not for username users (withheld by hand, or by the
+/// configured suffix).
+fn shares_phone(shared: &Shared, config: &SimConfig, phone: &str) -> bool {
+    lock(&shared.users).shares_phone(phone)
+        && !config.username_phone_suffix.as_deref().is_some_and(|suffix| !suffix.is_empty() && phone.ends_with(suffix))
+}
+
 /// Posts a signed webhook, retrying a few times as Meta does; true when answered 200.
 async fn post_webhook(shared: &Shared, config: &SimConfig, url: &str, payload: &Value) -> bool {
     let body = payload.to_string();
@@ -762,6 +774,9 @@ pub struct UserMessage {
     pub name: String,
     /// What the user wrote.
     pub text: String,
+    /// The user hides their phone behind a username: the webhook carries the BSUID only.
+    #[serde(default)]
+    pub withhold_phone: bool,
 }
 
 async fn deliver_user_message(shared: &Shared, message: &UserMessage) -> Result<String, String> {
@@ -776,10 +791,8 @@ async fn deliver_user_message(shared: &Shared, message: &UserMessage) -> Result<
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // Since 2026-03-31: the BSUID beside the phone, or instead of it for a username user.
     let phone = message.from.trim_start_matches('+');
-    let (bsuid, shares_phone) = {
-        let mut users = lock(&shared.users);
-        (users.bsuid(&config.waba_id, phone), users.shares_phone(phone))
-    };
+    let bsuid = lock(&shared.users).bsuid(&config.waba_id, phone);
+    let shares_phone = shares_phone(shared, &config, phone) && !message.withhold_phone;
     let mut contact = json!({"profile": {"name": message.name}, "user_id": bsuid});
     let mut item = json!({"from_user_id": bsuid, "id": wamid, "timestamp": timestamp.to_string(),
                           "type": "text", "text": {"body": message.text}});

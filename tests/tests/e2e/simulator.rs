@@ -331,3 +331,101 @@ fn the_pipelines_validator_and_the_simulators_rules_agree() {
     }
     assert!(disagreements.is_empty(), "{disagreements:#?}");
 }
+
+/// Events ingest queued, once `count` have arrived (within 5 s).
+async fn queued(stack: &Stack, count: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    for _ in 0..50 {
+        events.extend(stack.drain().await);
+        if events.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    events
+}
+
+#[tokio::test]
+async fn speaks_2026_meta_bsuids_contacts_identity_changes_and_json_errors() {
+    let stack = Stack::with_secret(262_144, &secret_json("sim-app-secret", "vt"), None, None).await;
+    let url = serve_ingest(stack.ingest()).await;
+    let mut config =
+        SimConfig { webhook_url: Some(url), status_delay: Duration::from_millis(5), ..SimConfig::default() };
+    config.template_categories.insert("otp_login".into(), "authentication".into());
+    let (sim, graph) = start(config).await;
+    let phone = "16505551234";
+    let bsuid = sim.bsuid_of(phone);
+    assert!(bsuid.starts_with("US.") && bsuid != sim.bsuid_of("16505551235"));
+
+    // By phone: the answer names the phone and the BSUID; statuses carry contacts, no recipient_user_id.
+    let by_phone = graph.send_message(PHONE, TOKEN, &text(phone, "hi")).await.unwrap();
+    assert_eq!(by_phone.contacts, [json!({"input": phone, "wa_id": phone, "user_id": bsuid})]);
+    let events = queued(&stack, 3).await;
+    assert_eq!(events.len(), 3);
+    for event in &events {
+        assert_eq!(event["contact"]["user_id"], json!(bsuid), "{event}");
+        assert_eq!(event["contact"]["wa_id"], phone);
+        assert!(event["payload"].get("recipient_user_id").is_none());
+    }
+
+    // By BSUID (`recipient`): no wa_id in the answer; statuses carry recipient_user_id.
+    let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "recipient": bsuid,
+                      "type": "text", "text": {"body": "hi"}});
+    let by_bsuid = graph.send_message(PHONE, TOKEN, &body).await.unwrap();
+    assert_eq!(by_bsuid.contacts, [json!({"input": bsuid, "user_id": bsuid})]);
+    let events = queued(&stack, 3).await;
+    assert!(events.iter().all(|e| e["payload"]["recipient_user_id"] == json!(bsuid) && e["user_id"] == json!(bsuid)));
+
+    // Authentication templates need the phone: 131062 to a BSUID, accepted to the phone.
+    let otp = |recipient: (&str, &str)| {
+        json!({"messaging_product": "whatsapp", recipient.0: recipient.1, "type": "template",
+               "template": {"name": "otp_login", "language": {"code": "en_US"}}})
+    };
+    assert_eq!(code(graph.send_message(PHONE, TOKEN, &otp(("recipient", &bsuid))).await), 131_062);
+    assert!(graph.send_message(PHONE, TOKEN, &otp(("to", phone))).await.is_ok());
+    queued(&stack, 3).await;
+
+    // A message Meta accepts, then reports failed: no contacts on the failed status.
+    sim.inject(wa_simulator::Fault {
+        kind: wa_simulator::FaultKind::FailedStatus { code: 131_026 },
+        count: 1,
+        to: None,
+        endpoint: None,
+    });
+    let wamid = graph.send_message(PHONE, TOKEN, &text(phone, "undeliverable")).await.unwrap().wamid.unwrap();
+    let events = queued(&stack, 1).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["payload"]["id"], json!(wamid));
+    assert_eq!(events[0]["payload"]["status"], "failed");
+    assert_eq!(events[0]["payload"]["errors"][0]["code"], 131_026);
+    assert!(events[0].get("contact").is_none());
+
+    // A username user writes: BSUID only. Then a number change, through the control API.
+    sim.withhold_phone("16505557777");
+    sim.user_writes(PHONE, "16505557777", "Sam", "hello").await.unwrap();
+    let events = queued(&stack, 1).await;
+    assert!(events[0]["payload"].get("from").is_none(), "{}", events[0]);
+    assert_eq!(events[0]["user_id"], json!(sim.bsuid_of("16505557777")));
+    assert!(events[0]["contact"]["profile"]["username"].as_str().unwrap().starts_with('@'));
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(format!("{}/_sim/identity_change", sim.base_url()))
+        .json(&json!({"phone_number_id": PHONE, "phone": phone, "new_phone": "12195555358"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let events = queued(&stack, 1).await;
+    let system = &events[0]["payload"]["system"];
+    assert_eq!(system["type"], "user_changed_number");
+    assert_eq!(system["previous_user_id"], json!(bsuid));
+    assert_eq!(system["user_id"], json!(sim.bsuid_of("12195555358")));
+    assert_eq!(events[0]["payload"]["from"], phone);
+
+    // Paths Meta does not serve: Meta's JSON error, not a bare 404.
+    let unknown = http.get(format!("{}/v25.0/{PHONE}/no_such_edge", sim.base_url())).send().await.unwrap();
+    assert_eq!(unknown.status(), 400);
+    let error: Value = unknown.json().await.unwrap();
+    assert_eq!(error["error"]["code"], 2500);
+    assert_eq!(error["error"]["type"], "OAuthException");
+}
