@@ -76,6 +76,9 @@ pub async fn stats(
                 })
                 .collect();
             let _ = writeln!(out, "  known by {} id(s): {}", person.ids.len(), kinds.join(", "));
+            if let Some(username) = &person.username {
+                let _ = writeln!(out, "  username: {username}");
+            }
             describe_user(&mut out, &person.facts, now);
         } else {
             let _ = writeln!(out, "  never wrote to this number: service window closed");

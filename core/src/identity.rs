@@ -213,6 +213,8 @@ pub struct ConversationRecord {
     pub consent_at: Option<i64>,
     /// The profile name (display only).
     pub profile_name: Option<String>,
+    /// The username (`@…`, display only).
+    pub username: Option<String>,
     /// The ids this one is linked to.
     pub links: Vec<String>,
     /// When its owner gave this id up (a phone number after `user_changed_number`), Unix seconds:
@@ -247,6 +249,8 @@ pub struct Person {
     pub consent_at: Option<i64>,
     /// A profile name from any record.
     pub profile_name: Option<String>,
+    /// A username from any record.
+    pub username: Option<String>,
     /// Whether any record exists.
     pub known: bool,
 }
@@ -290,6 +294,7 @@ pub fn merge(requested: &str, records: &[ConversationRecord]) -> Person {
         },
         consent_at: timed.map(|(at, _)| at),
         profile_name: records.iter().find_map(|r| r.profile_name.clone()),
+        username: records.iter().find_map(|r| r.username.clone()),
         known: !records.is_empty(),
     }
 }

@@ -267,6 +267,14 @@ pub trait ConversationStore: Send + Sync {
         profile_name: Option<&str>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The username a user shows (`contacts[].profile.username`, e.g. `@sheena`), kept for display.
+    fn record_username(
+        &self,
+        phone_number_id: &str,
+        user_id: &str,
+        username: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// A consent change at `at_s`; only a newer change applies. Returns whether it applied.
     fn set_marketing_opt_out(
         &self,

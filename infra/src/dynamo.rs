@@ -10,7 +10,7 @@
 //!
 //! | `SEND#event:<event_id>` | `SEND` | as `SEND#` (14 days) | event-processor dedupe |
 //! | `MSG#<wamid>` | `MSG` | `status`, `rank`, `status_at`, `recipient`, `callback_data`, `pricing_*`, `costed` | message status (monotonic); `costed` is set in the same transaction as the ledger's counter |
-//! | `CONV#<phone_number_id>#<id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `marketing_opt_out`, `consent_at`, `links` (string set), `retired_at` | windows and consent of one id (phone, BSUID or parent BSUID); `links` names the person's other ids ([`wa_core::identity`]) |
+//! | `CONV#<phone_number_id>#<id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `username`, `marketing_opt_out`, `consent_at`, `links` (string set), `retired_at` | windows and consent of one id (phone, BSUID or parent BSUID); `links` names the person's other ids ([`wa_core::identity`]) |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
 //! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `category` | template categories learned from template webhooks |
@@ -484,6 +484,7 @@ impl ConversationStore for StateTable {
                         .unwrap_or(false),
                     consent_at: int("consent_at"),
                     profile_name: item.get("profile_name").and_then(|v| v.as_s().ok()).cloned(),
+                    username: item.get("username").and_then(|v| v.as_s().ok()).cloned(),
                     links,
                     retired_at: int("retired_at"),
                 });
@@ -611,6 +612,19 @@ impl ConversationStore for StateTable {
         profile_name: Option<&str>,
     ) -> Result<(), StoreError> {
         StateTable::record_inbound(self, phone, user, at_s, profile_name).await
+    }
+
+    async fn record_username(&self, phone: &str, user: &str, username: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("CONV#{phone}#{user}"), "CONV")))
+            .update_expression("SET username = :u")
+            .expression_attribute_values(":u", s(username))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
     }
 
     async fn set_marketing_opt_out(

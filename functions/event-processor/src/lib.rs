@@ -303,6 +303,11 @@ where
                     self.learn(phone, &identity::message_ids(&message, contact.as_ref()), at).await?;
                     let name = contact.as_ref().and_then(|c| c.pointer("/profile/name").and_then(Value::as_str));
                     self.state.record_inbound(phone, user, at, name).await.map_err(|e| e.to_string())?;
+                    if let Some(username) =
+                        contact.as_ref().and_then(|c| c.pointer("/profile/username")).and_then(Value::as_str)
+                    {
+                        self.state.record_username(phone, user, username).await.map_err(|e| e.to_string())?;
+                    }
                     let text = message
                         .text
                         .as_ref()

@@ -145,6 +145,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if !has_column("blobs", "put_at")? {
         tx.execute_batch("ALTER TABLE blobs ADD COLUMN put_at INTEGER")?;
     }
+    if !has_column("conversations", "username")? {
+        tx.execute_batch("ALTER TABLE conversations ADD COLUMN username TEXT")?;
+    }
     if !has_column("conversations", "retired_at")? {
         tx.execute_batch("ALTER TABLE conversations ADD COLUMN retired_at INTEGER")?;
     }

@@ -470,6 +470,18 @@ impl ConversationStore for LocalState {
             .map_err(|e| db_error(&e))
     }
 
+    async fn record_username(&self, phone: &str, user: &str, username: &str) -> Result<(), StoreError> {
+        self.upsert_conversation(phone, user)?;
+        self.db
+            .lock()
+            .exec(
+                "UPDATE conversations SET username = ?1 WHERE phone = ?2 AND user = ?3",
+                params![username, phone, user],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
     async fn set_marketing_opt_out(
         &self,
         phone: &str,
@@ -534,7 +546,7 @@ impl ConversationStore for LocalState {
             let record = conn
                 .row(
                     "SELECT last_inbound_at, window_closed_at, free_entry_point_until, marketing_opt_out, consent_at,
-                            profile_name, retired_at FROM conversations WHERE phone = ?1 AND user = ?2",
+                            profile_name, retired_at, username FROM conversations WHERE phone = ?1 AND user = ?2",
                     params![phone, id],
                     |row| {
                         Ok(ConversationRecord {
@@ -547,6 +559,7 @@ impl ConversationStore for LocalState {
                             profile_name: row.get(5)?,
                             links: Vec::new(),
                             retired_at: row.get(6)?,
+                            username: row.get(7)?,
                         })
                     },
                 )
