@@ -292,6 +292,7 @@ impl Simulator {
             .route("/_sim/messages", get(list_messages))
             .route("/_sim/identity_change", post(identity_change_route))
             .fallback(unknown_path)
+            .method_not_allowed_fallback(unknown_path)
             .with_state(shared.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(error)?;

@@ -428,4 +428,7 @@ async fn speaks_2026_meta_bsuids_contacts_identity_changes_and_json_errors() {
     let error: Value = unknown.json().await.unwrap();
     assert_eq!(error["error"]["code"], 2500);
     assert_eq!(error["error"]["type"], "OAuthException");
+    let wrong_method = http.get(format!("{}/v25.0/{PHONE}/messages", sim.base_url())).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 400, "a known path with another method: JSON too");
+    assert!(wrong_method.json::<Value>().await.unwrap()["error"]["code"].is_i64());
 }
