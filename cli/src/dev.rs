@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use event_processor::Processor;
+use media_fetcher::{FetchConfig, MediaFetcher};
 use sender::{Sender, SenderConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -22,6 +23,7 @@ use wa_core::conversation::OptOutKeywords;
 use wa_core::ports::{BlobStore, EventQueue};
 use wa_core::secrets::AppSecrets;
 use wa_infra::graph::GraphClient;
+use wa_infra::media::GraphMedia;
 use wa_infra_local::{LocalBlobs, LocalDb, LocalQueue, LocalSecrets, LocalState, Received};
 use wa_simulator::{SimConfig, Simulator};
 use webhook_ingest::Ingest;
@@ -49,6 +51,8 @@ pub const INBOUND: &str = "inbound";
 pub const OUTBOUND: &str = "outbound.fifo";
 /// The events queue.
 pub const EVENTS: &str = "events";
+/// The media fetcher's queue.
+pub const MEDIA: &str = "media";
 
 const MAX_BYTES: usize = 1_048_576;
 const VISIBILITY: Duration = Duration::from_secs(10);
@@ -94,6 +98,8 @@ pub struct Queues {
     pub outbound: LocalQueue,
     /// Enriched events and outcomes.
     pub events: LocalQueue,
+    /// Media messages waiting for their file to be stored.
+    pub media: LocalQueue,
 }
 
 impl Queues {
@@ -104,13 +110,17 @@ impl Queues {
             inbound: LocalQueue::new(db, INBOUND, false, MAX_BYTES, 5),
             outbound: LocalQueue::new(db, OUTBOUND, true, 262_144, 10),
             events: LocalQueue::new(db, EVENTS, false, 262_144, 5),
+            media: LocalQueue::new(db, MEDIA, false, 262_144, 5),
         }
     }
 
     /// Every queue and its DLQ.
     #[must_use]
     pub fn all(&self) -> Vec<LocalQueue> {
-        [&self.inbound, &self.outbound, &self.events].into_iter().flat_map(|q| [q.clone(), q.dlq()]).collect()
+        [&self.inbound, &self.outbound, &self.events, &self.media]
+            .into_iter()
+            .flat_map(|q| [q.clone(), q.dlq()])
+            .collect()
     }
 
     /// A queue by name, DLQs included (`inbound-dlq`, ...).
@@ -218,6 +228,7 @@ impl DevStack {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         let webhook_url = format!("http://{address}/webhook");
 
+        let graph_base = options.real_graph.as_ref().map(|r| r.base.clone());
         let (simulator, graph) = match &options.real_graph {
             Some(real) => {
                 (None, GraphClient::new(&real.base, wa_infra::graph::DEFAULT_VERSION, Duration::from_secs(10))?)
@@ -260,6 +271,7 @@ impl DevStack {
             events: queues.events.clone(),
             blobs: LocalBlobs::new(&db),
             keywords: OptOutKeywords::default(),
+            media: Some(queues.media.clone()),
         });
         if !options.webhook_only {
             tasks.push(tokio::spawn(consume(queues.inbound.clone(), stopped.clone(), move |event, deadline| {
@@ -277,7 +289,7 @@ impl DevStack {
             throttle: state.clone(),
             events: queues.events.clone(),
             redelivery: queues.outbound.clone(),
-            secrets,
+            secrets: secrets.clone(),
             conversations: state.clone(),
             config: SenderConfig { default_rate: options.messages_per_second, rates, ..SenderConfig::default() },
             lead: sender::SlotLead::default(),
@@ -286,6 +298,23 @@ impl DevStack {
             tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {
                 let sender = sender.clone();
                 async move { sender.handle(&event, deadline).await }
+            })));
+        }
+
+        // The media fetcher on the media queue: files into the local blob store.
+        let media_base = simulator.as_ref().map(Simulator::base_url).or(graph_base).unwrap_or_default();
+        let fetcher = Arc::new(MediaFetcher {
+            graph: GraphMedia::new(&media_base, wa_infra::graph::DEFAULT_VERSION, Duration::from_secs(30))?,
+            store: LocalBlobs::new(&db),
+            events: queues.events.clone(),
+            secrets,
+            dedupe: state.clone(),
+            config: FetchConfig::default(),
+        });
+        if !options.webhook_only {
+            tasks.push(tokio::spawn(consume(queues.media.clone(), stopped.clone(), move |event, deadline| {
+                let fetcher = fetcher.clone();
+                async move { fetcher.handle(&event, deadline).await }
             })));
         }
 
@@ -439,7 +468,16 @@ pub fn describe(event: &Value) -> String {
         "message" => {
             let payload = &event["payload"];
             let kind = text(payload, "type");
-            format!("← message     from {} ({kind}), {}", mask(&text(event, "user_id")), short(&text(payload, "id")))
+            let media = match (event["media"]["key"].as_str(), event["media"]["error"]["reason"].as_str()) {
+                (Some(key), _) => format!("; stored as {key} ({} bytes)", event["media"]["size"]),
+                (None, Some(reason)) => format!("; media not stored: {reason}"),
+                _ => String::new(),
+            };
+            format!(
+                "← message     from {} ({kind}), {}{media}",
+                mask(&text(event, "user_id")),
+                short(&text(payload, "id"))
+            )
         }
         "status" => {
             let payload = &event["payload"];

@@ -8,6 +8,7 @@ pub mod event;
 pub mod graph_error;
 pub mod hold;
 pub mod identity;
+pub mod media;
 pub mod outcome;
 pub mod policy;
 pub mod ports;

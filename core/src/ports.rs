@@ -147,6 +147,90 @@ pub trait GraphApi: Send + Sync {
     ) -> impl Future<Output = Result<GraphAccepted, GraphFailure>> + Send;
 }
 
+/// A failure of Meta's media endpoints (`GET /{media-id}`, the download URL). Never includes a
+/// token or a URL's query.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MediaApiError {
+    /// 404: the URL expired (5 minutes), or Meta no longer has the media.
+    #[error("not found: the URL expired or the media is gone")]
+    NotFound,
+    /// The access token was refused (190 / 401).
+    #[error("the access token was refused (code {0})")]
+    Unauthorized(i64),
+    /// Meta answered with an error object.
+    #[error("Meta refused: code {code}: {message}")]
+    Meta {
+        /// Meta's code.
+        code: i64,
+        /// Meta's message.
+        message: String,
+    },
+    /// No usable answer (connection, timeout, 5xx): a later attempt may succeed.
+    #[error("transient: {0}")]
+    Transient(String),
+}
+
+/// `GET /{media-id}`: where to download a file, valid 5 minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MediaInfo {
+    /// The download URL (fetched with the access token).
+    pub url: String,
+    /// MIME type.
+    pub mime_type: Option<String>,
+    /// Meta's digest (base64).
+    pub sha256: Option<String>,
+    /// Bytes (Meta sends a string, some libraries a number: both are read).
+    pub file_size: Option<u64>,
+}
+
+/// A download in progress, read chunk by chunk (a file is never held whole).
+pub trait MediaDownload: Send {
+    /// The next chunk; `None` at the end.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, MediaApiError>> + Send;
+}
+
+/// Meta's media endpoints.
+pub trait MediaApi: Send + Sync {
+    /// A download.
+    type Download: MediaDownload;
+
+    /// `GET /{media-id}?phone_number_id=…`: a fresh download URL.
+    fn media_info(
+        &self,
+        media_id: &str,
+        phone_number_id: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<MediaInfo, MediaApiError>> + Send;
+
+    /// `GET <url>` with the bearer token, streamed.
+    fn download(&self, url: &str, token: &str) -> impl Future<Output = Result<Self::Download, MediaApiError>> + Send;
+}
+
+/// An object being written in parts (S3 multipart upload): visible only once completed.
+pub trait MediaUpload: Send {
+    /// Appends a part (all but the last at least 5 MiB).
+    fn part(&mut self, bytes: Vec<u8>) -> impl Future<Output = Result<(), BlobError>> + Send;
+    /// Makes the object visible.
+    fn complete(self) -> impl Future<Output = Result<(), BlobError>> + Send;
+    /// Drops what was written; nothing becomes visible.
+    fn abort(self) -> impl Future<Output = Result<(), BlobError>> + Send;
+}
+
+/// Where inbound media is stored (the payload bucket, under `media/`).
+pub trait MediaStore: Send + Sync {
+    /// An upload in progress.
+    type Upload: MediaUpload;
+
+    /// The bucket, for references.
+    fn media_bucket(&self) -> &str;
+
+    /// The size of the object under `key`, when there is one.
+    fn stored_size(&self, key: &str) -> impl Future<Output = Result<Option<u64>, BlobError>> + Send;
+
+    /// Starts writing `key`.
+    fn begin(&self, key: &str, content_type: &str) -> impl Future<Output = Result<Self::Upload, BlobError>> + Send;
+}
+
 /// A state store failure.
 #[derive(Debug, Clone, Error)]
 #[error("state store unavailable: {0}")]

@@ -301,6 +301,52 @@ pub struct SenderEnv {
     pub rates: std::collections::HashMap<String, u32>,
 }
 
+/// `MEDIA_QUEUE_URL`: where the event processor sends inbound media messages (the media fetcher's
+/// queue); unset, they go straight to the events queue with Meta's media id only.
+pub const MEDIA_QUEUE_URL: &str = "MEDIA_QUEUE_URL";
+/// `MEDIA_MAX_RECEIVES`: the media queue's receive limit, at which the fetcher gives up on
+/// transient failures and forwards the event with `media.error` (keep it the queue's
+/// `maxReceiveCount`).
+pub const MEDIA_MAX_RECEIVES: &str = "MEDIA_MAX_RECEIVES";
+
+/// The media fetcher's variables.
+#[derive(Debug, Clone)]
+pub struct MediaEnv {
+    /// The app secrets, for access tokens.
+    pub verify: VerifyConfig,
+    /// See [`STATE_TABLE`].
+    pub state_table: String,
+    /// See [`EVENTS_QUEUE_URL`].
+    pub events_queue_url: String,
+    /// See [`PAYLOAD_BUCKET`].
+    pub payload_bucket: String,
+    /// See [`GRAPH_API_BASE`].
+    pub graph_api_base: String,
+    /// See [`GRAPH_API_VERSION`].
+    pub graph_api_version: String,
+    /// See [`MEDIA_MAX_RECEIVES`].
+    pub max_receives: u32,
+}
+
+impl MediaEnv {
+    /// Reads and validates the variables.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            verify: VerifyConfig::from_env(env)?,
+            state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
+            events_queue_url: env.required(EVENTS_QUEUE_URL, "the URL of the events SQS queue")?,
+            payload_bucket: env.required(PAYLOAD_BUCKET, "the S3 bucket media is stored in")?,
+            graph_api_base: (env.0)(GRAPH_API_BASE)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| crate::graph::DEFAULT_BASE.into()),
+            graph_api_version: (env.0)(GRAPH_API_VERSION)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| crate::graph::DEFAULT_VERSION.into()),
+            max_receives: u32::try_from(env.number(MEDIA_MAX_RECEIVES, 5, 2, 100)?).unwrap_or(5),
+        })
+    }
+}
+
 impl SenderEnv {
     /// Reads and validates the variables.
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod config;
 pub mod dynamo;
 pub mod graph;
+pub mod media;
 pub mod meta_admin;
 pub mod s3;
 pub mod secrets;

@@ -1,7 +1,9 @@
-//! [`BlobStore`] over S3: parked webhook bodies and claim-checked events.
+//! [`BlobStore`] over S3: parked webhook bodies and claim-checked events; [`MediaStore`]: inbound
+//! media written in parts (multipart upload, server-side encryption), visible only once completed.
 
 use aws_sdk_s3::primitives::ByteStream;
-use wa_core::ports::{BlobError, BlobStore};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use wa_core::ports::{BlobError, BlobStore, MediaStore, MediaUpload};
 
 use crate::aws::describe;
 
@@ -69,5 +71,96 @@ impl BlobStore for S3Blobs {
                         == Some("NoSuchKey");
                 if missing { BlobError::NotFound(key.to_owned()) } else { BlobError::Unavailable(describe(&e)) }
             })
+    }
+}
+
+/// A multipart upload in progress.
+pub struct S3Upload {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    parts: Vec<CompletedPart>,
+}
+
+impl MediaUpload for S3Upload {
+    async fn part(&mut self, bytes: Vec<u8>) -> Result<(), BlobError> {
+        let number =
+            i32::try_from(self.parts.len() + 1).map_err(|_| BlobError::Unavailable("too many parts".into()))?;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| BlobError::Unavailable(describe(&e)))?;
+        self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag).build());
+        Ok(())
+    }
+
+    async fn complete(self) -> Result<(), BlobError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts)).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| BlobError::Unavailable(describe(&e)))
+    }
+
+    async fn abort(self) -> Result<(), BlobError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| BlobError::Unavailable(describe(&e)))
+    }
+}
+
+impl MediaStore for S3Blobs {
+    type Upload = S3Upload;
+
+    fn media_bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn stored_size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(BlobError::Unavailable(describe(&e))),
+        }
+    }
+
+    async fn begin(&self, key: &str, content_type: &str) -> Result<S3Upload, BlobError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await
+            .map_err(|e| BlobError::Unavailable(describe(&e)))?;
+        let upload_id = out.upload_id.ok_or_else(|| BlobError::Unavailable("S3 gave no upload id".into()))?;
+        Ok(S3Upload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            upload_id,
+            parts: Vec::new(),
+        })
     }
 }

@@ -144,8 +144,8 @@ async fn injected(shared: &Shared, endpoint: &'static str) -> Option<Response> {
             lock(&shared.counters).admin_calls.push(AdminCall { endpoint, status });
             Some(crate::redirect(status, &location))
         }
-        // A status fault means nothing to these endpoints: answer as usual.
-        crate::FaultKind::FailedStatus { .. } => None,
+        // Status and media faults mean nothing to these endpoints: answer as usual.
+        crate::FaultKind::FailedStatus { .. } | crate::FaultKind::Corrupt | crate::FaultKind::ExpiredUrl => None,
     }
 }
 

@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 
 pub mod admin;
 pub mod checks;
+pub mod media;
 pub mod users;
 
 pub use admin::{AdminCall, Subscription, TokenInfo};
@@ -132,6 +133,10 @@ pub enum FaultKind {
         #[serde(default)]
         accepted: bool,
     },
+    /// A download (`endpoint: "media_download"`) delivers the file with its first byte flipped.
+    Corrupt,
+    /// A download URL (`endpoint: "media_webhook"` or `"media_info"`) handed out already expired.
+    ExpiredUrl,
     /// Accept the message, then report it `failed` with Meta's error `code` in a status webhook
     /// (after `sent` unless `code` is one Meta reports at once), as for an undeliverable message.
     FailedStatus {
@@ -232,6 +237,7 @@ pub(crate) struct Shared {
     config: Mutex<SimConfig>,
     counters: Mutex<Counters>,
     users: Mutex<users::Users>,
+    media: Mutex<media::MediaFiles>,
     started: Instant,
     /// Distinguishes this run's wamids from an earlier run's (a restarted local stack keeps its
     /// state, and wamids are unique at Meta).
@@ -275,6 +281,7 @@ impl Simulator {
             config: Mutex::new(config),
             counters: Mutex::new(Counters::default()),
             users: Mutex::new(users::Users::default()),
+            media: Mutex::new(media::MediaFiles::default()),
             started: Instant::now(),
             instance: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 1_000_000_000,
             next_id: AtomicU64::new(1),
@@ -286,7 +293,10 @@ impl Simulator {
             .route("/{version}/debug_token", get(admin::debug_token))
             .route("/{version}/{app_id}/subscriptions", post(admin::subscribe).get(admin::list_subscriptions))
             .route("/{version}/{waba_id}/subscribed_apps", get(admin::subscribed_apps).post(admin::subscribed_apps))
-            .route("/{version}/{phone_number_id}", get(admin::phone_number))
+            .route("/{version}/{phone_number_id}/media", post(media::upload))
+            .route("/{version}/{id}", get(object).delete(media::delete))
+            .route("/_sim/media/{id}", get(media::download))
+            .route("/_sim/inbound_media", post(media::inbound_route))
             .route("/_sim/faults", post(add_fault))
             .route("/_sim/inbound", post(user_message))
             .route("/_sim/messages", get(list_messages))
@@ -382,6 +392,18 @@ impl Simulator {
             withhold_phone: false,
         };
         deliver_user_message(&self.shared, &message).await
+    }
+
+    /// A user sends a file: the simulator keeps its bytes and posts the webhook Meta would send
+    /// (`id`, base64 `sha256`, `url`).
+    pub async fn user_sends_media(&self, media: &media::InboundMedia) -> Result<media::SentMedia, String> {
+        media::deliver(&self.shared, &self.base_url(), media).await
+    }
+
+    /// (uploads, downloads) of the media API so far.
+    #[must_use]
+    pub fn media_counts(&self) -> (u64, u64) {
+        media::counts(&self.shared)
     }
 
     /// Makes `phone` a username user: webhooks name them by BSUID only.
@@ -545,7 +567,7 @@ async fn send_message(
             return redirect(status, &location);
         }
         Some(FaultKind::FailedStatus { code }) => accept_then = Some(FaultKind::FailedStatus { code }),
-        None => {}
+        Some(FaultKind::Corrupt | FaultKind::ExpiredUrl) | None => {}
     }
     if let Err(code) = check_limits(&shared, &config, &phone_number_id, &to) {
         return fail(code, 400, None);
@@ -893,6 +915,20 @@ async fn identity_change_route(State(shared): State<Arc<Shared>>, Json(change): 
         Ok(wamid) => respond(200, json!({"wamid": wamid})),
         Err(error) => respond(502, json!({"error": error})),
     }
+}
+
+/// `GET /{version}/{id}`: a media id's download URL, else the business number's fields.
+async fn object(
+    State(shared): State<Arc<Shared>>,
+    Path((version, id)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(answer) = media::info(&shared, &id, &query, &headers) {
+        return answer;
+    }
+    admin::phone_number(State(shared), Path((version, id)), uri, headers).await
 }
 
 /// Any path the simulator does not serve: Meta's JSON error for unknown path components.

@@ -46,6 +46,9 @@ pub struct Processor<I, C, Q, B> {
     pub blobs: B,
     /// STOP / START keywords.
     pub keywords: OptOutKeywords,
+    /// The media fetcher's queue: media messages go there (the fetcher forwards them with their
+    /// stored file); `None`, they go to the events queue with Meta's media id only.
+    pub media: Option<Q>,
 }
 
 fn now_ms() -> u64 {
@@ -79,6 +82,8 @@ where
 const SPLICED: &str = "spliced_conversation";
 /// The key of a processed event's record that holds the delivery failure it adds (a failed status).
 const FAILURE: &str = "delivery_failure";
+/// The key of a processed event's record that says it goes to the media fetcher.
+const MEDIA: &str = "media";
 
 /// What applying an event decided to forward.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -87,6 +92,8 @@ struct Applied {
     conversation: Option<Value>,
     /// A `delivery_failure` message to publish with it.
     failure: Option<String>,
+    /// A media message: it goes to the media fetcher, which forwards it once its file is stored.
+    media: bool,
 }
 
 /// What a processed event's record says to forward, for a redelivery of an event processed before
@@ -100,10 +107,13 @@ enum Recorded {
 
 fn recorded(stored: &str) -> Recorded {
     match serde_json::from_str::<serde_json::Map<String, Value>>(stored) {
-        Ok(mut record) if record.contains_key(SPLICED) && record.keys().all(|k| k == SPLICED || k == FAILURE) => {
+        Ok(mut record)
+            if record.contains_key(SPLICED) && record.keys().all(|k| k == SPLICED || k == FAILURE || k == MEDIA) =>
+        {
             Recorded::Applied(Applied {
                 conversation: record.remove(SPLICED).filter(|c| !c.is_null()),
                 failure: record.remove(FAILURE).and_then(|f| f.as_str().map(str::to_owned)),
+                media: record.remove(MEDIA).and_then(|m| m.as_bool()).unwrap_or(false),
             })
         }
         _ => Recorded::Message(stored.to_owned()),
@@ -181,7 +191,7 @@ where
                 }
                 return match recorded(&outcome) {
                     Recorded::Applied(applied) => self.forward(&key, &event, body, &applied).await,
-                    Recorded::Message(message) => self.publish(&key, vec![message]).await,
+                    Recorded::Message(message) => self.publish(&self.events, &key, vec![message]).await,
                 };
             }
             Ok(Claim::InProgress) => return false,
@@ -203,6 +213,9 @@ where
         let mut stored = serde_json::json!({ SPLICED: applied.conversation });
         if let Some(failure) = &applied.failure {
             stored[FAILURE] = Value::String(failure.clone());
+        }
+        if applied.media {
+            stored[MEDIA] = Value::Bool(true);
         }
         let stored = stored.to_string();
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
@@ -229,13 +242,17 @@ where
             messages.extend(applied.failure.clone());
             messages
         };
-        if sqs_safe(&forwarded).len() <= self.events.max_message_bytes() {
-            return self.publish(key, with_failure(forwarded)).await;
+        let queue = match (&self.media, applied.media) {
+            (Some(media), true) => media,
+            _ => &self.events,
+        };
+        if sqs_safe(&forwarded).len() <= queue.max_message_bytes() {
+            return self.publish(queue, key, with_failure(forwarded)).await;
         }
         match claim_check(&self.blobs, event, forwarded).await {
             Ok(pointer) => {
                 telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
-                self.publish(key, with_failure(enrich(&pointer, conversation))).await
+                self.publish(queue, key, with_failure(enrich(&pointer, conversation))).await
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot claim-check an event too large for the events queue; retrying");
@@ -244,9 +261,10 @@ where
         }
     }
 
-    /// Publishes an event's messages to the events queue and marks the event forwarded.
-    async fn publish(&self, key: &str, messages: Vec<String>) -> bool {
-        if let Err(error) = self.events.publish(&messages).await {
+    /// Publishes an event's messages to `queue` (the events queue, or the media fetcher's) and
+    /// marks the event forwarded.
+    async fn publish(&self, queue: &Q, key: &str, messages: Vec<String>) -> bool {
+        if let Err(error) = queue.publish(&messages).await {
             tracing::warn!(%error, "cannot forward the event; retrying");
             return false;
         }
@@ -284,12 +302,14 @@ where
         let contact: Option<Value> = event.contact.and_then(|c| serde_json::from_str(c.get()).ok());
         let at = event.timestamp.unwrap_or_else(|| i64::try_from(event.received_at / 1000).unwrap_or(0));
         let mut failure = None;
+        let mut media = false;
         match event.kind {
             EventKind::Message => {
                 let message: Message = match event.payload_as() {
                     Ok(message) => message,
                     Err(error) => return Ok(uninterpretable(event, &error)),
                 };
+                media = wa_core::media::InboundMedia::of(&message).is_some();
                 if let Some(change) = identity::identity_change(&message) {
                     self.learn(phone, &change.now, at).await?;
                     if let Some(old) = &change.retired_phone {
@@ -366,10 +386,10 @@ where
             _ => {}
         }
         // What consumers want with a user's event: the person's conversation as it now stands.
-        let Some(user) = user else { return Ok(Applied { conversation: None, failure }) };
+        let Some(user) = user else { return Ok(Applied { conversation: None, failure, media }) };
         let person = identity::resolve(&self.state, phone, &user).await.map_err(|e| e.to_string())?;
         let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
-        Ok(Applied { conversation: Some(person.facts.summary(now)), failure })
+        Ok(Applied { conversation: Some(person.facts.summary(now)), failure, media })
     }
 
     /// A status: the message's status (forward only), the ledger, the free entry point, and
@@ -468,11 +488,11 @@ mod tests {
     fn a_record_keeps_the_conversation_and_older_records_the_whole_message() {
         let stored = serde_json::json!({SPLICED: {"marketing_opt_out": true}}).to_string();
         assert!(
-            matches!(recorded(&stored), Recorded::Applied(Applied { conversation: Some(c), failure: None }) if c == serde_json::json!({"marketing_opt_out": true}))
+            matches!(recorded(&stored), Recorded::Applied(Applied { conversation: Some(c), failure: None, media: false }) if c == serde_json::json!({"marketing_opt_out": true}))
         );
         let none = serde_json::json!({ SPLICED: null }).to_string();
         assert!(
-            matches!(recorded(&none), Recorded::Applied(Applied { conversation: None, failure: None })),
+            matches!(recorded(&none), Recorded::Applied(Applied { conversation: None, failure: None, media: false })),
             "a template event has no conversation"
         );
         let failed = serde_json::json!({ SPLICED: null, FAILURE: "{\"kind\":\"delivery_failure\"}" }).to_string();

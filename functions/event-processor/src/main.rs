@@ -21,12 +21,15 @@ async fn main() -> Result<(), Error> {
         (Ok(stop), Ok(start)) => OptOutKeywords::from_lists(&stop, &start),
         _ => OptOutKeywords::default(),
     };
+    let media = std::env::var(wa_infra::config::MEDIA_QUEUE_URL).ok().filter(|url| !url.trim().is_empty());
     let sdk = aws::load().await;
+    let sqs = Sqs::new(&sdk)?;
     let state = StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     let processor = Processor {
         dedupe: state.clone(),
         state,
-        events: SqsQueue::new(&Sqs::new(&sdk)?, events, DEFAULT_MAX_MESSAGE_BYTES),
+        events: SqsQueue::new(&sqs, events, DEFAULT_MAX_MESSAGE_BYTES),
+        media: media.map(|url| SqsQueue::new(&sqs, url, DEFAULT_MAX_MESSAGE_BYTES)),
         blobs: S3Blobs::new(aws::s3_client(&sdk), bucket),
         keywords,
     };

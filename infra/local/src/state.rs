@@ -89,6 +89,56 @@ impl BlobStore for LocalBlobs {
     }
 }
 
+/// A media file being written: held in memory until completed, then one blob (the local stack's
+/// stand-in for an S3 multipart upload; nothing is visible before it completes).
+pub struct LocalUpload {
+    blobs: LocalBlobs,
+    key: String,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl wa_core::ports::MediaUpload for LocalUpload {
+    async fn part(&mut self, bytes: Vec<u8>) -> Result<(), BlobError> {
+        self.body.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    async fn complete(self) -> Result<(), BlobError> {
+        self.blobs.put(&self.key, self.body, &self.content_type).await
+    }
+
+    async fn abort(self) -> Result<(), BlobError> {
+        Ok(())
+    }
+}
+
+impl wa_core::ports::MediaStore for LocalBlobs {
+    type Upload = LocalUpload;
+
+    fn media_bucket(&self) -> &str {
+        "local"
+    }
+
+    async fn stored_size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        self.db
+            .lock()
+            .row("SELECT length(body) FROM blobs WHERE key = ?1", params![key], |row| row.get::<_, i64>(0))
+            .optional()
+            .map(|size| size.and_then(|s| u64::try_from(s).ok()))
+            .map_err(|e| BlobError::Unavailable(e.to_string()))
+    }
+
+    async fn begin(&self, key: &str, content_type: &str) -> Result<LocalUpload, BlobError> {
+        Ok(LocalUpload {
+            blobs: self.clone(),
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            body: Vec::new(),
+        })
+    }
+}
+
 /// The development secret: one app, one version (AWSCURRENT).
 #[derive(Debug, Clone)]
 pub struct LocalSecrets(pub Arc<AppSecrets>);

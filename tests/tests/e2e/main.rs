@@ -5,6 +5,7 @@
 mod apps;
 mod identity;
 mod ingest;
+mod media;
 mod operator;
 mod processor;
 mod rotation;

@@ -46,6 +46,8 @@ pub(crate) struct Pipeline {
     pub(crate) table_name: String,
     pub(crate) events: String,
     processor: event_processor::Processor<StateTable, StateTable, SqsQueue, S3Blobs>,
+    /// The media queue's URL, when media messages go to the media fetcher.
+    pub(crate) media: Option<String>,
 }
 
 impl Pipeline {
@@ -70,8 +72,23 @@ impl Pipeline {
             ),
             blobs: S3Blobs::new(wa_infra::aws::s3_client(&stack.aws), stack.bucket.clone()),
             keywords: OptOutKeywords::default(),
+            media: None,
         };
-        Self { stack, table, table_name, events, processor }
+        Self { stack, table, table_name, events, processor, media: None }
+    }
+
+    /// With a media queue: media messages go to it (for the media fetcher) instead of the events
+    /// queue.
+    pub(crate) async fn with_media() -> Self {
+        let mut pipeline = Self::new().await;
+        let media = create_queue(&pipeline.stack.aws, 262_144).await;
+        pipeline.processor.media = Some(SqsQueue::new(
+            &Sqs::new(&pipeline.stack.aws).expect("SQS clients"),
+            media.clone(),
+            DEFAULT_MAX_MESSAGE_BYTES,
+        ));
+        pipeline.media = Some(media);
+        pipeline
     }
 
     pub(crate) async fn post(&self, body: &[u8]) {
@@ -283,6 +300,7 @@ async fn an_event_processed_but_not_forwarded_goes_out_later_with_its_conversati
         events: SqsQueue::new(&Sqs::new(&via_proxy).expect("SQS clients"), p.events.clone(), 262_144),
         blobs: S3Blobs::new(wa_infra::aws::s3_client(&p.stack.aws), p.stack.bucket.clone()),
         keywords: OptOutKeywords::default(),
+        media: None,
     };
     p.post(&message("wamid.late", "hello", 1_750_000_000)).await;
     let sqs = aws_sdk_sqs::Client::new(&p.stack.aws);

@@ -179,7 +179,7 @@ async fn a_redirect_is_an_error_never_followed() {
 }
 
 /// Serves the real ingest handler over HTTP on loopback (what the local stack does).
-async fn serve_ingest(deps: crate::stack::Deps) -> String {
+pub(crate) async fn serve_ingest(deps: crate::stack::Deps) -> String {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, StatusCode, Uri};
     let deps = std::sync::Arc::new(deps);
