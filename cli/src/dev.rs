@@ -291,6 +291,7 @@ impl DevStack {
             redelivery: queues.outbound.clone(),
             secrets: secrets.clone(),
             conversations: state.clone(),
+            objects: LocalBlobs::new(&db),
             config: SenderConfig { default_rate: options.messages_per_second, rates, ..SenderConfig::default() },
             lead: sender::SlotLead::default(),
         });

@@ -113,6 +113,100 @@ pub fn check_file(kind: MediaKind, mime_type: &str, size: u64) -> Result<(), Med
     Ok(())
 }
 
+/// A media object named in S3 by a send request: `{"document": {"s3": {"bucket", "key"}, …}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Media {
+    /// The message type.
+    pub kind: MediaKind,
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+}
+
+impl S3Media {
+    /// The S3 object a message's media names, if it names one.
+    #[must_use]
+    pub fn of(message: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let kind = MediaKind::parse(message.get("type").and_then(serde_json::Value::as_str)?)?;
+        let s3 = message.get(kind.as_str())?.get("s3")?;
+        let text = |name: &str| s3.get(name).and_then(serde_json::Value::as_str).map(str::to_owned);
+        Some(Self { kind, bucket: text("bucket")?, key: text("key")? })
+    }
+
+    /// The message with the S3 object replaced by Meta's media `id` (everything else unchanged).
+    #[must_use]
+    pub fn with_id(
+        &self,
+        message: &serde_json::Map<String, serde_json::Value>,
+        id: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut message = message.clone();
+        if let Some(serde_json::Value::Object(media)) = message.get_mut(self.kind.as_str()) {
+            media.remove("s3");
+            media.insert("id".into(), serde_json::Value::String(id.to_owned()));
+        }
+        message
+    }
+
+    /// The object's identity for the media-id cache: SHA-256 of bucket, key and version tag (the
+    /// ETag changes whenever the content does), hex.
+    #[must_use]
+    pub fn digest(&self, etag: Option<&str>) -> String {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for part in [self.bucket.as_str(), self.key.as_str(), etag.unwrap_or_default()] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// The file name Meta shows for a document: the request's `filename`, else the key's last part.
+    #[must_use]
+    pub fn filename(&self, message: &serde_json::Map<String, serde_json::Value>) -> String {
+        message
+            .get(self.kind.as_str())
+            .and_then(|m| m.get("filename"))
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| self.key.rsplit('/').next().unwrap_or("file").to_owned(), str::to_owned)
+    }
+}
+
+/// The MIME type of an object: its stored `Content-Type` unless missing or generic, else by the
+/// key's extension.
+#[must_use]
+pub fn object_mime(content_type: Option<&str>, key: &str) -> String {
+    if let Some(stored) = content_type
+        .filter(|t| !t.is_empty() && !t.starts_with("application/octet-stream") && !t.starts_with("binary/"))
+    {
+        return stored.to_owned();
+    }
+    let extension = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xls" => "application/vnd.ms-excel",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "ppt" => "application/vnd.ms-powerpoint",
+        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "mp4" => "video/mp4",
+        "3gp" => "video/3gpp",
+        "mp3" => "audio/mpeg",
+        "ogg" | "opus" => "audio/ogg",
+        "aac" => "audio/aac",
+        "amr" => "audio/amr",
+        "m4a" => "audio/mp4",
+        _ => "application/octet-stream",
+    }
+    .to_owned()
+}
+
 /// What an inbound media message names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMedia {
@@ -284,6 +378,28 @@ mod tests {
         for (kind, mime, size, expected) in table {
             assert_eq!(check_file(kind, mime, size).err().map(|v| v.rule), expected, "{kind:?} {mime} {size}");
         }
+    }
+
+    #[test]
+    fn an_s3_object_becomes_a_media_id() {
+        let message = serde_json::json!({"type": "document", "document": {"s3": {"bucket": "reports", "key": "2026/42.pdf"}, "filename": "report.pdf", "caption": "Lab"}});
+        let message = message.as_object().unwrap().clone();
+        let s3 = S3Media::of(&message).unwrap();
+        assert_eq!((s3.kind, s3.bucket.as_str(), s3.key.as_str()), (MediaKind::Document, "reports", "2026/42.pdf"));
+        assert_eq!(s3.filename(&message), "report.pdf");
+        let sent = s3.with_id(&message, "1037543291543636");
+        assert_eq!(
+            serde_json::Value::Object(sent),
+            serde_json::json!({"type": "document", "document": {"id": "1037543291543636", "filename": "report.pdf", "caption": "Lab"}})
+        );
+        assert_ne!(s3.digest(Some("\"a\"")), s3.digest(Some("\"b\"")), "a new version is a new file");
+        assert_eq!(s3.digest(Some("x")), s3.digest(Some("x")));
+        let text = serde_json::json!({"type": "text", "text": {"body": "x"}});
+        assert!(S3Media::of(text.as_object().unwrap()).is_none());
+        assert_eq!(object_mime(None, "a/b.PDF"), "application/pdf");
+        assert_eq!(object_mime(Some("binary/octet-stream"), "x.png"), "image/png");
+        assert_eq!(object_mime(Some("image/jpeg"), "x.png"), "image/jpeg");
+        assert_eq!(object_mime(None, "noext"), "application/octet-stream");
     }
 
     #[test]

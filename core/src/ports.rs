@@ -136,7 +136,7 @@ pub enum GraphFailure {
     Unreachable(String),
 }
 
-/// The Graph API `/{phone_number_id}/messages` endpoint.
+/// The Graph API `/{phone_number_id}/messages` and `/{phone_number_id}/media` endpoints.
 pub trait GraphApi: Send + Sync {
     /// Posts `body` as the business number with `token`.
     fn send_message(
@@ -145,6 +145,74 @@ pub trait GraphApi: Send + Sync {
         token: &str,
         body: &serde_json::Value,
     ) -> impl Future<Output = Result<GraphAccepted, GraphFailure>> + Send;
+
+    /// Uploads a file for the business number (`POST /{phone-number-id}/media`, multipart);
+    /// returns Meta's media id (kept 30 days).
+    fn upload_media(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        mime_type: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<String, GraphFailure>> + Send;
+}
+
+/// What an object store says about an object a producer names for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Bytes.
+    pub size: u64,
+    /// Its `Content-Type`, when stored with one.
+    pub content_type: Option<String>,
+    /// Its version tag (S3 ETag): changes whenever the content does.
+    pub etag: Option<String>,
+}
+
+/// Objects producers name in send requests (`{"s3": {"bucket", "key"}}`), read by the sender.
+pub trait ObjectSource: Send + Sync {
+    /// The object's size, type and tag; `None` when there is no such object.
+    fn head(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Option<ObjectMeta>, BlobError>> + Send;
+
+    /// The object's bytes.
+    fn read(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Vec<u8>, BlobError>> + Send;
+}
+
+/// Media ids of uploaded files, per (business number, object digest), shared by all senders so
+/// that one file sent to many people is uploaded once.
+pub trait MediaIdCache: Send + Sync {
+    /// The cached id, when one is younger than its expiry.
+    fn media_id(
+        &self,
+        phone_number_id: &str,
+        digest: &str,
+        now_s: u64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Claims the upload until `until_ms`; false when another sender holds an unexpired claim.
+    fn claim_upload(
+        &self,
+        phone_number_id: &str,
+        digest: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives up a claim (the upload failed): another sender may try at once.
+    fn release_upload(
+        &self,
+        phone_number_id: &str,
+        digest: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records the uploaded id until `expires_at_s` (less than Meta's 30 days).
+    fn put_media_id(
+        &self,
+        phone_number_id: &str,
+        digest: &str,
+        media_id: &str,
+        expires_at_s: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// A failure of Meta's media endpoints (`GET /{media-id}`, the download URL). Never includes a

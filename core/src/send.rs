@@ -290,8 +290,18 @@ fn validate_text(text: &Map<String, Value>) -> Result<(), Violation> {
 }
 
 fn validate_media(kind: &str, media: &Map<String, Value>) -> Result<(), Violation> {
+    if let Some(s3) = media.get("s3") {
+        let text = |name: &str| s3.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        if text("bucket").is_none() || text("key").is_none() {
+            return Err(violation("media.s3", format!("{kind}.s3 needs a bucket and a key")));
+        }
+        if media.get("id").is_some() || media.get("link").is_some() {
+            return Err(violation("media.source", format!("{kind} takes one of s3, id and link")));
+        }
+        return max_len(media.get("caption"), 1024, "media.caption.length", "caption");
+    }
     if media.get("id").is_none() && media.get("link").is_none() {
-        return Err(violation("media.source", format!("{kind} needs an id or a link")));
+        return Err(violation("media.source", format!("{kind} needs an id, a link or an s3 object")));
     }
     max_len(media.get("caption"), 1024, "media.caption.length", "caption")
 }

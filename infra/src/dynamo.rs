@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | `SEND#<idempotency key>` | `SEND` | `state` (INPROGRESS, COMPLETED), `in_progress_until` (ms), `outcome` (JSON), `wamid`, `published`, `expires_at` | never send twice; the sparse index `by_wamid` leads from a message to its send request |
 //! | `RATE#<phone_number_id>` | `RATE` | `tat_us` | per-number send slots shared by all senders |
+//! | `MEDIAID#<phone_number_id>#<object digest>` | `MEDIAID` | `media_id`, `upload_until` (ms), `expires_at` | an uploaded file's media id (25 days), shared by all senders |
 //! | `HOLD#<phone_number_id>` | `HOLD` | `code`, `since_ms`, `until_ms`, `strikes`, `probe_until` | a number held after an account-level error ([`wa_core::hold`]) |
 //! | `PAIR#<phone_number_id>#<recipient>` | `PAIR` | `last_ms`, `hits`, `expires_at` | consecutive 131056 hits of a recipient (4^X backoff) |
 //!
@@ -24,7 +25,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use wa_core::conversation::StatusUpdate;
 use wa_core::hold::Hold;
 use wa_core::identity::ConversationRecord;
-use wa_core::ports::{Claim, ConversationStore, HoldStore, IdempotencyStore, StoreError, ThrottleStore};
+use wa_core::ports::{Claim, ConversationStore, HoldStore, IdempotencyStore, MediaIdCache, StoreError, ThrottleStore};
 use wa_core::ratelimit::{Reservation, reserve};
 
 use crate::aws::describe;
@@ -920,6 +921,72 @@ impl HoldStore for StateTable {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(format!("HOLD#{phone_number_id}"), "HOLD")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+}
+
+impl MediaIdCache for StateTable {
+    async fn media_id(&self, phone_number_id: &str, digest: &str, now_s: u64) -> Result<Option<String>, StoreError> {
+        let item = self.get(format!("MEDIAID#{phone_number_id}#{digest}"), "MEDIAID").await?;
+        Ok(item
+            .filter(|i| number(i, "expires_at").is_some_and(|e| e > now_s))
+            .and_then(|i| i.get("media_id").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn claim_upload(
+        &self,
+        phone_number_id: &str,
+        digest: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("MEDIAID#{phone_number_id}#{digest}"), "MEDIAID")))
+            .update_expression("SET upload_until = :until, expires_at = if_not_exists(expires_at, :day)")
+            .condition_expression(
+                "(attribute_not_exists(upload_until) OR upload_until < :now) AND (attribute_not_exists(media_id) OR expires_at < :now_s)",
+            )
+            .expression_attribute_values(":until", n(until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":now_s", n(now_ms / 1000))
+            .expression_attribute_values(":day", n(now_ms / 1000 + 86_400))
+            .send()
+            .await;
+        conditional(result)
+    }
+
+    async fn release_upload(&self, phone_number_id: &str, digest: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("MEDIAID#{phone_number_id}#{digest}"), "MEDIAID")))
+            .update_expression("REMOVE upload_until")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
+    async fn put_media_id(
+        &self,
+        phone_number_id: &str,
+        digest: &str,
+        media_id: &str,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("MEDIAID#{phone_number_id}#{digest}"), "MEDIAID")))
+            .update_expression("SET media_id = :id, expires_at = :e REMOVE upload_until")
+            .expression_attribute_values(":id", s(media_id))
+            .expression_attribute_values(":e", n(expires_at_s))
             .send()
             .await
             .map(|_| ())

@@ -162,6 +162,77 @@ impl GraphApi for GraphClient {
         let bytes = response.bytes().await.map_err(|e| GraphFailure::Ambiguous(e.without_url().to_string()))?;
         interpret(status, &bytes)
     }
+
+    /// `POST /{phone-number-id}/media` as `multipart/form-data` (RFC 7578): `messaging_product`,
+    /// `type` (the MIME type) and `file`. A failed or unanswered upload is retried by the caller:
+    /// an upload that reached Meta only leaves an unused id behind (Meta drops it after 30 days).
+    async fn upload_media(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        mime_type: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, GraphFailure> {
+        let (content_type, body) = multipart_body(mime_type, filename, &bytes);
+        drop(bytes);
+        let url = format!("{}/{}/{}/media", self.base, self.version, phone_number_id);
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .timeout(UPLOAD_TIMEOUT)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| GraphFailure::Unreachable(crate::aws::describe(&e.without_url())))?;
+        if let Some(reason) = refused_redirect(&response) {
+            return Err(GraphFailure::Unreachable(reason));
+        }
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(|e| GraphFailure::Unreachable(e.without_url().to_string()))?;
+        if (200..300).contains(&status) {
+            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("id").and_then(serde_json::Value::as_str).map(str::to_owned));
+            return id.ok_or_else(|| GraphFailure::Unreachable("the upload's answer has no media id".into()));
+        }
+        match interpret(status, &bytes) {
+            Err(GraphFailure::Ambiguous(reason)) => Err(GraphFailure::Unreachable(reason)),
+            Err(failure) => Err(failure),
+            Ok(_) => Err(GraphFailure::Unreachable(format!("HTTP {status}"))),
+        }
+    }
+}
+
+/// How long an upload of up to 100 MB may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A `multipart/form-data` body: its `Content-Type` (with the boundary) and bytes.
+fn multipart_body(mime_type: &str, filename: &str, file: &[u8]) -> (String, Vec<u8>) {
+    use sha2::Digest;
+    // A boundary that cannot occur in the file: derived from its digest.
+    let boundary = format!("wa-{}", hex::encode(&sha2::Sha256::digest(file)[..12]));
+    let safe_name: String = filename.chars().filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\')).collect();
+    let safe_mime: String = mime_type.chars().filter(|c| !c.is_control()).collect();
+    let mut body = Vec::with_capacity(file.len() + 512);
+    let field = |body: &mut Vec<u8>, name: &str, value: &str| {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    };
+    field(&mut body, "messaging_product", "whatsapp");
+    field(&mut body, "type", &safe_mime);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe_name}\"\r\nContent-Type: {safe_mime}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 #[cfg(test)]

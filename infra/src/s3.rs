@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
-use wa_core::ports::{BlobError, BlobStore, MediaStore, MediaUpload};
+use wa_core::ports::{BlobError, BlobStore, MediaStore, MediaUpload, ObjectMeta, ObjectSource};
 
 use crate::aws::describe;
 
@@ -162,5 +162,46 @@ impl MediaStore for S3Blobs {
             upload_id,
             parts: Vec::new(),
         })
+    }
+}
+
+/// Objects in any bucket the function may read (the deployer names them; IAM enforces it): the
+/// files producers send by `{"s3": {"bucket", "key"}}`.
+#[derive(Debug, Clone)]
+pub struct S3Objects {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Objects {
+    /// Through `client`.
+    #[must_use]
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl ObjectSource for S3Objects {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, BlobError> {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectMeta {
+                size: out.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                content_type: out.content_type,
+                etag: out.e_tag,
+            })),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(BlobError::Unavailable(describe(&e))),
+        }
+    }
+
+    async fn read(&self, bucket: &str, key: &str) -> Result<Vec<u8>, BlobError> {
+        let out = self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) {
+                BlobError::NotFound(key.to_owned())
+            } else {
+                BlobError::Unavailable(describe(&e))
+            }
+        })?;
+        let bytes = out.body.collect().await.map_err(|e| BlobError::Unavailable(describe(&e)))?;
+        Ok(bytes.into_bytes().to_vec())
     }
 }

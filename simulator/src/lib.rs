@@ -303,6 +303,8 @@ impl Simulator {
             .route("/_sim/identity_change", post(identity_change_route))
             .fallback(unknown_path)
             .method_not_allowed_fallback(unknown_path)
+            // Uploads reach 100 MB (documents); Meta's own limit is checked per kind.
+            .layer(axum::extract::DefaultBodyLimit::max(110 * 1024 * 1024))
             .with_state(shared.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(error)?;

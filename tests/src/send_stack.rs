@@ -10,6 +10,7 @@ use sender::{Sender, SenderConfig};
 use serde_json::{Value, json};
 use wa_infra::dynamo::StateTable;
 use wa_infra::graph::GraphClient;
+use wa_infra::s3::S3Objects;
 use wa_infra::secrets::{CachePolicy, CachedSecrets, SecretsManagerFetch};
 use wa_infra::sqs::{Sqs, SqsQueue};
 use wa_simulator::{SimConfig, Simulator};
@@ -17,7 +18,7 @@ use wa_simulator::{SimConfig, Simulator};
 pub const PHONE: &str = "106540352242922";
 
 pub type TestSender =
-    Sender<GraphClient, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable>;
+    Sender<GraphClient, StateTable, StateTable, SqsQueue, CachedSecrets<SecretsManagerFetch>, S3Objects>;
 
 /// The sender's configuration for tests about sending mechanics (idempotency, errors, pacing),
 /// whose recipients never wrote to us: the conversation rules (tested on their own) are off.
@@ -84,7 +85,7 @@ impl SendStack {
         &self,
         graph: G,
         config: SenderConfig,
-    ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable> {
+    ) -> Sender<G, StateTable, StateTable, SqsQueue, CachedSecrets<SecretsManagerFetch>, S3Objects> {
         self.sender_parts(graph, self.secrets(), self.table(), config)
     }
 
@@ -93,7 +94,7 @@ impl SendStack {
         &self,
         throttle: T,
         config: SenderConfig,
-    ) -> Sender<GraphClient, StateTable, T, SqsQueue, SqsQueue, CachedSecrets<SecretsManagerFetch>, StateTable> {
+    ) -> Sender<GraphClient, StateTable, T, SqsQueue, CachedSecrets<SecretsManagerFetch>, S3Objects> {
         self.sender_parts(self.graph(), self.secrets(), throttle, config)
     }
 
@@ -103,7 +104,7 @@ impl SendStack {
         graph: G,
         secrets: R,
         config: SenderConfig,
-    ) -> Sender<G, StateTable, StateTable, SqsQueue, SqsQueue, R, StateTable> {
+    ) -> Sender<G, StateTable, StateTable, SqsQueue, R, S3Objects> {
         self.sender_parts(graph, secrets, self.table(), config)
     }
 
@@ -120,7 +121,7 @@ impl SendStack {
         secrets: R,
         throttle: T,
         config: SenderConfig,
-    ) -> Sender<G, StateTable, T, SqsQueue, SqsQueue, R, StateTable> {
+    ) -> Sender<G, StateTable, T, SqsQueue, R, S3Objects> {
         let table = self.table();
         Sender {
             graph,
@@ -132,6 +133,7 @@ impl SendStack {
             secrets,
             config,
             lead: sender::SlotLead::default(),
+            objects: S3Objects::new(wa_infra::aws::s3_client(&self.aws)),
         }
     }
 

@@ -24,11 +24,12 @@ use wa_core::apps::AppRouting;
 use wa_core::graph_error::{self, ErrorClass};
 use wa_core::hold::{self, Hold, HoldCheck};
 use wa_core::identity::{self, Person};
+use wa_core::media::{S3Media, check_file, object_mime};
 use wa_core::outcome::SendOutcome;
 use wa_core::policy::{self, Decision};
 use wa_core::ports::{
     Claim, ConversationStore, EventQueue, GraphAccepted, GraphApi, GraphFailure, HoldStore, IdempotencyStore,
-    Redelivery, SecretSource, StoreError, ThrottleStore,
+    MediaIdCache, ObjectSource, Redelivery, SecretSource, StoreError, ThrottleStore,
 };
 use wa_core::ratelimit::paced_interval_us;
 use wa_core::secrets::SecretStage;
@@ -98,21 +99,26 @@ impl SenderConfig {
 }
 
 /// What the sender needs.
-pub struct Sender<G, I, T, Q, R, S, C> {
+/// The ports are grouped by what serves them: `I` the state table (idempotency records,
+/// conversation facts, media ids), `T` its rate-limit part (a separate type so that a test can
+/// slow it alone), `Q` the queues (outcomes, redelivery delays), `O` the producers' objects.
+pub struct Sender<G, I, T, Q, S, O> {
     /// The Graph API.
     pub graph: G,
-    /// Idempotency records.
+    /// Idempotency records (and media ids of uploaded files).
     pub idempotency: I,
     /// Shared rate-limit state.
     pub throttle: T,
     /// The events queue (outcomes).
     pub events: Q,
     /// Redelivery delays on the outbound queue.
-    pub redelivery: R,
+    pub redelivery: Q,
     /// Access tokens.
     pub secrets: S,
     /// Conversation facts (24 h window, marketing opt-out), kept by the event processor.
-    pub conversations: C,
+    pub conversations: I,
+    /// The objects producers send by `{"s3": {"bucket", "key"}}`.
+    pub objects: O,
     /// Tunables.
     pub config: SenderConfig,
     /// The lead slots are reserved with, following the reservations' round trips (start with
@@ -138,6 +144,23 @@ pub enum Verdict {
         /// The account-level code, when the number is to be held.
         hold: Option<i64>,
     },
+}
+
+/// How long an upload may take before another sender may try it.
+const UPLOAD_CLAIM_MS: u64 = 120_000;
+/// How long an uploaded media id is used: less than Meta's 30 days.
+const MEDIA_ID_TTL_S: u64 = 25 * 86_400;
+
+/// A request's media, made ready to send.
+enum MediaReady {
+    /// No file in S3: send as it is.
+    Unchanged,
+    /// The request with Meta's media id in place of the S3 object.
+    Replaced(Box<SendRequest>),
+    /// It cannot be sent: a failed outcome with this reason.
+    Failed { code: Option<i64>, reason: String },
+    /// Not yet (another sender is uploading it, or S3 or Meta failed): retry.
+    Later { delay_s: Option<u32>, reason: String },
 }
 
 /// A number's hold as read at the start of a batch, and what it means for the batch.
@@ -196,15 +219,14 @@ fn prepare(record: &SqsMessage) -> Option<Prepared<'_>> {
     Some(Prepared { message_id, receipt_handle: record.receipt_handle.as_deref(), group, request, violation, key })
 }
 
-impl<G, I, T, Q, R, S, C> Sender<G, I, T, Q, R, S, C>
+impl<G, I, T, Q, S, O> Sender<G, I, T, Q, S, O>
 where
-    C: ConversationStore,
     G: GraphApi,
-    I: IdempotencyStore,
+    I: IdempotencyStore + ConversationStore + MediaIdCache,
     T: ThrottleStore + HoldStore,
-    Q: EventQueue,
-    R: Redelivery,
+    Q: EventQueue + Redelivery,
     S: AppRouting,
+    O: ObjectSource,
 {
     /// Handles one SQS batch; `deadline_ms` is the invocation's deadline (Unix ms), which bounds
     /// idempotency claims.
@@ -503,6 +525,27 @@ where
                 return Verdict::Retry { delay_s: None };
             }
         };
+        // A file named in S3: checked, uploaded once per (number, object), sent by id.
+        let uploaded;
+        let request = match self.prepare_media(request).await {
+            MediaReady::Unchanged => request,
+            MediaReady::Replaced(replaced) => {
+                uploaded = replaced;
+                &uploaded
+            }
+            MediaReady::Failed { code, reason } => {
+                tracing::warn!(code, %reason, "the request's media cannot be sent: failed outcome");
+                telemetry::emit(FUNCTION, Some(("Class", "permanent")), &[("SendFailures", 1.0)]);
+                let mut outcome = base.failed(code, ErrorClass::Permanent, reason);
+                outcome.at = now_ms();
+                return self.finish(&record.key, &outcome).await;
+            }
+            MediaReady::Later { delay_s, reason } => {
+                tracing::warn!(%reason, "the request's media is not ready; retrying later");
+                self.release(&record.key).await;
+                return Verdict::Retry { delay_s };
+            }
+        };
         let sent_fallback = matches!(decision, Decision::SendFallback);
         let result = match decision {
             Decision::Refuse(status, reason) => {
@@ -616,6 +659,83 @@ where
         };
         let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
         Ok((policy::decide(request, &person.facts, learned.as_deref(), now), Some(person)))
+    }
+
+    /// A request naming a file in S3 becomes one naming Meta's media id: the object's type and size
+    /// checked against Meta's rules (no Graph call when they fail), the id taken from the shared
+    /// cache, else the file uploaded by the one sender that claims it (others wait for it).
+    async fn prepare_media(&self, request: &SendRequest) -> MediaReady {
+        let Some(s3) = S3Media::of(&request.message) else { return MediaReady::Unchanged };
+        let later = |reason: String| MediaReady::Later { delay_s: None, reason };
+        let meta = match self.objects.head(&s3.bucket, &s3.key).await {
+            Ok(Some(meta)) => meta,
+            Ok(None) => {
+                return MediaReady::Failed {
+                    code: None,
+                    reason: format!("media.s3.missing: no object {} in bucket {}", s3.key, s3.bucket),
+                };
+            }
+            Err(error) => return later(error.to_string()),
+        };
+        let mime = object_mime(meta.content_type.as_deref(), &s3.key);
+        if let Err(violation) = check_file(s3.kind, &mime, meta.size) {
+            return MediaReady::Failed { code: None, reason: violation.to_string() };
+        }
+        let phone = request.phone_number_id.as_str();
+        let digest = s3.digest(meta.etag.as_deref());
+        let now = now_ms();
+        match self.idempotency.media_id(phone, &digest, now / 1000).await {
+            Ok(Some(id)) => {
+                telemetry::emit(FUNCTION, None, &[("MediaIdCacheHits", 1.0)]);
+                return MediaReady::Replaced(Box::new(SendRequest {
+                    message: s3.with_id(&request.message, &id),
+                    ..request.clone()
+                }));
+            }
+            Ok(None) => {}
+            Err(error) => return later(error.to_string()),
+        }
+        match self.idempotency.claim_upload(phone, &digest, now, now + UPLOAD_CLAIM_MS).await {
+            Ok(true) => {}
+            // Another sender is uploading it: this request sends by its id shortly.
+            Ok(false) => {
+                return MediaReady::Later { delay_s: Some(2), reason: "another sender is uploading the file".into() };
+            }
+            Err(error) => return later(error.to_string()),
+        }
+        let uploaded = self.upload(request, &s3, &mime).await;
+        let id = match uploaded {
+            Ok(id) => id,
+            Err(ready) => {
+                // Another sender may try at once (it would wait for the claim to expire otherwise).
+                if let Err(error) = self.idempotency.release_upload(phone, &digest).await {
+                    tracing::warn!(%error, "cannot release the upload claim; it expires in 2 minutes");
+                }
+                return ready;
+            }
+        };
+        telemetry::emit(FUNCTION, None, &[("MediaUploads", 1.0)]);
+        if let Err(error) = self.idempotency.put_media_id(phone, &digest, &id, now / 1000 + MEDIA_ID_TTL_S).await {
+            tracing::warn!(%error, "cannot cache the uploaded media id; the next send uploads again");
+        }
+        MediaReady::Replaced(Box::new(SendRequest { message: s3.with_id(&request.message, &id), ..request.clone() }))
+    }
+
+    /// Reads the object and uploads it; a failure says what becomes of the request.
+    async fn upload(&self, request: &SendRequest, s3: &S3Media, mime: &str) -> Result<String, MediaReady> {
+        let later = |reason: String| MediaReady::Later { delay_s: None, reason };
+        let phone = request.phone_number_id.as_str();
+        let token = self.token(phone, false).await.map_err(|e| later(e.to_string()))?;
+        let bytes = self.objects.read(&s3.bucket, &s3.key).await.map_err(|e| later(e.to_string()))?;
+        match self.graph.upload_media(phone, &token, mime, &s3.filename(&request.message), bytes).await {
+            Ok(id) => Ok(id),
+            Err(GraphFailure::Api { error, .. })
+                if graph_error::classify(error.code) == ErrorClass::Permanent || error.code == 131_053 =>
+            {
+                Err(MediaReady::Failed { code: Some(error.code), reason: error.message })
+            }
+            Err(failure) => Err(later(failure.to_string())),
+        }
     }
 
     /// Links the ids Meta's answer names (`contacts[].input / wa_id / user_id`) unless the person

@@ -8,6 +8,7 @@ use sender::{Sender, SenderConfig};
 use wa_infra::config::{SenderEnv, process_env};
 use wa_infra::dynamo::StateTable;
 use wa_infra::graph::GraphClient;
+use wa_infra::s3::S3Objects;
 use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
 use wa_infra::{aws, secrets, telemetry};
 
@@ -30,6 +31,7 @@ async fn main() -> Result<(), Error> {
         events: SqsQueue::new(&sqs, env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
         redelivery: SqsQueue::new(&sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
         secrets: secrets::apps(&sdk, env.secret_id, &env.apps, env.secret_ttl_seconds),
+        objects: S3Objects::new(aws::s3_client(&sdk)),
         config: SenderConfig { default_rate: env.messages_per_second, rates: env.rates, ..SenderConfig::default() },
         lead: sender::SlotLead::default(),
     };

@@ -113,6 +113,36 @@ impl wa_core::ports::MediaUpload for LocalUpload {
     }
 }
 
+impl wa_core::ports::ObjectSource for LocalBlobs {
+    /// Objects of the local blob store, named with the bucket `local` (`wa send --document`).
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<wa_core::ports::ObjectMeta>, BlobError> {
+        if bucket != "local" {
+            return Ok(None);
+        }
+        self.db
+            .lock()
+            .row("SELECT length(body), put_at FROM blobs WHERE key = ?1", params![key], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
+            })
+            .optional()
+            .map(|found| {
+                found.map(|(size, put_at)| wa_core::ports::ObjectMeta {
+                    size: u64::try_from(size).unwrap_or(0),
+                    content_type: None,
+                    etag: put_at.map(|t| t.to_string()),
+                })
+            })
+            .map_err(|e| BlobError::Unavailable(e.to_string()))
+    }
+
+    async fn read(&self, bucket: &str, key: &str) -> Result<Vec<u8>, BlobError> {
+        if bucket != "local" {
+            return Err(BlobError::NotFound(format!("{bucket}/{key}")));
+        }
+        self.get(key).await
+    }
+}
+
 impl wa_core::ports::MediaStore for LocalBlobs {
     type Upload = LocalUpload;
 
@@ -449,6 +479,63 @@ fn hold_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Hold> {
         strikes: u32::try_from(row.get::<_, i64>(first + 3)?).unwrap_or(1),
         probe_until_ms: row.get::<_, Option<i64>>(first + 4)?.and_then(|v| u64::try_from(v).ok()),
     })
+}
+
+impl wa_core::ports::MediaIdCache for LocalState {
+    async fn media_id(&self, phone: &str, digest: &str, now_s: u64) -> Result<Option<String>, StoreError> {
+        self.db
+            .lock()
+            .row(
+                "SELECT media_id FROM media_ids WHERE phone = ?1 AND digest = ?2 AND expires_at > ?3",
+                params![phone, digest, to_i64(now_s)],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn claim_upload(&self, phone: &str, digest: &str, now_ms: u64, until_ms: u64) -> Result<bool, StoreError> {
+        let conn = self.db.lock();
+        conn.exec(
+            "INSERT OR IGNORE INTO media_ids(phone, digest, expires_at) VALUES (?1, ?2, 0)",
+            params![phone, digest],
+        )
+        .map_err(|e| db_error(&e))?;
+        conn.exec(
+            "UPDATE media_ids SET upload_until = ?1 WHERE phone = ?2 AND digest = ?3
+             AND (upload_until IS NULL OR upload_until < ?4) AND (media_id IS NULL OR expires_at < ?5)",
+            params![to_i64(until_ms), phone, digest, to_i64(now_ms), to_i64(now_ms / 1000)],
+        )
+        .map(|n| n > 0)
+        .map_err(|e| db_error(&e))
+    }
+
+    async fn release_upload(&self, phone: &str, digest: &str) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .exec("UPDATE media_ids SET upload_until = NULL WHERE phone = ?1 AND digest = ?2", params![phone, digest])
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn put_media_id(
+        &self,
+        phone: &str,
+        digest: &str,
+        media_id: &str,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .exec(
+                "INSERT INTO media_ids(phone, digest, media_id, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(phone, digest) DO UPDATE SET media_id = ?3, expires_at = ?4, upload_until = NULL",
+                params![phone, digest, media_id, to_i64(expires_at_s)],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
 }
 
 impl HoldStore for LocalState {

@@ -188,3 +188,101 @@ async fn an_expired_url_is_fetched_again_and_a_failing_download_is_retried() {
     let events = rig.p.forwarded().await;
     assert!(media_of(&events, &sent.wamid).get("error").is_none());
 }
+
+/// Puts `body` in a fresh bucket on moto; returns the bucket.
+async fn put_object(aws: &aws_config::SdkConfig, key: &str, content_type: &str, body: Vec<u8>) -> String {
+    let bucket = wa_tests::create_bucket(aws).await;
+    wa_infra::aws::s3_client(aws)
+        .put_object()
+        .bucket(&bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
+    bucket
+}
+
+fn document_request(to: &str, key_suffix: &str, bucket: &str, key: &str) -> Value {
+    json!({"phone_number_id": PHONE, "to": to, "idempotency_key": format!("doc-{key_suffix}"),
+           "message": {"type": "document", "document": {"s3": {"bucket": bucket, "key": key}, "filename": "report.pdf",
+                                                        "caption": "Your lab report"}}})
+}
+
+#[tokio::test]
+async fn one_s3_document_to_three_recipients_is_uploaded_once_and_sent_three_times() {
+    use wa_tests::send_stack::{SendStack, mechanics};
+    let stack = SendStack::new(SimConfig::default()).await;
+    let sender = stack.sender(mechanics());
+    let pdf = file_bytes(3 * MB, 9);
+    let bucket = put_object(&stack.aws, "reports/42.pdf", "application/pdf", pdf.clone()).await;
+    for (i, to) in ["16505557001", "16505557002", "16505557003"].iter().enumerate() {
+        stack.enqueue(&document_request(to, &i.to_string(), &bucket, "reports/42.pdf"), &format!("d{i}")).await;
+    }
+    // Two pollers: concurrent senders race for the upload; one uploads, the others wait for its id.
+    stack.drain(&sender, 2, Duration::from_secs(60)).await;
+    let outcomes = stack.outcomes().await;
+    assert_eq!(outcomes.len(), 3, "{outcomes:#?}");
+    assert!(outcomes.iter().all(|o| o["status"] == "accepted"), "{outcomes:#?}");
+    assert_eq!(stack.sim.media_counts().0, 1, "one upload");
+    let sent: Vec<Value> = stack.sim.accepted().into_iter().map(|a| a.body).collect();
+    assert_eq!(sent.len(), 3, "three sends");
+    let ids: std::collections::BTreeSet<&str> = sent.iter().map(|b| b["document"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "all by the one id");
+    for body in &sent {
+        assert!(body["document"].get("s3").is_none());
+        assert_eq!(body["document"]["filename"], "report.pdf");
+        assert_eq!(body["document"]["caption"], "Your lab report");
+    }
+    // The uploaded file is the object's bytes: the simulator serves them back by the id.
+    let id = ids.into_iter().next().unwrap().to_owned();
+    let graph = GraphMedia::new(&stack.sim.base_url(), "v25.0", Duration::from_secs(10)).unwrap();
+    use wa_core::ports::{MediaApi, MediaDownload};
+    let info = graph.media_info(&id, PHONE, TOKEN).await.unwrap();
+    assert_eq!(info.file_size, Some(3 * MB as u64));
+    let mut download = graph.download(&info.url, TOKEN).await.unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = download.next_chunk().await.unwrap() {
+        bytes.extend(chunk);
+    }
+    assert_eq!(bytes, pdf);
+
+    // A later request for the same object: the cached id, no upload.
+    stack.enqueue(&document_request("16505557004", "4", &bucket, "reports/42.pdf"), "d4").await;
+    stack.drain(&sender, 1, Duration::from_secs(30)).await;
+    assert_eq!(stack.sim.media_counts().0, 1);
+    assert_eq!(stack.sim.accepted().len(), 4);
+}
+
+#[tokio::test]
+async fn files_meta_would_refuse_end_as_failed_outcomes_without_a_graph_call() {
+    use wa_tests::send_stack::{SendStack, mechanics};
+    let stack = SendStack::new(SimConfig::default()).await;
+    let sender = stack.sender(mechanics());
+    let zip = put_object(&stack.aws, "exports/data.zip", "application/zip", vec![1; 1000]).await;
+    let big = put_object(&stack.aws, "photos/big.jpg", "image/jpeg", vec![7; 6 * MB]).await;
+    let requests = [
+        ("zip", document_request("16505557101", "zip", &zip, "exports/data.zip"), "media.mime_type"),
+        ("missing", document_request("16505557102", "missing", &zip, "nope.pdf"), "media.s3.missing"),
+        (
+            "big",
+            json!({"phone_number_id": PHONE, "to": "16505557103", "idempotency_key": "doc-big",
+                   "message": {"type": "image", "image": {"s3": {"bucket": big, "key": "photos/big.jpg"}}}}),
+            "media.size",
+        ),
+    ];
+    for (name, request, _) in &requests {
+        stack.enqueue(request, name).await;
+    }
+    stack.drain(&sender, 1, Duration::from_secs(30)).await;
+    let outcomes = stack.outcomes().await;
+    for (name, _, rule) in &requests {
+        let outcome = outcomes.iter().find(|o| o["idempotency_key"] == format!("doc-{name}")).unwrap();
+        assert_eq!(outcome["status"], "failed", "{outcome}");
+        assert!(outcome["error"]["reason"].as_str().unwrap().starts_with(rule), "{outcome}");
+        wa_tests::assert_events_queue_message(outcome);
+    }
+    assert_eq!(stack.sim.media_counts().0, 0, "no upload");
+    assert!(stack.sim.seen().is_empty(), "no Graph call");
+}

@@ -465,6 +465,17 @@ impl wa_core::ports::GraphApi for PanicOnNth {
         assert!(call != self.nth, "injected panic on send {call}");
         self.inner.send_message(phone_number_id, token, body).await
     }
+
+    async fn upload_media(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        mime_type: &str,
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, wa_core::ports::GraphFailure> {
+        self.inner.upload_media(phone_number_id, token, mime_type, filename, bytes).await
+    }
 }
 
 /// A slow state table (throttled, or far away): every rate-slot reservation answers `delay` late.

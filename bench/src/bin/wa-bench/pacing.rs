@@ -62,6 +62,7 @@ pub fn main() {
             events: events.clone(),
             redelivery: outbound.clone(),
             secrets,
+            objects: wa_infra_local::LocalBlobs::new(&db),
             config: SenderConfig {
                 default_rate: LIMIT,
                 enforce_conversation_rules: false,
