@@ -6,12 +6,18 @@
 //! 3. a free-form reply inside the window, to the phone → accepted; another to the BSUID → accepted;
 //! 4. a free-form message to a user who never wrote → refused (`window_closed`), no Graph call;
 //! 5. the user writes STOP → opted out of marketing;
-//! 6. a marketing template to them → refused (`opted_out`), no Graph call.
+//! 6. a marketing template to them → refused (`opted_out`), no Graph call;
+//! 7. the user sends a document → stored in the local blob store, its digest checked, the event
+//!    carrying where;
+//! 8. a PDF from the blob store to the user → uploaded once, sent by media id.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wa_core::identity::resolve;
+
+use wa_core::ports::{BlobStore, MediaStore};
+use wa_infra_local::LocalBlobs;
 
 use crate::dev::{DEV_PHONE_NUMBER_ID, DevStack, enqueue, mask};
 
@@ -24,6 +30,7 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     let simulator = stack.simulator.as_ref().ok_or("the demo needs the simulator (unset WA_ACCESS_TOKEN)")?;
     let run = wa_infra::telemetry::now_millis();
     let key = |step: &str| format!("demo-{run}-{step}");
+    let key_of = key;
     let events = &stack.queues.events;
     let start = events.last_id().map_err(|e| e.to_string())?;
 
@@ -105,6 +112,48 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     }
     settle().await;
     say("   refused: opted_out, no Graph call");
+
+    say(&format!("7. {} sends a document", mask(ANA)));
+    let sent = simulator
+        .user_sends_media(&wa_simulator::media::InboundMedia {
+            phone_number_id: DEV_PHONE_NUMBER_ID.into(),
+            from: ANA.into(),
+            kind: "document".into(),
+            mime_type: "application/pdf".into(),
+            size: 200 * 1024,
+            seed: u64::try_from(run).unwrap_or(0),
+            data_base64: None,
+            filename: Some("id-card.pdf".into()),
+            caption: None,
+            omit_url: false,
+        })
+        .await?;
+    let event = wait_for(stack, start, |e| e["kind"] == "message" && e["payload"]["id"] == json!(sent.wamid)).await?;
+    let key = event["media"]["key"].as_str().ok_or("step 7: the event carries no stored file")?.to_owned();
+    let stored = LocalBlobs::new(&stack.db).stored_size(&key).await.map_err(|e| e.to_string())?;
+    if stored != Some(200 * 1024) {
+        return Err(format!("step 7: {key} is not in the local blob store"));
+    }
+    settle().await;
+    say(&format!("   stored as {key}, its SHA-256 checked against the webhook's"));
+
+    say(&format!("8. a PDF from the blob store to {}", mask(ANA)));
+    let uploads = simulator.media_counts().0;
+    let pdf = wa_simulator::media::file_bytes(120 * 1024, 42);
+    LocalBlobs::new(&stack.db)
+        .put("outbound/demo-report.pdf", pdf, "application/pdf")
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": ANA, "idempotency_key": key_of("report"),
+        "message": {"type": "document", "document": {"s3": {"bucket": "local", "key": "outbound/demo-report.pdf"},
+                                                     "filename": "report.pdf"}}});
+    enqueue(&stack.queues.outbound, &request)?;
+    expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key_of("report"))).await?, "accepted")?;
+    if simulator.media_counts().0 > uploads + 1 {
+        return Err("step 8: the file was uploaded more than once".into());
+    }
+    settle().await;
+    say("   uploaded to Meta once, sent by its media id");
     Ok(())
 }
 

@@ -10,7 +10,7 @@ pub mod replay;
 pub mod serve;
 
 pub use dlq::{dlq_list, dlq_redrive};
-pub use produce::{SendArgs, send, send_request};
+pub use produce::{MediaTarget, SendArgs, Staged, media_file, send, send_request, stage};
 pub use replay::replay;
 
 use std::fmt::Write as _;

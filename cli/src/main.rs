@@ -73,6 +73,25 @@ enum Command {
         /// A whole SendRequest v1 JSON file instead.
         #[arg(long)]
         file: Option<std::path::PathBuf>,
+        /// A document to send (PDF, Office, text; up to 100 MB): stored in the local blob store,
+        /// or with --bucket in S3, and sent by the sender's upload.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "template", "file", "image", "video", "audio"])]
+        document: Option<std::path::PathBuf>,
+        /// An image to send (JPEG or PNG, up to 5 MB).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "template", "file", "video", "audio"])]
+        image: Option<std::path::PathBuf>,
+        /// A video to send (MP4 or 3GPP, up to 16 MB).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "template", "file", "audio"])]
+        video: Option<std::path::PathBuf>,
+        /// An audio file to send (AAC, AMR, MP3, MP4, OGG/Opus; up to 16 MB).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["text", "template", "file"])]
+        audio: Option<std::path::PathBuf>,
+        /// The media's caption.
+        #[arg(long)]
+        caption: Option<String>,
+        /// With --queue-url: the S3 bucket the file is put in (under outbound/) for the sender to read.
+        #[arg(long, requires = "queue_url", env = "WA_MEDIA_BUCKET")]
+        bucket: Option<String>,
         /// The business number.
         #[arg(long, env = "WA_PHONE_NUMBER_ID", default_value = wa_cli::dev::DEV_PHONE_NUMBER_ID)]
         phone_number_id: String,
@@ -297,8 +316,50 @@ fn main() -> ExitCode {
             }
             runtime.block_on(wa_cli::run_dev(options, demo))
         }
-        Command::Send { to, text, template, language, file, phone_number_id, key, category, queue_url, data_dir } => {
+        Command::Send {
+            to,
+            text,
+            template,
+            language,
+            file,
+            document,
+            image,
+            video,
+            audio,
+            caption,
+            bucket,
+            phone_number_id,
+            key,
+            category,
+            queue_url,
+            data_dir,
+        } => {
+            use wa_core::media::MediaKind;
+            let media = [
+                (MediaKind::Document, document),
+                (MediaKind::Image, image),
+                (MediaKind::Video, video),
+                (MediaKind::Audio, audio),
+            ]
+            .into_iter()
+            .find_map(|(kind, path)| path.map(|p| (kind, p)));
+            let staged = match media {
+                None => None,
+                Some(_) if queue_url.is_some() && bucket.is_none() => {
+                    eprintln!("wa send: a file sent through --queue-url needs --bucket (where the sender reads it)");
+                    return ExitCode::from(2);
+                }
+                Some((kind, path)) => match wa_cli::media_file(kind, &path, bucket.as_deref().unwrap_or("local")) {
+                    Ok(staged) => Some(staged),
+                    Err(error) => {
+                        eprintln!("wa send: {error}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
             let request = match wa_cli::send_request(wa_cli::SendArgs {
+                media: staged.as_ref().map(|s| s.target.clone()),
+                caption,
                 to,
                 text,
                 template,
@@ -315,7 +376,13 @@ fn main() -> ExitCode {
                 }
             };
             let Some(runtime) = runtime() else { return ExitCode::FAILURE };
-            match runtime.block_on(wa_cli::send(&request, queue_url.as_deref(), &data_dir)) {
+            let queued = runtime.block_on(async {
+                if let Some(staged) = &staged {
+                    wa_cli::stage(staged, &data_dir).await?;
+                }
+                wa_cli::send(&request, queue_url.as_deref(), &data_dir).await
+            });
+            match queued {
                 Ok(message) => {
                     println!("{message}");
                     ExitCode::SUCCESS

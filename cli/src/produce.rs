@@ -27,6 +27,69 @@ pub struct SendArgs {
     pub key: Option<String>,
     /// The pricing category.
     pub category: Option<String>,
+    /// A file to send as media (`--document`, `--image`, `--video`, `--audio`), staged by [`media_file`].
+    pub media: Option<MediaTarget>,
+    /// The media's caption (image, video, document).
+    pub caption: Option<String>,
+}
+
+/// Where a file to send is stored, as the request names it.
+#[derive(Debug, Clone)]
+pub struct MediaTarget {
+    /// The media kind.
+    pub kind: wa_core::media::MediaKind,
+    /// `local`, or the S3 bucket.
+    pub bucket: String,
+    /// `outbound/<sha256>.<ext>`.
+    pub key: String,
+    /// The file name Meta shows for documents.
+    pub filename: String,
+}
+
+/// A file staged for sending: where it goes (the local blob store's `local` bucket, or S3), its
+/// MIME type and bytes.
+pub struct Staged {
+    /// Where it goes.
+    pub target: MediaTarget,
+    /// The MIME type, by the file's extension.
+    pub mime: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Reads a file to send as `kind`, checked against Meta's type and size rules before anything is
+/// queued; it will be stored in `bucket` (`local` for the local stack).
+pub fn media_file(kind: wa_core::media::MediaKind, path: &Path, bucket: &str) -> Result<Staged, String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let filename = path.file_name().map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mime = wa_core::media::object_mime(None, &filename);
+    wa_core::media::check_file(kind, &mime, bytes.len() as u64).map_err(|v| format!("{}: {v}", path.display()))?;
+    let key = format!("outbound/{}.{}", hex::encode(sha2::Sha256::digest(&bytes)), wa_core::media::extension(&mime));
+    Ok(Staged { target: MediaTarget { kind, bucket: bucket.to_owned(), key, filename }, mime, bytes })
+}
+
+/// Stores a staged file where its request names it: the local blob store, or S3.
+pub async fn stage(staged: &Staged, data_dir: &Path) -> Result<(), String> {
+    use wa_core::ports::BlobStore;
+    let target = &staged.target;
+    if target.bucket == "local" {
+        let db = dev::open(data_dir)?;
+        return wa_infra_local::LocalBlobs::new(&db)
+            .put(&target.key, staged.bytes.clone(), &staged.mime)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    wa_infra::aws::s3_client(&wa_infra::aws::load().await)
+        .put_object()
+        .bucket(&target.bucket)
+        .key(&target.key)
+        .content_type(&staged.mime)
+        .body(staged.bytes.clone().into())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("S3 refused the file: {}", wa_infra::aws::describe(&e)))
 }
 
 /// The request, checked as the sender checks it; errors say what to change.
@@ -37,12 +100,25 @@ pub fn send_request(args: SendArgs) -> Result<Value, String> {
             serde_json::from_str::<Value>(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?
         }
         None => {
-            let message = match (&args.text, &args.template) {
-                (Some(text), None) => json!({"type": "text", "text": {"body": text}}),
-                (None, Some(name)) => {
+            let message = match (&args.text, &args.template, &args.media) {
+                (Some(text), None, None) => json!({"type": "text", "text": {"body": text}}),
+                (None, Some(name), None) => {
                     json!({"type": "template", "template": {"name": name, "language": {"code": args.language}}})
                 }
-                _ => return Err("say what to send: --text \"...\" or --template NAME (or --file request.json)".into()),
+                (None, None, Some(staged)) => {
+                    let kind = staged.kind.as_str();
+                    let mut media = json!({"s3": {"bucket": staged.bucket, "key": staged.key}});
+                    if kind == "document" {
+                        media["filename"] = json!(staged.filename);
+                    }
+                    if let Some(caption) = &args.caption {
+                        media["caption"] = json!(caption);
+                    }
+                    json!({"type": kind, kind: media})
+                }
+                _ => {
+                    return Err("say what to send: --text \"...\", --template NAME, --document/--image/--video/--audio FILE (or --file request.json)".into());
+                }
             };
             json!({"phone_number_id": args.phone_number_id, "to": args.to, "message": message})
         }
@@ -130,7 +206,32 @@ mod tests {
             phone_number_id: "1".into(),
             key: None,
             category: None,
+            media: None,
+            caption: None,
         }
+    }
+
+    #[test]
+    fn a_file_is_checked_and_named_by_its_digest() {
+        use wa_core::media::MediaKind;
+        let dir = std::env::temp_dir().join(format!("wa-media-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pdf = dir.join("report.pdf");
+        std::fs::write(&pdf, b"%PDF-1.4 test").unwrap();
+        let staged = media_file(MediaKind::Document, &pdf, "local").unwrap();
+        let key = &staged.target.key;
+        assert!(key.starts_with("outbound/") && key.ends_with(".pdf"), "{key}");
+        let request =
+            send_request(SendArgs { text: None, media: Some(staged.target), caption: Some("Lab".into()), ..args() });
+        let request = request.unwrap();
+        assert_eq!(request["message"]["document"]["filename"], "report.pdf");
+        assert_eq!(request["message"]["document"]["s3"]["bucket"], "local");
+        let zip = dir.join("data.zip");
+        std::fs::write(&zip, b"PK").unwrap();
+        let error = media_file(MediaKind::Document, &zip, "local").err().unwrap();
+        assert!(error.contains("media.mime_type"), "{error}");
+        assert!(media_file(MediaKind::Image, &dir.join("missing.png"), "local").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -103,6 +103,9 @@ fn dev_demo_plays_the_whole_scenario() {
             "refused: window_closed, no Graph call",
             "opted out of marketing",
             "refused: opted_out, no Graph call",
+            "its SHA-256 checked against the webhook's",
+            "; stored as media/106540352242922/",
+            "uploaded to Meta once, sent by its media id",
             "demo finished: every step went as expected",
         ] {
             assert!(stdout.contains(expected), "round {round}: {expected:?} missing\n{stdout}");
@@ -224,6 +227,27 @@ fn send_replay_and_dlq_work_against_the_local_stack_and_survive_a_restart() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("idempotency key cli-1"));
     let outcome = wait_for(data, "cli-1", |e| e["idempotency_key"] == "cli-1");
     assert_eq!(outcome["status"], "accepted", "{outcome}");
+
+    // A document from a file: checked, put in the local blob store, sent by the sender (to a user
+    // who never wrote: refused as free-form outside the window, but queued and handled).
+    let pdf = dir.join("report.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4 a lab report").unwrap();
+    let out = Command::new(WA)
+        .args(["send", "--to", "16505550199", "--document", pdf.to_str().unwrap(), "--caption", "Lab"])
+        .args(["--key", "cli-doc", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcome = wait_for(data, "cli-doc", |e| e["idempotency_key"] == "cli-doc");
+    assert_eq!(outcome["status"], "window_closed", "{outcome}");
+    let zip = dir.join("data.zip");
+    std::fs::write(&zip, b"PK").unwrap();
+    let out = Command::new(WA)
+        .args(["send", "--to", "16505550199", "--document", zip.to_str().unwrap(), "--data-dir", data])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "refused before anything is queued");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("media.mime_type"));
 
     // Stopped, a request waits in the queue; restarted, it is sent.
     drop(dev);
