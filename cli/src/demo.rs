@@ -121,7 +121,7 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
             kind: "document".into(),
             mime_type: "application/pdf".into(),
             size: 200 * 1024,
-            seed: u64::try_from(run).unwrap_or(0),
+            seed: run,
             data_base64: None,
             filename: Some("id-card.pdf".into()),
             caption: None,
