@@ -106,6 +106,9 @@ done
 log "4. sender pacing (2000 sends, 4 numbers at 80/s, 50 ms latency)"
 target/release/wa-bench pacing | tee "$out/pacing.json" >&2
 
+log "5. media fetcher: a 100 MB document streamed from the simulator into S3 (multipart)"
+target/release/wa-bench media target/release/media-fetcher 100 | tee "$out/media.json" >&2
+
 echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built)), \"clean_tree\": $clean, \"wrk_warmup_s\": $wrk_warmup, \"wrk_s\": $wrk_seconds, \"wrk_rounds\": $wrk_rounds}" > "$out/timings.json"
 python3 bench/report.py "$out" > BENCHMARKS.md
 log "wrote BENCHMARKS.md"

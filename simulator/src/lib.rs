@@ -402,6 +402,15 @@ impl Simulator {
         media::deliver(&self.shared, &self.base_url(), media).await
     }
 
+    /// Stores a file as a user's media for `phone_number_id` without posting a webhook; returns its
+    /// media id, its base64 SHA-256 and a download URL valid 5 minutes (benchmarks build the event).
+    #[must_use]
+    pub fn put_media(&self, phone_number_id: &str, bytes: Vec<u8>, mime_type: &str) -> (String, String, String) {
+        let (id, sha256) = media::store(&self.shared, phone_number_id, bytes, mime_type);
+        let url = media::download_url(&self.shared, &self.base_url(), &id, "media_webhook");
+        (id, sha256, url)
+    }
+
     /// (uploads, downloads) of the media API so far.
     #[must_use]
     pub fn media_counts(&self) -> (u64, u64) {

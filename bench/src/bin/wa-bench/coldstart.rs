@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 #[derive(Default)]
-struct Times {
-    poll: Option<Instant>,
-    answer: Option<Instant>,
-    answer_body: Option<String>,
-    error: Option<String>,
+pub(crate) struct Times {
+    pub(crate) poll: Option<Instant>,
+    pub(crate) answer: Option<Instant>,
+    pub(crate) answer_body: Option<String>,
+    pub(crate) error: Option<String>,
     served: bool,
 }
 
-fn emulator(event: String, times: Arc<Mutex<Times>>) -> String {
+pub(crate) fn emulator(event: String, times: Arc<Mutex<Times>>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -106,7 +106,7 @@ fn simulator() -> String {
 }
 
 /// An SQS event of one record.
-fn sqs_event(body: &Value, group: Option<&str>) -> String {
+pub(crate) fn sqs_event(body: &Value, group: Option<&str>) -> String {
     let mut attributes = json!({"ApproximateReceiveCount": "1", "SentTimestamp": "1795000000000"});
     if let Some(group) = group {
         attributes["MessageGroupId"] = group.into();
@@ -150,7 +150,7 @@ fn first_invocation(label: &str) -> (String, fn(&str) -> bool) {
     }
 }
 
-fn peak_rss_kb(pid: u32) -> u64 {
+pub(crate) fn peak_rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -160,7 +160,7 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

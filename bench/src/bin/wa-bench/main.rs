@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod coldstart;
 mod dev;
 mod ingest_cpu;
+mod media;
 mod pacing;
 mod payload;
 mod receiver;
@@ -15,6 +16,7 @@ mod sqs_cpu;
 const USAGE: &str = "usage: wa-bench coldstart <label> <command> [args...]
        wa-bench dev <listen address> <data dir> [--pipeline]
        wa-bench ingest-cpu [criterion output directory]
+       wa-bench media <media-fetcher binary> [megabytes]
        wa-bench pacing
        wa-bench payload <messages> <file> [app secret]
        wa-bench receiver empty|ingest <port> [app secret]
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("coldstart") => coldstart::main(rest),
         Some("dev") => return dev::main(rest),
         Some("ingest-cpu") => ingest_cpu::main(rest),
+        Some("media") => media::main(rest),
         Some("pacing") => pacing::main(),
         Some("payload") => payload::main(rest),
         Some("receiver") => receiver::main(rest),
