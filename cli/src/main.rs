@@ -239,7 +239,7 @@ enum HoldAction {
 enum DlqAction {
     /// Show the messages of a dead-letter queue (kind, ids, age; no message text).
     List {
-        /// Local: inbound, outbound.fifo or events. Ignored with --queue-url.
+        /// Local: inbound, outbound.fifo, events or media. Ignored with --queue-url.
         #[arg(long, default_value = "inbound")]
         queue: String,
         /// A real DLQ URL.
@@ -251,7 +251,7 @@ enum DlqAction {
     },
     /// Move every message of a dead-letter queue back to its source queue.
     Redrive {
-        /// Local: inbound, outbound.fifo or events. Ignored with --queue-url.
+        /// Local: inbound, outbound.fifo, events or media. Ignored with --queue-url.
         #[arg(long, default_value = "inbound")]
         queue: String,
         /// A real DLQ URL (with --to-url).

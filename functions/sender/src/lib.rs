@@ -739,11 +739,14 @@ where
     }
 
     /// Links the ids Meta's answer names (`contacts[].input / wa_id / user_id`) unless the person
-    /// already has them all, so that the statuses and replies to come reach this person.
+    /// already has them all, so that the statuses and replies to come reach this person. Not when
+    /// the conversation rules are off (nothing here reads the links then; the event processor
+    /// learns the same from the statuses' contacts): no writes per send for nothing.
     async fn learn_links(&self, request: &SendRequest, person: Option<&Person>, contacts: &[serde_json::Value]) {
+        let Some(person) = person else { return };
         for contact in contacts {
             let ids = identity::send_response_ids(contact);
-            let known = person.is_some_and(|p| ids.ids().iter().all(|id| p.ids.contains(id)));
+            let known = ids.ids().iter().all(|id| person.ids.contains(id));
             if !ids.links_anything() || known {
                 continue;
             }
