@@ -8,6 +8,7 @@ pub mod hold;
 pub mod produce;
 pub mod replay;
 pub mod serve;
+pub mod templates;
 
 pub use dlq::{dlq_list, dlq_redrive};
 pub use produce::{MediaTarget, SendArgs, Staged, media_file, send, send_request, stage};

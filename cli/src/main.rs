@@ -198,6 +198,11 @@ enum Command {
         #[command(subcommand)]
         action: HoldAction,
     },
+    /// Message templates as code.
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
     /// Print the X-Hub-Signature-256 header for a payload file (exact bytes, HMAC-SHA256).
     Sign {
         /// The payload file.
@@ -205,6 +210,17 @@ enum Command {
         /// The app secret.
         #[arg(long, env = "WA_APP_SECRET")]
         app_secret: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesAction {
+    /// Check template files (Meta's create payload, JSON or YAML; directories too) against Meta's
+    /// published rules (errors) and house rules (warnings); exit 1 when any error is found.
+    Lint {
+        /// Template files or directories.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
     },
 }
 
@@ -500,6 +516,16 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Templates { action: TemplatesAction::Lint { paths } } => match wa_cli::templates::lint_paths(&paths) {
+            Ok((report, failed)) => {
+                print!("{report}");
+                if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            }
+            Err(error) => {
+                eprintln!("wa templates lint: {error}");
+                ExitCode::from(2)
+            }
+        },
         Command::Hold { action } => {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 eprintln!("wa hold: cannot start a runtime");

@@ -44,6 +44,30 @@ fn sign_prints_the_header_meta_would_send() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("set --secret-id, or WA_APP_ID"));
+    // Templates as code: exit 0 when clean, 1 with errors (a CI step), 2 when a file cannot be read.
+    let good = dir.join("order_update.json");
+    std::fs::write(
+        &good,
+        r#"{"name": "order_update", "language": "en_US", "category": "UTILITY",
+            "components": [{"type": "BODY", "text": "Hi {{1}}, your order ships today.", "example": {"body_text": [["Ana"]]}}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(WA).args(["templates", "lint", good.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let bad = dir.join("promo.yaml");
+    std::fs::write(&bad, "name: Spring Sale
+language: en_US
+category: MARKETING
+components:
+  - type: BODY
+    text: \"{{1}}{{2}} off\"
+").unwrap();
+    let out = Command::new(WA).args(["templates", "lint", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("error name.format at name") && report.contains("error parameter.adjacent"), "{report}");
+    let out = Command::new(WA).args(["templates", "lint", "/nonexistent.json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
     let out = Command::new(WA).args(["dev", "--demo", "--webhook-only"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("cannot be used with"));

@@ -20,4 +20,5 @@ pub mod secrets;
 pub mod send;
 pub mod signature;
 pub mod subscription;
+pub mod template_lint;
 pub mod webhook;
