@@ -55,13 +55,17 @@ fn sign_prints_the_header_meta_would_send() {
     let out = Command::new(WA).args(["templates", "lint", good.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let bad = dir.join("promo.yaml");
-    std::fs::write(&bad, "name: Spring Sale
+    std::fs::write(
+        &bad,
+        "name: Spring Sale
 language: en_US
 category: MARKETING
 components:
   - type: BODY
     text: \"{{1}}{{2}} off\"
-").unwrap();
+",
+    )
+    .unwrap();
     let out = Command::new(WA).args(["templates", "lint", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let report = String::from_utf8_lossy(&out.stdout);

@@ -21,4 +21,5 @@ pub mod send;
 pub mod signature;
 pub mod subscription;
 pub mod template_lint;
+pub mod templates;
 pub mod webhook;

@@ -497,6 +497,22 @@ pub trait ConversationStore: Send + Sync {
         language: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
+    /// Records what is known of a template (only the fields given are written): the template
+    /// registry, kept from the template webhooks, `wa templates pull` and Meta's send errors.
+    fn record_template(
+        &self,
+        name: &str,
+        language: &str,
+        update: &crate::templates::TemplateUpdate,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What the registry knows of a template (`None`: never seen).
+    fn template(
+        &self,
+        name: &str,
+        language: &str,
+    ) -> impl Future<Output = Result<Option<crate::templates::TemplateFacts>, StoreError>> + Send;
+
     /// Counts an applied status in the month's statistics of the number.
     fn count_status(
         &self,

@@ -299,7 +299,12 @@ pub struct SenderEnv {
     pub messages_per_second: u32,
     /// See [`MESSAGES_PER_SECOND_BY_NUMBER`].
     pub rates: std::collections::HashMap<String, u32>,
+    /// See [`UNKNOWN_TEMPLATES`].
+    pub refuse_unknown_templates: bool,
 }
+
+/// `UNKNOWN_TEMPLATES`: `send` (default) or `refuse` template sends the registry has never seen.
+pub const UNKNOWN_TEMPLATES: &str = "UNKNOWN_TEMPLATES";
 
 /// `MEDIA_QUEUE_URL`: where the event processor sends inbound media messages (the media fetcher's
 /// queue); unset, they go straight to the events queue with Meta's media id only.
@@ -383,6 +388,16 @@ impl SenderEnv {
             graph_timeout_ms: env.number(GRAPH_TIMEOUT_MS, 10_000, 100, 60_000)?,
             messages_per_second: u32::try_from(env.number(MESSAGES_PER_SECOND, 80, 1, 1000)?).unwrap_or(80),
             rates,
+            refuse_unknown_templates: match (env.0)(UNKNOWN_TEMPLATES).as_deref().map(str::trim) {
+                None | Some("" | "send") => false,
+                Some("refuse") => true,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: UNKNOWN_TEMPLATES,
+                        reason: format!("{other:?} is neither send nor refuse"),
+                    });
+                }
+            },
         })
     }
 }

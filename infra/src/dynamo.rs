@@ -14,7 +14,7 @@
 //! | `CONV#<phone_number_id>#<id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `username`, `marketing_opt_out`, `consent_at`, `links` (string set), `retired_at` | windows and consent of one id (phone, BSUID or parent BSUID); `links` names the person's other ids ([`wa_core::identity`]) |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
-//! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `category` | template categories learned from template webhooks |
+//! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `status`, `category`, `quality`, `parameter_format`, `body_params`, `header_params` | the template registry: from template webhooks, `wa templates pull` and Meta's send errors |
 //!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
 
@@ -571,16 +571,66 @@ impl ConversationStore for StateTable {
     }
 
     async fn record_template_category(&self, name: &str, language: &str, category: &str) -> Result<(), StoreError> {
-        let mut item = key(format!("TEMPLATE#{name}#{language}"), "TEMPLATE");
-        item.insert("category".into(), s(category));
-        self.client
-            .put_item()
+        let update = wa_core::templates::TemplateUpdate { category: Some(category.to_owned()), ..Default::default() };
+        self.record_template(name, language, &update).await
+    }
+
+    async fn record_template(
+        &self,
+        name: &str,
+        language: &str,
+        update: &wa_core::templates::TemplateUpdate,
+    ) -> Result<(), StoreError> {
+        let mut sets = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_key(Some(key(format!("TEMPLATE#{name}#{language}"), "TEMPLATE")));
+        for (attribute, value) in [
+            ("status", update.status.as_ref().map(|v| s(v))),
+            ("category", update.category.as_ref().map(|v| s(v))),
+            ("quality", update.quality.as_ref().map(|v| s(v))),
+            ("parameter_format", update.parameter_format.as_ref().map(|v| s(v))),
+            ("body_params", update.body_params.map(n)),
+            ("header_params", update.header_params.map(n)),
+        ] {
+            if let Some(value) = value {
+                sets.push(format!("#{attribute} = :{attribute}"));
+                request = request
+                    .expression_attribute_names(format!("#{attribute}"), attribute)
+                    .expression_attribute_values(format!(":{attribute}"), value);
+            }
+        }
+        if sets.is_empty() {
+            return Ok(());
+        }
+        request
+            .update_expression(format!("SET {}", sets.join(", ")))
             .send()
             .await
             .map(|_| ())
             .map_err(|e| store_error(&e))
+    }
+
+    async fn template(
+        &self,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<wa_core::templates::TemplateFacts>, StoreError> {
+        let item = self.get(format!("TEMPLATE#{name}#{language}"), "TEMPLATE").await?;
+        Ok(item.map(|i| {
+            let text = |a: &str| i.get(a).and_then(|v| v.as_s().ok()).cloned();
+            let count = |a: &str| number(&i, a).and_then(|v| u32::try_from(v).ok());
+            wa_core::templates::TemplateFacts {
+                status: text("status"),
+                category: text("category"),
+                quality: text("quality"),
+                parameter_format: text("parameter_format"),
+                body_params: count("body_params"),
+                header_params: count("header_params"),
+            }
+        }))
     }
 
     async fn template_category(&self, name: &str, language: &str) -> Result<Option<String>, StoreError> {

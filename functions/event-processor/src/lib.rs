@@ -59,10 +59,14 @@ impl<I, C, Q, B> Processor<I, C, Q, B>
 where
     C: ConversationStore,
 {
-    /// `template_category_update` (`new_category`) and template status updates carrying a category
-    /// tell the sender which templates are marketing.
+    /// The four template webhooks fill the template registry ([`wa_core::templates::from_webhook`]):
+    /// status, category, quality, parameter count; a status update may carry a category too.
     async fn learn_template_category(&self, event: &InboundEvent<'_>) -> Result<(), String> {
         let value: Value = event.payload_as().map_err(|e| e.to_string())?;
+        if let Some((name, language, update)) = wa_core::templates::from_webhook(&event.field, &value) {
+            self.state.record_template(&name, &language, &update).await.map_err(|e| e.to_string())?;
+            return Ok(());
+        }
         let text = |key: &str| value.get(key).and_then(Value::as_str);
         let (Some(name), Some(category)) = (
             text("message_template_name"),

@@ -34,6 +34,7 @@ use wa_core::ports::{
 use wa_core::ratelimit::paced_interval_us;
 use wa_core::secrets::SecretStage;
 use wa_core::send::{SendRequest, Violation};
+use wa_core::templates::TemplateFacts;
 use wa_infra::telemetry;
 
 pub mod lead;
@@ -75,6 +76,9 @@ pub struct SenderConfig {
     /// does not make the send late (a few DynamoDB round trips); longer while reservations are
     /// slower than that (see [`lead`]).
     pub slot_lead: Duration,
+    /// Refuse template sends the registry has never seen (`UNKNOWN_TEMPLATES=refuse`); by default
+    /// they are sent, and Meta answers 132001 if the template does not exist.
+    pub refuse_unknown_templates: bool,
 }
 
 impl Default for SenderConfig {
@@ -88,6 +92,7 @@ impl Default for SenderConfig {
             pacing: 0.97,
             enforce_conversation_rules: true,
             slot_lead: Duration::from_millis(30),
+            refuse_unknown_templates: false,
         }
     }
 }
@@ -525,6 +530,24 @@ where
                 return Verdict::Retry { delay_s: None };
             }
         };
+        // A template: approved, with the parameters the registry says it takes.
+        if !matches!(decision, Decision::Refuse(..)) {
+            match self.check_template(request).await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => {
+                    tracing::warn!(%reason, "template refused by the registry: failed outcome, no Graph call");
+                    telemetry::emit(FUNCTION, Some(("Refusal", "template")), &[("Refused", 1.0)]);
+                    let mut outcome = base.failed(None, ErrorClass::Permanent, reason);
+                    outcome.at = now_ms();
+                    return self.finish(&record.key, &outcome).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the template registry; retrying later");
+                    self.release(&record.key).await;
+                    return Verdict::Retry { delay_s: None };
+                }
+            }
+        }
         // A file named in S3: checked, uploaded once per (number, object), sent by id.
         let uploaded;
         let request = match self.prepare_media(request).await {
@@ -587,6 +610,7 @@ where
                 telemetry::emit(FUNCTION, Some(("Class", class.as_str())), &[("SendFailures", 1.0)]);
                 match class {
                     ErrorClass::Permanent => {
+                        self.note_template_error(request, error.code).await;
                         let mut outcome = base.failed(Some(error.code), class, error.message.clone());
                         outcome.at = now_ms();
                         self.finish(&record.key, &outcome).await
@@ -651,7 +675,7 @@ where
         };
         let person = identity::resolve(&self.conversations, &request.phone_number_id, to).await?;
         let learned = match policy::template_needed(request, &person.facts) {
-            Some((name, language)) => match self.conversations.template_category(name, language).await? {
+            Some((name, language)) => match self.registry(name, language).await?.and_then(|f| f.category) {
                 Some(category) => Some(category),
                 None => self.conversations.template_category(name, "*").await?,
             },
@@ -659,6 +683,36 @@ where
         };
         let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
         Ok((policy::decide(request, &person.facts, learned.as_deref(), now), Some(person)))
+    }
+
+    /// What the template registry knows of (name, language), else of (name, any language).
+    async fn registry(&self, name: &str, language: &str) -> Result<Option<TemplateFacts>, StoreError> {
+        match self.conversations.template(name, language).await? {
+            Some(facts) => Ok(Some(facts)),
+            None => self.conversations.template(name, "*").await,
+        }
+    }
+
+    /// A template send checked against the registry ([`wa_core::templates::check_send`]):
+    /// `Err(reason)` ends it with a failed outcome, no Graph call.
+    async fn check_template(&self, request: &SendRequest) -> Result<Result<(), String>, StoreError> {
+        let Some((name, language)) = wa_core::templates::template_of(&request.message) else { return Ok(Ok(())) };
+        let facts = self.registry(name, language).await?;
+        Ok(wa_core::templates::check_send(&request.message, facts.as_ref(), self.config.refuse_unknown_templates))
+    }
+
+    /// Meta's answer says something about the template (132001, 132015, 132016): the registry
+    /// learns it, so that the next sends are refused before any Graph call.
+    async fn note_template_error(&self, request: &SendRequest, code: i64) {
+        let (Some(status), Some((name, language))) =
+            (wa_core::templates::status_after_error(code), wa_core::templates::template_of(&request.message))
+        else {
+            return;
+        };
+        let update = TemplateFacts { status: Some(status.to_owned()), ..TemplateFacts::default() };
+        if let Err(error) = self.conversations.record_template(name, language, &update).await {
+            tracing::warn!(%error, "cannot record the template's status");
+        }
     }
 
     /// A request naming a file in S3 becomes one naming Meta's media id: the object's type and size

@@ -32,7 +32,12 @@ async fn main() -> Result<(), Error> {
         redelivery: SqsQueue::new(&sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
         secrets: secrets::apps(&sdk, env.secret_id, &env.apps, env.secret_ttl_seconds),
         objects: S3Objects::new(aws::s3_client(&sdk)),
-        config: SenderConfig { default_rate: env.messages_per_second, rates: env.rates, ..SenderConfig::default() },
+        config: SenderConfig {
+            default_rate: env.messages_per_second,
+            rates: env.rates,
+            refuse_unknown_templates: env.refuse_unknown_templates,
+            ..SenderConfig::default()
+        },
         lead: sender::SlotLead::default(),
     };
     let sender = &sender;

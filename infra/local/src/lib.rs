@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS counters(kind TEXT, phone TEXT, month TEXT, name TEXT
     PRIMARY KEY(kind, phone, month, name));
 CREATE TABLE IF NOT EXISTS templates(name TEXT, language TEXT, category TEXT NOT NULL, PRIMARY KEY(name, language));
 CREATE TABLE IF NOT EXISTS links(phone TEXT, a TEXT, b TEXT, PRIMARY KEY(phone, a, b));
+CREATE TABLE IF NOT EXISTS template_registry(name TEXT, language TEXT, status TEXT, category TEXT, quality TEXT,
+    parameter_format TEXT, body_params INTEGER, header_params INTEGER, PRIMARY KEY(name, language));
 CREATE TABLE IF NOT EXISTS media_ids(phone TEXT, digest TEXT, media_id TEXT, upload_until INTEGER,
     expires_at INTEGER, PRIMARY KEY(phone, digest));
 CREATE TABLE IF NOT EXISTS holds(phone TEXT PRIMARY KEY, code INTEGER NOT NULL, since_ms INTEGER NOT NULL,

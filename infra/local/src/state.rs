@@ -786,22 +786,82 @@ impl ConversationStore for LocalState {
     }
 
     async fn record_template_category(&self, name: &str, language: &str, category: &str) -> Result<(), StoreError> {
+        let update = wa_core::templates::TemplateUpdate { category: Some(category.to_owned()), ..Default::default() };
+        self.record_template(name, language, &update).await
+    }
+
+    async fn template_category(&self, name: &str, language: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.db.lock();
+        let registry: Option<Option<String>> = conn
+            .row(
+                "SELECT category FROM template_registry WHERE name = ?1 AND language = ?2",
+                params![name, language],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| db_error(&e))?;
+        if let Some(Some(category)) = registry {
+            return Ok(Some(category));
+        }
+        // Written by an earlier version.
+        conn.row("SELECT category FROM templates WHERE name = ?1 AND language = ?2", params![name, language], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(|e| db_error(&e))
+    }
+
+    async fn record_template(
+        &self,
+        name: &str,
+        language: &str,
+        update: &wa_core::templates::TemplateUpdate,
+    ) -> Result<(), StoreError> {
         self.db
             .lock()
             .exec(
-                "INSERT OR REPLACE INTO templates(name, language, category) VALUES (?1, ?2, ?3)",
-                params![name, language, category],
+                "INSERT INTO template_registry(name, language, status, category, quality, parameter_format, body_params, header_params)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(name, language) DO UPDATE SET status = COALESCE(?3, status), category = COALESCE(?4, category),
+                   quality = COALESCE(?5, quality), parameter_format = COALESCE(?6, parameter_format),
+                   body_params = COALESCE(?7, body_params), header_params = COALESCE(?8, header_params)",
+                params![
+                    name,
+                    language,
+                    update.status,
+                    update.category,
+                    update.quality,
+                    update.parameter_format,
+                    update.body_params,
+                    update.header_params
+                ],
             )
             .map(|_| ())
             .map_err(|e| db_error(&e))
     }
 
-    async fn template_category(&self, name: &str, language: &str) -> Result<Option<String>, StoreError> {
+    async fn template(
+        &self,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<wa_core::templates::TemplateFacts>, StoreError> {
         self.db
             .lock()
-            .row("SELECT category FROM templates WHERE name = ?1 AND language = ?2", params![name, language], |row| {
-                row.get(0)
-            })
+            .row(
+                "SELECT status, category, quality, parameter_format, body_params, header_params FROM template_registry
+                 WHERE name = ?1 AND language = ?2",
+                params![name, language],
+                |row| {
+                    Ok(wa_core::templates::TemplateFacts {
+                        status: row.get(0)?,
+                        category: row.get(1)?,
+                        quality: row.get(2)?,
+                        parameter_format: row.get(3)?,
+                        body_params: row.get(4)?,
+                        header_params: row.get(5)?,
+                    })
+                },
+            )
             .optional()
             .map_err(|e| db_error(&e))
     }

@@ -14,4 +14,5 @@ mod simulator;
 mod sqs_client;
 mod stack;
 mod state;
+mod templates;
 mod verify;
