@@ -195,7 +195,9 @@ mod tests {
         let one = json!([{"type": "text", "text": "Ana"}]);
         let named = json!([{"type": "text", "parameter_name": "a", "text": "Ana"}, {"type": "text", "parameter_name": "b", "text": "42"}]);
         let status = |s: &str| TemplateFacts { status: Some(s.into()), ..approved.clone() };
-        let table: Vec<(&str, Value, Option<TemplateFacts>, bool, Option<&str>)> = vec![
+        /// (case, parameters, registry facts, refuse unknown, the refusal's reason prefix)
+        type Case = (&'static str, Value, Option<TemplateFacts>, bool, Option<&'static str>);
+        let table: Vec<Case> = vec![
             ("approved, right count", two.clone(), Some(approved.clone()), false, None),
             ("wrong count", one.clone(), Some(approved.clone()), false, Some("template_parameters")),
             ("named to positional", named.clone(), Some(approved.clone()), false, Some("template_parameters")),

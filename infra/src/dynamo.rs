@@ -588,10 +588,10 @@ impl ConversationStore for StateTable {
             .table_name(&self.table)
             .set_key(Some(key(format!("TEMPLATE#{name}#{language}"), "TEMPLATE")));
         for (attribute, value) in [
-            ("status", update.status.as_ref().map(|v| s(v))),
-            ("category", update.category.as_ref().map(|v| s(v))),
-            ("quality", update.quality.as_ref().map(|v| s(v))),
-            ("parameter_format", update.parameter_format.as_ref().map(|v| s(v))),
+            ("status", update.status.clone().map(s)),
+            ("category", update.category.clone().map(s)),
+            ("quality", update.quality.clone().map(s)),
+            ("parameter_format", update.parameter_format.clone().map(s)),
             ("body_params", update.body_params.map(n)),
             ("header_params", update.header_params.map(n)),
         ] {
