@@ -79,6 +79,221 @@ pub fn lint_paths(paths: &[PathBuf]) -> Result<(String, bool), String> {
     Ok((report, errors > 0))
 }
 
+/// Where Meta's template API is: `{base}/{version}/{waba_id}/message_templates` with `token`.
+pub struct TemplateApi {
+    /// `https://graph.facebook.com`, or the simulator (`wa dev`'s: `http://127.0.0.1:8090`).
+    pub base: String,
+    /// The Graph API version.
+    pub version: String,
+    /// The WhatsApp Business Account.
+    pub waba_id: String,
+    /// A token allowed to manage its templates.
+    pub token: String,
+}
+
+/// What Meta allows when an edit is refused.
+const EDIT_LIMITS: &str = "Meta edits APPROVED, REJECTED or PAUSED templates only; an approved template at most once in \
+24 hours and 10 times in 30 days, and never its category";
+
+impl TemplateApi {
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}/{path}", self.base.trim_end_matches('/'), self.version)
+    }
+
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {}", self.base, e.without_url()))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let error = &body["error"];
+            Err(format!(
+                "Meta answered {}: code {} {}",
+                status.as_u16(),
+                error["code"],
+                error["error_data"]["details"].as_str().or(error["message"].as_str()).unwrap_or_default()
+            ))
+        }
+    }
+
+    /// Every template of the WABA (all pages), or those named `name`.
+    pub async fn list(&self, name: Option<&str>) -> Result<Vec<Value>, String> {
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..1000 {
+            let mut query = vec![("limit".to_owned(), "100".to_owned())];
+            if let Some(name) = name {
+                query.push(("name".into(), name.into()));
+            }
+            if let Some(after) = &after {
+                query.push(("after".into(), after.clone()));
+            }
+            let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+            let page = self
+                .call(http.get(format!("{}?{query}", self.url(&format!("{}/message_templates", self.waba_id)))))
+                .await?;
+            out.extend(page["data"].as_array().cloned().unwrap_or_default());
+            if page["paging"].get("next").is_none() {
+                return Ok(out);
+            }
+            after = page["paging"]["cursors"]["after"].as_str().map(str::to_owned);
+        }
+        Ok(out)
+    }
+
+    /// `wa templates push`: each template linted, then created, edited or left as it is (an
+    /// unchanged template is not re-submitted); with `dry_run`, only what would change.
+    pub async fn push(&self, paths: &[PathBuf], dry_run: bool) -> Result<(String, bool), String> {
+        let http = reqwest::Client::new();
+        let mut report = String::new();
+        let mut failed = false;
+        for path in files(paths)? {
+            for template in templates(&path)? {
+                let name = template.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let language = template.get("language").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let errors: Vec<String> = lint(&template)
+                    .into_iter()
+                    .filter(|f| f.severity == Severity::Error)
+                    .map(|f| format!("{} at {}", f.rule, f.place))
+                    .collect();
+                if !errors.is_empty() {
+                    failed = true;
+                    let _ = writeln!(report, "{name} ({language}): not pushed, lint errors: {}", errors.join("; "));
+                    continue;
+                }
+                let existing = self.list(Some(&name)).await?;
+                let current = existing.iter().find(|t| t["language"].as_str() == Some(&language));
+                let verdict = match current {
+                    None if dry_run => "would create".to_owned(),
+                    None => match self
+                        .call(http.post(self.url(&format!("{}/message_templates", self.waba_id))).json(&template))
+                        .await
+                    {
+                        Ok(answer) => format!(
+                            "created: {} (id {})",
+                            answer["status"].as_str().unwrap_or("?"),
+                            answer["id"].as_str().unwrap_or("?")
+                        ),
+                        Err(error) => {
+                            failed = true;
+                            format!("not created: {error}")
+                        }
+                    },
+                    Some(current) if same(current, &template) => "unchanged: not re-submitted".to_owned(),
+                    Some(current) if dry_run => {
+                        format!("would edit (now {})", current["status"].as_str().unwrap_or("?"))
+                    }
+                    Some(current) => {
+                        let id = current["id"].as_str().unwrap_or_default();
+                        match self
+                            .call(
+                                http.post(self.url(id))
+                                    .json(&serde_json::json!({"components": template["components"]})),
+                            )
+                            .await
+                        {
+                            Ok(_) => "edited: Meta reviews it again".to_owned(),
+                            Err(error) => {
+                                failed = true;
+                                format!("not edited: {error} ({EDIT_LIMITS})")
+                            }
+                        }
+                    }
+                };
+                let _ = writeln!(report, "{name} ({language}): {verdict}");
+            }
+        }
+        Ok((report, failed))
+    }
+
+    /// `wa templates pull DIR`: one file per template (`<name>.<language>.json`, the create payload).
+    pub async fn pull(&self, dir: &Path) -> Result<String, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let all = self.list(None).await?;
+        for template in &all {
+            let name = template["name"].as_str().unwrap_or("unnamed");
+            let language = template["language"].as_str().unwrap_or("xx");
+            let file = serde_json::json!({"name": name, "language": language, "category": template["category"],
+                "parameter_format": template["parameter_format"].as_str().map(str::to_ascii_lowercase), "components": template["components"]});
+            let path = dir.join(format!("{name}.{language}.json"));
+            let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
+            std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(format!("{} template(s) written to {}\n", all.len(), dir.display()))
+    }
+
+    /// `wa templates list` / `status`: name, language, status, category.
+    pub async fn status(&self) -> Result<String, String> {
+        let mut out = String::new();
+        for t in self.list(None).await? {
+            let _ = writeln!(
+                out,
+                "{} ({}): {} {}",
+                t["name"].as_str().unwrap_or("?"),
+                t["language"].as_str().unwrap_or("?"),
+                t["status"].as_str().unwrap_or("?"),
+                t["category"].as_str().unwrap_or("?")
+            );
+        }
+        if out.is_empty() {
+            out.push_str("no templates\n");
+        }
+        Ok(out)
+    }
+
+    /// `wa templates delete NAME [--language L]`: every language, or one.
+    pub async fn delete(&self, name: &str, language: Option<&str>) -> Result<String, String> {
+        let mut pairs = vec![("name", name.to_owned())];
+        if let Some(language) = language {
+            let existing = self.list(Some(name)).await?;
+            let id = existing
+                .iter()
+                .find(|t| t["language"].as_str() == Some(language))
+                .and_then(|t| t["id"].as_str())
+                .ok_or_else(|| format!("no template {name} in {language}"))?;
+            pairs.push(("hsm_id", id.to_owned()));
+        }
+        let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        self.call(
+            reqwest::Client::new()
+                .delete(format!("{}?{query}", self.url(&format!("{}/message_templates", self.waba_id)))),
+        )
+        .await?;
+        Ok(format!("{name} deleted{}\n", language.map(|l| format!(" ({l})")).unwrap_or_default()))
+    }
+}
+
+/// Whether Meta's copy is the file's: the same components (names of keys as Meta lists them,
+/// compared case-insensitively for types) and category.
+fn same(current: &Value, file: &Value) -> bool {
+    fn normal(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let v = if k == "type" || k == "format" {
+                            Value::String(v.as_str().unwrap_or_default().to_ascii_uppercase())
+                        } else {
+                            normal(v)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            Value::Array(list) => Value::Array(list.iter().map(normal).collect()),
+            other => other.clone(),
+        }
+    }
+    let category = |v: &Value| v["category"].as_str().unwrap_or_default().to_ascii_uppercase();
+    normal(&current["components"]) == normal(&file["components"]) && category(current) == category(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

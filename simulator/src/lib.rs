@@ -36,6 +36,7 @@ use serde_json::{Value, json};
 pub mod admin;
 pub mod checks;
 pub mod media;
+pub mod templates;
 pub mod users;
 
 pub use admin::{AdminCall, Subscription, TokenInfo};
@@ -75,6 +76,8 @@ pub struct SimConfig {
     pub template_categories: HashMap<String, String>,
     /// Webhooks also carry parent BSUIDs (Meta-enabled linked portfolios).
     pub parent_ids: bool,
+    /// How long the simulator's template review takes (PENDING → APPROVED or REJECTED).
+    pub template_review_delay: Duration,
     /// Users whose phone number ends so are username users: their webhooks carry the BSUID only
     /// (`Some("00")` by default: about one user in a hundred, as some are in 2026; `None`: none).
     pub username_phone_suffix: Option<String>,
@@ -99,6 +102,7 @@ impl Default for SimConfig {
             template_categories: HashMap::new(),
             parent_ids: false,
             username_phone_suffix: Some("00".into()),
+            template_review_delay: Duration::from_millis(200),
         }
     }
 }
@@ -238,6 +242,7 @@ pub(crate) struct Shared {
     counters: Mutex<Counters>,
     users: Mutex<users::Users>,
     media: Mutex<media::MediaFiles>,
+    templates: Mutex<HashMap<String, templates::Template>>,
     started: Instant,
     /// Distinguishes this run's wamids from an earlier run's (a restarted local stack keeps its
     /// state, and wamids are unique at Meta).
@@ -282,6 +287,7 @@ impl Simulator {
             counters: Mutex::new(Counters::default()),
             users: Mutex::new(users::Users::default()),
             media: Mutex::new(media::MediaFiles::default()),
+            templates: Mutex::new(HashMap::new()),
             started: Instant::now(),
             instance: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 1_000_000_000,
             next_id: AtomicU64::new(1),
@@ -294,7 +300,12 @@ impl Simulator {
             .route("/{version}/{app_id}/subscriptions", post(admin::subscribe).get(admin::list_subscriptions))
             .route("/{version}/{waba_id}/subscribed_apps", get(admin::subscribed_apps).post(admin::subscribed_apps))
             .route("/{version}/{phone_number_id}/media", post(media::upload))
-            .route("/{version}/{id}", get(object).delete(media::delete))
+            .route("/{version}/{id}", get(object).delete(media::delete).post(edit_object))
+            .route(
+                "/{version}/{waba_id}/message_templates",
+                post(templates::create).get(templates::list).delete(templates::delete),
+            )
+            .route("/_sim/templates/{name}/{language}", post(templates::set_status))
             .route("/_sim/media/{id}", get(media::download))
             .route("/_sim/inbound_media", post(media::inbound_route))
             .route("/_sim/faults", post(add_fault))
@@ -552,6 +563,9 @@ async fn send_message(
         .and_then(|name| config.template_categories.get(&name).cloned())
         .unwrap_or_else(|| config.template_category.clone());
     let is_template = body.get("type").and_then(Value::as_str) == Some("template");
+    if is_template && let Err(code) = templates::check_send(&shared, &body) {
+        return fail(code, 400, Some("the template cannot be sent"));
+    }
     if is_template && template_category == "authentication" && by_phone.is_none() && by_bsuid.is_some() {
         return fail(131_062, 400, Some("Authentication templates cannot be sent to a business-scoped user id"));
     }
@@ -940,6 +954,23 @@ async fn object(
         return answer;
     }
     admin::phone_number(State(shared), Path((version, id)), uri, headers).await
+}
+
+/// `POST /{version}/{id}`: a template edit.
+async fn edit_object(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let trace = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    if !media::bearer_ok(&shared, &headers) {
+        return respond(401, meta_error(190, "Invalid OAuth access token", None, trace));
+    }
+    match templates::edit(&shared, &id, &body).await {
+        Some(answer) => answer,
+        None => respond(400, meta_error(100, "Invalid parameter", Some("no such template"), trace)),
+    }
 }
 
 /// Any path the simulator does not serve: Meta's JSON error for unknown path components.

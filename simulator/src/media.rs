@@ -117,7 +117,7 @@ pub(crate) fn download_url(shared: &Shared, base: &str, id: &str, endpoint: &str
     format!("{base}/_sim/media/{id}?mid={id}&exp={until}")
 }
 
-fn bearer_ok(shared: &Shared, headers: &HeaderMap) -> bool {
+pub(crate) fn bearer_ok(shared: &Shared, headers: &HeaderMap) -> bool {
     headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -104,3 +104,90 @@ async fn the_registry_follows_the_webhooks_and_the_sender_checks_sends_against_i
         wa_tests::assert_events_queue_message(outcome);
     }
 }
+
+#[tokio::test]
+async fn push_review_webhook_send_pull_and_delete_against_the_simulator() {
+    let p = Pipeline::new().await;
+    let url = crate::simulator::serve_ingest(p.stack.ingest()).await;
+    let config =
+        SimConfig { webhook_url: Some(url), app_secret: crate::stack::APP_SECRET.into(), ..SimConfig::default() };
+    let mut stack = SendStack::new(config).await;
+    stack.table.clone_from(&p.table_name);
+    let sender = stack.sender(mechanics());
+    let api = wa_cli::templates::TemplateApi {
+        base: stack.sim.base_url(),
+        version: "v25.0".into(),
+        waba_id: "102290129340398".into(),
+        token: "sim-access-token".into(),
+    };
+    let dir = std::env::temp_dir().join(format!("wa-templates-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("order_update.json");
+    let template = json!({"name": "order_update", "language": "en_US", "category": "UTILITY", "components": [
+        {"type": "BODY", "text": "Hi {{1}}, order {{2}} ships today.", "example": {"body_text": [["Ana", "42"]]}}]});
+    std::fs::write(&file, template.to_string()).unwrap();
+
+    let (report, failed) = api.push(std::slice::from_ref(&file), false).await.unwrap();
+    assert!(!failed && report.contains("order_update (en_US): created: PENDING"), "{report}");
+    let (report, _) = api.push(std::slice::from_ref(&file), false).await.unwrap();
+    assert!(report.contains("unchanged: not re-submitted"), "{report}");
+    // The review's webhook reaches the pipeline: APPROVED in the registry.
+    let mut approved = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        p.process(1).await;
+        let facts = wa_core::ports::ConversationStore::template(&p.table, "order_update", "en_US").await.unwrap();
+        if facts.and_then(|f| f.status).as_deref() == Some("APPROVED") {
+            approved = true;
+            break;
+        }
+    }
+    assert!(approved, "the approval webhook reached the registry");
+    let ok = outcome(&stack, &sender, &send("push-ok", &["Ana", "42"])).await;
+    assert_eq!(ok["status"], "accepted", "{ok}");
+    // The simulator checks sends of templates it knows: the wrong count is 132000.
+    let wrong = outcome(&stack, &sender, &send("push-wrong", &["Ana"])).await;
+    assert_eq!(wrong["error"]["code"], 132_000, "{wrong}");
+
+    // Edited in the file: a dry run says so and changes nothing.
+    let mut edited = template.clone();
+    edited["components"][0]["text"] = json!("Hello {{1}}, your order {{2}} ships today.");
+    std::fs::write(&file, edited.to_string()).unwrap();
+    let (report, _) = api.push(std::slice::from_ref(&file), true).await.unwrap();
+    assert!(report.contains("would edit (now APPROVED)"), "{report}");
+    // A template Meta would reject is not pushed at all.
+    std::fs::write(
+        dir.join("bad.json"),
+        json!({"name": "Bad Name", "language": "en_US", "category": "UTILITY",
+        "components": [{"type": "BODY", "text": "{{1}} ships"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (report, failed) = api.push(&[dir.join("bad.json")], false).await.unwrap();
+    assert!(failed && report.contains("not pushed, lint errors: name.format"), "{report}");
+
+    // Paused by Meta: the webhook reaches the registry and the next send is refused before any call.
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(format!("{}/_sim/templates/order_update/en_US", stack.sim.base_url()))
+        .json(&json!({"event": "PAUSED"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    p.process(1).await;
+    let calls = stack.sim.seen().len();
+    let paused = outcome(&stack, &sender, &send("push-paused", &["Ana", "42"])).await;
+    assert!(paused["error"]["reason"].as_str().unwrap().contains("PAUSED"), "{paused}");
+    assert_eq!(stack.sim.seen().len(), calls);
+
+    let pulled = dir.join("pulled");
+    assert!(api.pull(&pulled).await.unwrap().starts_with("1 template(s)"));
+    let back: Value =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join("order_update.en_US.json")).unwrap()).unwrap();
+    assert_eq!(back["components"], template["components"]);
+    assert!(api.status().await.unwrap().contains("order_update (en_US): PAUSED UTILITY"));
+    api.delete("order_update", None).await.unwrap();
+    assert_eq!(api.status().await.unwrap(), "no templates\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
