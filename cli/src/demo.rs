@@ -9,14 +9,16 @@
 //! 6. a marketing template to them → refused (`opted_out`), no Graph call;
 //! 7. the user sends a document → stored in the local blob store, its digest checked, the event
 //!    carrying where;
-//! 8. a PDF from the blob store to the user → uploaded once, sent by media id.
+//! 8. a PDF from the blob store to the user → uploaded once, sent by media id;
+//! 9. a template as code (`templates/order_update.yaml`) linted, pushed, approved by the
+//!    simulator's review (its webhook fills the template registry) and sent.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wa_core::identity::resolve;
 
-use wa_core::ports::{BlobStore, MediaStore};
+use wa_core::ports::{BlobStore, ConversationStore, MediaStore};
 use wa_infra_local::LocalBlobs;
 
 use crate::dev::{DEV_PHONE_NUMBER_ID, DevStack, enqueue, mask};
@@ -154,8 +156,59 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     }
     settle().await;
     say("   uploaded to Meta once, sent by its media id");
+
+    say("9. a template as code: lint, push, approval, send");
+    let template: Value = serde_saphyr::from_str(DEMO_TEMPLATE).map_err(|e| e.to_string())?;
+    let errors: Vec<_> = wa_core::template_lint::lint(&template)
+        .into_iter()
+        .filter(|f| f.severity == wa_core::template_lint::Severity::Error)
+        .collect();
+    if !errors.is_empty() {
+        return Err(format!("step 9: the demo template does not lint: {errors:?}"));
+    }
+    let dir = std::env::temp_dir().join(format!("wa-demo-templates-{run}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = dir.join("order_update.yaml");
+    std::fs::write(&file, DEMO_TEMPLATE).map_err(|e| e.to_string())?;
+    let api = crate::templates::TemplateApi {
+        base: simulator.base_url(),
+        version: wa_infra::graph::DEFAULT_VERSION.into(),
+        waba_id: "102290129340398".into(),
+        token: crate::dev::DEV_ACCESS_TOKEN.into(),
+    };
+    let (report, failed) = api.push(std::slice::from_ref(&file), false).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if failed {
+        return Err(format!("step 9: push failed: {report}"));
+    }
+    // Approved by the simulator's review, and its webhook recorded (a registry kept from an earlier
+    // run may say APPROVED already: the simulator's own answer comes first).
+    let started = Instant::now();
+    loop {
+        let listed = api.list(Some("order_update")).await?;
+        let reviewed = listed.iter().any(|t| t["language"] == "en_US" && t["status"] == "APPROVED");
+        let facts = stack.state.template("order_update", "en_US").await.map_err(|e| e.to_string())?;
+        if reviewed && facts.and_then(|f| f.status).as_deref() == Some("APPROVED") {
+            break;
+        }
+        if started.elapsed() > WAIT {
+            return Err("step 9: the approval webhook did not reach the template registry".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": ANA, "idempotency_key": key_of("template"),
+        "message": {"type": "template", "template": {"name": "order_update", "language": {"code": "en_US"}, "components": [
+            {"type": "header", "parameters": [{"type": "text", "text": "#4521"}]},
+            {"type": "body", "parameters": [{"type": "text", "text": "Ana"}, {"type": "text", "text": "860198"}, {"type": "text", "text": "today"}]}]}}});
+    enqueue(&stack.queues.outbound, &request)?;
+    expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key_of("template"))).await?, "accepted")?;
+    settle().await;
+    say("   linted, pushed (PENDING), approved by webhook into the registry, sent");
     Ok(())
 }
+
+/// The demo's template (the repository's `templates/order_update.yaml`).
+const DEMO_TEMPLATE: &str = include_str!("../../templates/order_update.yaml");
 
 /// Lets the console follower print the events of the step before its result line.
 async fn settle() {

@@ -251,10 +251,20 @@ enum TemplatesAction {
         #[command(flatten)]
         api: TemplateApiArgs,
     },
-    /// Write every template of the WABA to files (<name>.<language>.json).
+    /// Write every template of the WABA to files (<name>.<language>.json), and with --record fill
+    /// the template registry (the state table with --table, else the local stack).
     Pull {
         /// The directory.
         dir: std::path::PathBuf,
+        /// Also record status, category and parameters in the template registry.
+        #[arg(long)]
+        record: bool,
+        /// The state table to record into (AWS credentials and region from the environment).
+        #[arg(long, env = "STATE_TABLE", requires = "record")]
+        table: Option<String>,
+        /// The local stack's data directory (when recording without --table).
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
         #[command(flatten)]
         api: TemplateApiArgs,
     },
@@ -593,7 +603,26 @@ fn main() -> ExitCode {
             let result = runtime.block_on(async move {
                 match action {
                     TemplatesAction::Push { paths, dry_run, api: a } => api(a).push(&paths, dry_run).await,
-                    TemplatesAction::Pull { dir, api: a } => api(a).pull(&dir).await.map(|r| (r, false)),
+                    TemplatesAction::Pull { dir, record, table, data_dir, api: a } => {
+                        let api = api(a);
+                        let mut report = api.pull(&dir).await?;
+                        if record {
+                            report += &match table {
+                                Some(table) => {
+                                    let sdk = wa_infra::aws::load().await;
+                                    api.record(&wa_infra::dynamo::StateTable::new(
+                                        aws_sdk_dynamodb::Client::new(&sdk),
+                                        table,
+                                    ))
+                                    .await?
+                                }
+                                None => {
+                                    api.record(&wa_infra_local::LocalState::new(&wa_cli::dev::open(&data_dir)?)).await?
+                                }
+                            };
+                        }
+                        Ok((report, false))
+                    }
                     TemplatesAction::List { api: a } | TemplatesAction::Status { api: a } => {
                         api(a).status().await.map(|r| (r, false))
                     }

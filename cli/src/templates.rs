@@ -228,6 +228,21 @@ impl TemplateApi {
         Ok(format!("{} template(s) written to {}\n", all.len(), dir.display()))
     }
 
+    /// Records what Meta lists into a template registry (the state table, or the local stack's):
+    /// status, category, quality, parameter format and counts of every template.
+    pub async fn record<S: wa_core::ports::ConversationStore>(&self, store: &S) -> Result<String, String> {
+        let all = self.list(None).await?;
+        for template in &all {
+            let name = template["name"].as_str().unwrap_or_default();
+            let language = template["language"].as_str().unwrap_or_default();
+            store
+                .record_template(name, language, &wa_core::templates::shape(template))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(format!("{} template(s) recorded in the registry\n", all.len()))
+    }
+
     /// `wa templates list` / `status`: name, language, status, category.
     pub async fn status(&self) -> Result<String, String> {
         let mut out = String::new();

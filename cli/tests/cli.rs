@@ -134,6 +134,7 @@ fn dev_demo_plays_the_whole_scenario() {
             "its SHA-256 checked against the webhook's",
             "; stored as media/106540352242922/",
             "uploaded to Meta once, sent by its media id",
+            "linted, pushed (PENDING), approved by webhook into the registry, sent",
             "demo finished: every step went as expected",
         ] {
             assert!(stdout.contains(expected), "round {round}: {expected:?} missing\n{stdout}");

@@ -183,6 +183,12 @@ async fn push_review_webhook_send_pull_and_delete_against_the_simulator() {
 
     let pulled = dir.join("pulled");
     assert!(api.pull(&pulled).await.unwrap().starts_with("1 template(s)"));
+    // Pull fills the registry too: status and parameter counts from Meta's list.
+    let fresh = wa_tests::create_state_table(&stack.aws).await;
+    let registry = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&stack.aws), fresh);
+    assert!(api.record(&registry).await.unwrap().starts_with("1 template(s) recorded"));
+    let facts = wa_core::ports::ConversationStore::template(&registry, "order_update", "en_US").await.unwrap().unwrap();
+    assert_eq!((facts.status.as_deref(), facts.body_params, facts.header_params), (Some("PAUSED"), Some(2), Some(0)));
     let back: Value =
         serde_json::from_str(&std::fs::read_to_string(pulled.join("order_update.en_US.json")).unwrap()).unwrap();
     assert_eq!(back["components"], template["components"]);
