@@ -703,6 +703,47 @@ mod tests {
                 with(base(), body, json!("Привет {{1}}, ваш заказ {{2}} будет отправлен {{3}} сегодня.")),
                 "house.language",
             ),
+            ("parameter format", with(base(), "/parameter_format", json!("numbered")), "parameter_format.value"),
+            ("empty body", with(base(), body, json!("  ")), "body.required"),
+            ("header format", with(base(), "/components/0/format", json!("AUDIO")), "header.format"),
+            ("component type", with(base(), "/components/2/type", json!("SIDEBAR")), "component.type"),
+            ("button without text", with(base(), "/components/3/buttons/0/text", json!("")), "button.text"),
+            (
+                "URL too long",
+                with(base(), "/components/3/buttons/1/url", json!(format!("https://x.example/{}", "a".repeat(2000)))),
+                "button.url",
+            ),
+            (
+                "URL parameter without example",
+                with(
+                    base(),
+                    "/components/3/buttons/1",
+                    json!({"type": "URL", "text": "Track", "url": "https://x.example/t/{{1}}"}),
+                ),
+                "example.missing",
+            ),
+            (
+                "copy code too long",
+                with(base(), "/components/3/buttons/0", json!({"type": "COPY_CODE", "example": "X".repeat(21)})),
+                "button.copy_code",
+            ),
+            ("unknown button type", with(base(), "/components/3/buttons/0/type", json!("TELEPORT")), "button.type"),
+            (
+                "eleven quick replies",
+                with(
+                    base(),
+                    "/components/3/buttons",
+                    json!((0..11).map(|i| json!({"type": "QUICK_REPLY", "text": format!("R{i}")})).collect::<Vec<_>>()),
+                ),
+                "buttons.count",
+            ),
+            (
+                "a named parameter twice",
+                json!({"name": "w", "language": "en_US", "category": "UTILITY", "parameter_format": "named",
+                "components": [{"type": "BODY", "text": "Hi {{first_name}}, yes {{first_name}}, it ships.",
+                    "example": {"body_text_named_params": [{"param_name": "first_name", "example": "Ana"}]}}]}),
+                "parameter.unique",
+            ),
         ];
         for (name, template, rule) in table {
             let found = rules(&template);
