@@ -4,6 +4,7 @@ pub mod demo;
 pub mod dev;
 pub mod dlq;
 pub mod doctor;
+pub mod erase;
 pub mod hold;
 pub mod produce;
 pub mod replay;

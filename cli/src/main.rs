@@ -198,6 +198,30 @@ enum Command {
         #[command(subcommand)]
         action: HoldAction,
     },
+    /// Erase one person's data (found by phone number or BSUID, through every linked id): state
+    /// records, media files and, on the local stack, queued messages. The report counts, never
+    /// names, what it deleted.
+    Erase {
+        /// The person: a phone number or a BSUID.
+        #[arg(long)]
+        user: String,
+        /// The business number (phone_number_id).
+        #[arg(long, env = "WA_PHONE_NUMBER_ID", default_value = wa_cli::dev::DEV_PHONE_NUMBER_ID)]
+        phone_number_id: String,
+        /// Count what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The state table (AWS credentials and region from the environment); without it, the
+        /// local stack.
+        #[arg(long, env = "STATE_TABLE")]
+        table: Option<String>,
+        /// With --table: the payload bucket whose media files are searched too.
+        #[arg(long, env = "PAYLOAD_BUCKET", requires = "table")]
+        bucket: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+    },
     /// Message templates as code.
     Templates {
         #[command(subcommand)]
@@ -639,6 +663,33 @@ fn main() -> ExitCode {
                 }
                 Err(error) => {
                     eprintln!("wa templates: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Erase { user, phone_number_id, dry_run, table, bucket, data_dir } => {
+            let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+            let result = runtime.block_on(async move {
+                match table {
+                    Some(table) => {
+                        let sdk = wa_infra::aws::load().await;
+                        let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+                        let media = bucket.map(|b| wa_infra::s3::S3Blobs::new(wa_infra::aws::s3_client(&sdk), b));
+                        wa_cli::erase::erase_aws(&state, media.as_ref(), &phone_number_id, &user, dry_run).await
+                    }
+                    None => {
+                        let db = wa_cli::dev::open(&data_dir)?;
+                        wa_cli::erase::erase_local(&db, &phone_number_id, &user, dry_run).await
+                    }
+                }
+            });
+            match result {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("wa erase: {error}");
                     ExitCode::FAILURE
                 }
             }

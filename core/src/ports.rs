@@ -295,8 +295,14 @@ pub trait MediaStore: Send + Sync {
     /// The size of the object under `key`, when there is one.
     fn stored_size(&self, key: &str) -> impl Future<Output = Result<Option<u64>, BlobError>> + Send;
 
-    /// Starts writing `key`.
-    fn begin(&self, key: &str, content_type: &str) -> impl Future<Output = Result<Self::Upload, BlobError>> + Send;
+    /// Starts writing `key`, a file `owner` (a user id) sent: the owner is kept with the object so
+    /// that `wa erase` can find a person's files.
+    fn begin(
+        &self,
+        key: &str,
+        content_type: &str,
+        owner: Option<&str>,
+    ) -> impl Future<Output = Result<Self::Upload, BlobError>> + Send;
 }
 
 /// A state store failure.

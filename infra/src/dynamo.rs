@@ -1043,3 +1043,71 @@ impl MediaIdCache for StateTable {
             .map_err(|e| store_error(&e))
     }
 }
+
+/// What `wa erase` found (and, unless a dry run, deleted), by kind of record.
+pub type Erased = std::collections::BTreeMap<&'static str, usize>;
+
+/// The kind of record `item` is when it holds one of `ids` of the business number `phone`, if it
+/// does: a person's conversation records (every linked id), pair-rate runs, message statuses sent
+/// to them and send records addressed to them.
+fn personal(item: &HashMap<String, AttributeValue>, phone: &str, ids: &[String]) -> Option<&'static str> {
+    let pk = item.get("pk").and_then(|v| v.as_s().ok())?;
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+    let is_id = |id: &str| ids.iter().any(|i| i == wa_core::identity::normalize_id(id));
+    if let Some(rest) = pk.strip_prefix("CONV#").and_then(|r| r.strip_prefix(phone)).and_then(|r| r.strip_prefix('#')) {
+        return is_id(rest).then_some("conversation records");
+    }
+    if let Some(rest) = pk.strip_prefix("PAIR#").and_then(|r| r.strip_prefix(phone)).and_then(|r| r.strip_prefix('#')) {
+        return is_id(rest).then_some("pair-rate records");
+    }
+    if pk.starts_with("MSG#") {
+        return text("recipient").is_some_and(|r| is_id(r)).then_some("message statuses");
+    }
+    if pk.starts_with("SEND#") {
+        let outcome: serde_json::Value = serde_json::from_str(text("outcome")?).ok()?;
+        let to = outcome.get("to").and_then(serde_json::Value::as_str)?;
+        let same_number = outcome.get("phone_number_id").and_then(serde_json::Value::as_str) == Some(phone);
+        return (same_number && is_id(to)).then_some("send records");
+    }
+    None
+}
+
+impl StateTable {
+    /// `wa erase`: every item of the table that holds one of a person's `ids` for the business
+    /// number (a scan of the whole table: an erasure request is rare, and no index leads from a
+    /// person to their message statuses and send records); deleted unless `dry_run`.
+    pub async fn erase(&self, phone: &str, ids: &[String], dry_run: bool) -> Result<Erased, StoreError> {
+        let mut erased = Erased::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            for item in page.items() {
+                let Some(kind) = personal(item, phone, ids) else { continue };
+                *erased.entry(kind).or_default() += 1;
+                if dry_run {
+                    continue;
+                }
+                let (Some(pk), Some(sk)) = (item.get("pk").cloned(), item.get("sk").cloned()) else { continue };
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", pk)
+                    .key("sk", sk)
+                    .send()
+                    .await
+                    .map_err(|e| store_error(&e))?;
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(erased);
+            }
+        }
+    }
+}

@@ -74,6 +74,59 @@ impl BlobStore for S3Blobs {
     }
 }
 
+/// The object metadata (`x-amz-meta-wa-owner`) naming the user who sent a media file.
+pub const OWNER_METADATA: &str = "wa-owner";
+
+impl S3Blobs {
+    /// The media objects under `media/<phone_number_id>/` whose owner is one of `ids`
+    /// (`wa erase`); each object's metadata is read once.
+    pub async fn media_of(&self, phone_number_id: &str, ids: &[String]) -> Result<Vec<String>, BlobError> {
+        let mut found = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(format!("{}{phone_number_id}/", wa_core::media::MEDIA_PREFIX))
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| BlobError::Unavailable(describe(&e)))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| BlobError::Unavailable(describe(&e)))?;
+                if head.metadata().and_then(|m| m.get(OWNER_METADATA)).is_some_and(|owner| ids.contains(owner)) {
+                    found.push(key.to_owned());
+                }
+            }
+            token = page.next_continuation_token;
+            if token.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Deletes the object under `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| BlobError::Unavailable(describe(&e)))
+    }
+}
+
 /// A multipart upload in progress.
 pub struct S3Upload {
     client: aws_sdk_s3::Client,
@@ -143,13 +196,14 @@ impl MediaStore for S3Blobs {
         }
     }
 
-    async fn begin(&self, key: &str, content_type: &str) -> Result<S3Upload, BlobError> {
+    async fn begin(&self, key: &str, content_type: &str, owner: Option<&str>) -> Result<S3Upload, BlobError> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .set_metadata(owner.map(|o| std::collections::HashMap::from([(OWNER_METADATA.to_owned(), o.to_owned())])))
             .server_side_encryption(ServerSideEncryption::Aes256)
             .send()
             .await

@@ -275,7 +275,7 @@ where
                     }
                 },
             };
-            match self.stream(&target, &token, &key, &mime, media.digest).await {
+            match self.stream(&target, &token, &key, &mime, media.digest, event.user_id.as_deref()).await {
                 Ok((size, digest)) => {
                     telemetry::emit(FUNCTION, None, &[("MediaBytes", size as f64)]);
                     return Fetched::Forward(reference(size, digest));
@@ -326,9 +326,10 @@ where
         key: &str,
         mime: &str,
         expected: Option<[u8; 32]>,
+        owner: Option<&str>,
     ) -> Result<(u64, [u8; 32]), Attempt> {
         let mut download = self.graph.download(url, token).await.map_err(Attempt::Api)?;
-        let mut upload = self.store.begin(key, mime).await.map_err(|e| Attempt::Store(e.to_string()))?;
+        let mut upload = self.store.begin(key, mime, owner).await.map_err(|e| Attempt::Store(e.to_string()))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut part = Vec::with_capacity(self.config.part_bytes);

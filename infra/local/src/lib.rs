@@ -149,6 +149,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if !has_column("blobs", "put_at")? {
         tx.execute_batch("ALTER TABLE blobs ADD COLUMN put_at INTEGER")?;
     }
+    if !has_column("blobs", "owner")? {
+        tx.execute_batch("ALTER TABLE blobs ADD COLUMN owner TEXT")?;
+    }
     if !has_column("conversations", "username")? {
         tx.execute_batch("ALTER TABLE conversations ADD COLUMN username TEXT")?;
     }

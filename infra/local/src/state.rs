@@ -95,6 +95,7 @@ pub struct LocalUpload {
     blobs: LocalBlobs,
     key: String,
     content_type: String,
+    owner: Option<String>,
     body: Vec<u8>,
 }
 
@@ -105,7 +106,13 @@ impl wa_core::ports::MediaUpload for LocalUpload {
     }
 
     async fn complete(self) -> Result<(), BlobError> {
-        self.blobs.put(&self.key, self.body, &self.content_type).await
+        self.blobs.put(&self.key, self.body, &self.content_type).await?;
+        self.blobs
+            .db
+            .lock()
+            .exec("UPDATE blobs SET owner = ?1 WHERE key = ?2", params![self.owner, self.key])
+            .map(|_| ())
+            .map_err(|e| BlobError::Unavailable(e.to_string()))
     }
 
     async fn abort(self) -> Result<(), BlobError> {
@@ -159,11 +166,12 @@ impl wa_core::ports::MediaStore for LocalBlobs {
             .map_err(|e| BlobError::Unavailable(e.to_string()))
     }
 
-    async fn begin(&self, key: &str, content_type: &str) -> Result<LocalUpload, BlobError> {
+    async fn begin(&self, key: &str, content_type: &str, owner: Option<&str>) -> Result<LocalUpload, BlobError> {
         Ok(LocalUpload {
             blobs: self.clone(),
             key: key.to_owned(),
             content_type: content_type.to_owned(),
+            owner: owner.map(str::to_owned),
             body: Vec::new(),
         })
     }
@@ -535,6 +543,62 @@ impl wa_core::ports::MediaIdCache for LocalState {
             )
             .map(|_| ())
             .map_err(|e| db_error(&e))
+    }
+}
+
+impl LocalState {
+    /// `wa erase` on the local stack: a person's conversation records and links (every id), pair-rate
+    /// runs, message statuses sent to them, send records addressed to them, the media files they
+    /// sent, and every queued message that names one of their ids; deleted unless `dry_run`.
+    pub fn erase(
+        &self,
+        phone: &str,
+        ids: &[String],
+        dry_run: bool,
+    ) -> Result<std::collections::BTreeMap<&'static str, usize>, StoreError> {
+        let mut erased = std::collections::BTreeMap::new();
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(|e| db_error(&e))?;
+        let tables = [
+            ("conversation records", "conversations", "phone = ?1 AND user = ?2"),
+            ("links", "links", "phone = ?1 AND (a = ?2 OR b = ?2)"),
+            ("pair-rate records", "pairs", "phone = ?1 AND (recipient = ?2 OR recipient = '+' || ?2)"),
+            ("message statuses", "statuses", "?1 = ?1 AND recipient = ?2"),
+            (
+                "send records",
+                "sends",
+                "?1 = ?1 AND (outcome LIKE '%\"' || ?2 || '\"%' OR outcome LIKE '%\"+' || ?2 || '\"%')",
+            ),
+            ("media files", "blobs", "?1 = ?1 AND owner = ?2"),
+            (
+                "queued messages",
+                "messages",
+                "?1 = ?1 AND (body LIKE '%\"' || ?2 || '\"%' OR body LIKE '%\"+' || ?2 || '\"%')",
+            ),
+        ];
+        for (kind, table, condition) in tables {
+            // The rows of any of the ids, each counted once.
+            let mut rows = std::collections::BTreeSet::new();
+            for id in ids {
+                let mut statement =
+                    tx.prepare(&format!("SELECT rowid FROM {table} WHERE {condition}")).map_err(|e| db_error(&e))?;
+                let found = statement
+                    .query_map(params![phone, id], |row| row.get::<_, i64>(0))
+                    .map_err(|e| db_error(&e))?
+                    .collect::<Result<Vec<i64>, _>>()
+                    .map_err(|e| db_error(&e))?;
+                rows.extend(found);
+            }
+            erased.insert(kind, rows.len());
+            if !dry_run {
+                for row in rows {
+                    tx.execute(&format!("DELETE FROM {table} WHERE rowid = ?1"), params![row])
+                        .map_err(|e| db_error(&e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| db_error(&e))?;
+        Ok(erased)
     }
 }
 

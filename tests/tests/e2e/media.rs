@@ -286,3 +286,54 @@ async fn files_meta_would_refuse_end_as_failed_outcomes_without_a_graph_call() {
     assert_eq!(stack.sim.media_counts().0, 0, "no upload");
     assert!(stack.sim.seen().is_empty(), "no Graph call");
 }
+
+#[tokio::test]
+async fn wa_erase_removes_a_person_under_every_id_with_their_files_and_nobody_else() {
+    let rig = Rig::new().await;
+    let sent = rig.user_sends("image", "image/jpeg", 50 * 1024, 11).await;
+    let other = InboundMedia { from: "16505552222".into(), ..inbound("image", "image/png", 20 * 1024, 12) };
+    let kept = rig.sim.user_sends_media(&other).await.unwrap();
+    // A status of a message we sent the person.
+    rig.p
+        .post(&crate::processor::webhook(
+            json!({"messaging_product": "whatsapp", "metadata": {"phone_number_id": PHONE},
+                   "statuses": [{"id": "wamid.toerase", "status": "delivered", "timestamp": "1795000000", "recipient_id": "16505551234"}]}),
+            "messages",
+        ))
+        .await;
+    let events = rig.run(1).await;
+    let stored = media_of(&events, &sent.wamid)["key"].as_str().unwrap().to_owned();
+    let other_key = media_of(&events, &kept.wamid)["key"].as_str().unwrap().to_owned();
+    let bucket = S3Blobs::new(wa_infra::aws::s3_client(&rig.p.stack.aws), rig.p.stack.bucket.clone());
+
+    let dry = wa_cli::erase::erase_aws(&rig.p.table, Some(&bucket), PHONE, "16505551234", true).await.unwrap();
+    assert!(dry.contains("2 linked id(s)"), "phone and BSUID: {dry}");
+    assert!(dry.contains("would delete 2 conversation records") && dry.contains("would delete 1 media files"), "{dry}");
+    assert!(dry.contains("would delete 1 message statuses"), "{dry}");
+    assert!(rig.object(&stored).await.is_some(), "a dry run deletes nothing");
+
+    let bsuid = rig.sim.bsuid_of("16505551234");
+    let done = wa_cli::erase::erase_aws(&rig.p.table, Some(&bucket), PHONE, &bsuid, false).await.unwrap();
+    assert!(done.contains("deleted 2 conversation records") && done.contains("deleted 1 media files"), "{done}");
+    assert!(!done.contains("16505551234") && !done.contains(&bsuid), "the report names nobody: {done}");
+    assert!(rig.object(&stored).await.is_none(), "the person's file is gone");
+    assert!(rig.object(&other_key).await.is_some(), "someone else's file is kept");
+    assert!(!wa_core::identity::resolve(&rig.p.table, PHONE, "16505551234").await.unwrap().known);
+    assert!(wa_core::identity::resolve(&rig.p.table, PHONE, "16505552222").await.unwrap().known);
+    assert_eq!(rig.p.table.message_status("wamid.toerase").await.unwrap(), None);
+}
+
+fn inbound(kind: &str, mime: &str, size: usize, seed: u64) -> InboundMedia {
+    InboundMedia {
+        phone_number_id: PHONE.into(),
+        from: "16505551234".into(),
+        kind: kind.into(),
+        mime_type: mime.into(),
+        size,
+        seed,
+        data_base64: None,
+        filename: None,
+        caption: None,
+        omit_url: false,
+    }
+}
