@@ -30,7 +30,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((key.clone(), inner), 0..6).prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            prop::collection::vec((key.clone(), inner), 0..6)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
         ]
     })
 }
@@ -77,4 +78,64 @@ proptest! {
         prop_assert!(signed.verify(&body, b"secret"));
         prop_assert!(!signed.verify(&body, b"other"));
     }
+}
+
+/// A small deterministic generator (no dependency): xorshift64*.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % (n.max(1) as u64)).unwrap_or(0)
+    }
+}
+
+/// Signature properties at scale: 100,000 mutated payloads (a bit flipped, truncated, extended,
+/// the header altered) are all refused; 10,000 random Unicode payloads signed correctly are all
+/// accepted.
+#[test]
+fn a_hundred_thousand_mutations_are_refused_and_ten_thousand_good_signatures_accepted() {
+    let secret = b"test-app-secret";
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let base = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messages":[{"from":"16505551234","id":"wamid.1","type":"text","text":{"body":"Hi \u00e9 \ud83d\ude00"}}]}}]}]}"#.to_vec();
+    let header = sign(secret, &base);
+    let mut accepted = 0;
+    for i in 0..100_000 {
+        let mut body = base.clone();
+        let mut head = header.clone().into_bytes();
+        match i % 4 {
+            0 => {
+                let at = rng.below(body.len());
+                body[at] ^= 1 << rng.below(8);
+            }
+            1 => body.truncate(rng.below(body.len())),
+            2 => body.push(u8::try_from(rng.below(256)).unwrap()),
+            _ => {
+                // The header: one hex digit changed (to another hex digit), or its prefix altered.
+                let at = 7 + rng.below(64);
+                head[at] = if head[at] == b'0' { b'1' } else { b'0' };
+            }
+        }
+        if Signature::parse(&head).is_ok_and(|s| s.verify(&body, secret)) {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 0, "mutated payloads accepted");
+    let mut refused = 0;
+    for _ in 0..10_000 {
+        let text: String =
+            (0..rng.below(200)).filter_map(|_| char::from_u32(u32::try_from(rng.below(0x11_0000)).unwrap())).collect();
+        let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "text": text})).unwrap();
+        let signed = sign(secret, &body);
+        if !Signature::parse(signed.as_bytes()).is_ok_and(|s| s.verify(&body, secret)) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 0, "good signatures refused");
 }
