@@ -9,9 +9,9 @@ seconds=${1:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # The corpora start from the fixtures: Meta's example and 2026 webhooks, Meta's send examples as
 # SendRequests, the example template.
-seed() { mkdir -p "fuzz/corpus/$1"; [ -n "$(ls -A "fuzz/corpus/$1")" ] || cp "${@:2}" "fuzz/corpus/$1/"; }
+seed() { mkdir -p "fuzz/corpus/$1"; cp -n "${@:2}" "fuzz/corpus/$1/"; }
 seed split_webhook fixtures/meta/webhooks/*.json fixtures/meta2026/*.json
-if [ ! -d fuzz/corpus/send_request ] || [ -z "$(ls -A fuzz/corpus/send_request 2>/dev/null)" ]; then
+if [ ! -e fuzz/corpus/send_request/send-text-message.json ]; then
   mkdir -p fuzz/corpus/send_request
   python3 - <<'PY'
 import json, pathlib
@@ -23,12 +23,12 @@ for path in sorted(pathlib.Path("fixtures/meta/send").glob("*.json")):
     pathlib.Path("fuzz/corpus/send_request", path.name).write_text(json.dumps(request))
 PY
 fi
-if [ ! -d fuzz/corpus/template_lint ] || [ -z "$(ls -A fuzz/corpus/template_lint 2>/dev/null)" ]; then
+if [ ! -e fuzz/corpus/template_lint/order_update.json ]; then
   mkdir -p fuzz/corpus/template_lint
   python3 -c 'import json; print(json.dumps({"name":"order_update","language":"en_US","category":"UTILITY","components":[{"type":"HEADER","format":"TEXT","text":"Order {{1}}","example":{"header_text":["#1"]}},{"type":"BODY","text":"Hi {{1}}, order {{2}} ships.","example":{"body_text":[["A","1"]]}},{"type":"BUTTONS","buttons":[{"type":"URL","text":"Track","url":"https://x.example/{{1}}","example":["1"]}]}]}))' > fuzz/corpus/template_lint/order_update.json
 fi
 for target in split_webhook send_request template_lint signature; do
-  echo "==> $target, $seconds s" >&2
+  echo "==> $target, ${FUZZ_RUNS:-$seconds s}${FUZZ_RUNS:+ executions}" >&2
   mkdir -p "fuzz/corpus/$target"
   if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); else limit=(-max_total_time="$seconds"); fi
   cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- "${limit[@]}" -max_len=65536 2>&1 \

@@ -139,3 +139,29 @@ fn a_hundred_thousand_mutations_are_refused_and_ten_thousand_good_signatures_acc
     }
     assert_eq!(refused, 0, "good signatures refused");
 }
+
+/// Found by the `split_webhook` fuzz target: a key holding a lone surrogate escape (`"\ud971\ng"`,
+/// JSON by RFC 8259's grammar, refused by serde_json's `Value`). The body splits into events whose
+/// payloads keep the text as it came; reading such a payload as a typed status fails, which the
+/// event processor treats as uninterpretable (forwarded unchanged, state untouched) instead of
+/// retrying it into the DLQ.
+#[test]
+fn a_lone_surrogate_escape_is_kept_as_it_came() {
+    let body =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/fuzz/split_webhook-lone-surrogate-key.json"))
+            .unwrap();
+    let events = wa_core::event::split_webhook(&body, 0).unwrap();
+    assert!(!events.is_empty());
+    let odd = events
+        .iter()
+        .find(|e| e.payload.is_some_and(|p| p.get().contains("\\ud971")))
+        .expect("the item with the odd key");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(odd.payload.unwrap().get()).is_err(),
+        "serde_json's Value refuses it"
+    );
+    assert!(odd.payload_as::<wa_core::webhook::Status>().is_err(), "so the processor finds it uninterpretable");
+    for event in &events {
+        assert_eq!(event.to_json().unwrap(), serde_json::to_string(event).unwrap());
+    }
+}
