@@ -40,13 +40,14 @@ fn warning(findings: &mut Vec<Finding>, rule: &'static str, place: &str, message
 
 /// A parameter as written in a text: `{{1}}` or `{{name}}`, with its byte range.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Param {
-    inner: String,
+pub(crate) struct Param {
+    pub(crate) inner: String,
     start: usize,
     end: usize,
 }
 
-fn params(text: &str) -> Vec<Param> {
+/// The parameters of a text, in order (also what [`crate::templates::count_params`] counts).
+pub(crate) fn params(text: &str) -> Vec<Param> {
     let mut out = Vec::new();
     let mut rest = 0;
     while let Some(open) = text[rest..].find("{{") {

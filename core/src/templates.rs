@@ -28,15 +28,12 @@ pub type TemplateUpdate = TemplateFacts;
 /// Counts the distinct parameters of a text (`{{1}}`, `{{name}}`).
 #[must_use]
 pub fn count_params(text: &str) -> u32 {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open + 2..].find("}}") else { break };
-        let inner = rest[open + 2..open + 2 + close].trim();
-        if !seen.contains(&inner) {
-            seen.push(inner);
+    let mut seen: Vec<String> = Vec::new();
+    for param in crate::template_lint::params(text) {
+        let name = param.inner.trim().to_owned();
+        if !seen.contains(&name) {
+            seen.push(name);
         }
-        rest = &rest[open + 2 + close + 2..];
     }
     u32::try_from(seen.len()).unwrap_or(u32::MAX)
 }

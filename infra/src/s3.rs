@@ -7,6 +7,19 @@ use wa_core::ports::{BlobError, BlobStore, MediaStore, MediaUpload, ObjectMeta, 
 
 use crate::aws::describe;
 
+/// The bytes of an object; `NotFound` when there is none.
+async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, BlobError> {
+    let output = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+        if e.as_service_error().is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) {
+            BlobError::NotFound(key.to_owned())
+        } else {
+            BlobError::Unavailable(describe(&e))
+        }
+    })?;
+    let bytes = output.body.collect().await.map_err(|e| BlobError::Unavailable(describe(&e)))?;
+    Ok(bytes.into_bytes().to_vec())
+}
+
 /// An S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Blobs {
@@ -41,15 +54,7 @@ impl BlobStore for S3Blobs {
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, BlobError> {
-        let output = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) {
-                BlobError::NotFound(key.to_owned())
-            } else {
-                BlobError::Unavailable(describe(&e))
-            }
-        })?;
-        let bytes = output.body.collect().await.map_err(|e| BlobError::Unavailable(describe(&e)))?;
-        Ok(bytes.into_bytes().to_vec())
+        read_object(&self.client, &self.bucket, key).await
     }
 
     /// A copy onto itself (metadata replaced, as S3 requires): a new object, whose age, which
@@ -248,14 +253,6 @@ impl ObjectSource for S3Objects {
     }
 
     async fn read(&self, bucket: &str, key: &str) -> Result<Vec<u8>, BlobError> {
-        let out = self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(aws_sdk_s3::operation::get_object::GetObjectError::is_no_such_key) {
-                BlobError::NotFound(key.to_owned())
-            } else {
-                BlobError::Unavailable(describe(&e))
-            }
-        })?;
-        let bytes = out.body.collect().await.map_err(|e| BlobError::Unavailable(describe(&e)))?;
-        Ok(bytes.into_bytes().to_vec())
+        read_object(&self.client, bucket, key).await
     }
 }
