@@ -17,6 +17,9 @@ pub enum OutcomeStatus {
     WindowClosed,
     /// A marketing message to a user who opted out of marketing: not sent.
     OptedOut,
+    /// An `at_most_once` request whose send may or may not have reached Meta (a timeout or 5xx
+    /// after sending, or an attempt that crashed): not retried, so never sent twice.
+    Unknown,
 }
 
 /// Why a request failed.
@@ -100,6 +103,14 @@ impl SendOutcome {
     pub fn refused(mut self, status: OutcomeStatus, reason: impl Into<String>) -> Self {
         self.status = status;
         self.error = Some(OutcomeError { code: None, class: ErrorClass::Permanent, reason: reason.into() });
+        self
+    }
+
+    /// Marks it unknown: an at-most-once request whose send may have reached Meta.
+    #[must_use]
+    pub fn unknown(mut self, reason: impl Into<String>) -> Self {
+        self.status = OutcomeStatus::Unknown;
+        self.error = Some(OutcomeError { code: None, class: ErrorClass::Retryable, reason: reason.into() });
         self
     }
 

@@ -4,7 +4,7 @@
 
 use crate::conversation::ConversationFacts;
 use crate::outcome::OutcomeStatus;
-use crate::send::{Category, SendRequest};
+use crate::send::{Category, Delivery, SendRequest};
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,32 @@ pub enum Decision {
     /// Do not send; end the request with this outcome.
     Refuse(OutcomeStatus, &'static str),
 }
+
+/// What becomes of a send whose result is unknown: Meta may have accepted it (a timeout or 5xx
+/// after sending), or an earlier attempt claimed it and never finished (a crash mid-call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambiguous {
+    /// Send again once the claim expires (the person may get it twice): `at_least_once`.
+    Retry,
+    /// End with an `unknown` outcome, never sending again: `at_most_once`.
+    EndUnknown,
+}
+
+/// The request's answer to an ambiguous send ([`Ambiguous`]).
+#[must_use]
+pub fn on_ambiguous(delivery: Delivery) -> Ambiguous {
+    match delivery {
+        Delivery::AtLeastOnce => Ambiguous::Retry,
+        Delivery::AtMostOnce => Ambiguous::EndUnknown,
+    }
+}
+
+/// The reason of an `unknown` outcome after an ambiguous send.
+pub const UNKNOWN_AMBIGUOUS: &str =
+    "unknown: the send's result was lost (timeout or server error after sending); not retried (delivery: at_most_once)";
+/// The reason of an `unknown` outcome when an earlier attempt never finished.
+pub const UNKNOWN_INTERRUPTED: &str =
+    "unknown: an earlier attempt stopped while sending (crash or timeout); not retried (delivery: at_most_once)";
 
 /// Refusal reasons (the text of the outcome's `error.reason`).
 pub const OPTED_OUT: &str = "opted_out: the user stopped marketing messages";
@@ -85,6 +111,27 @@ pub fn decide(request: &SendRequest, facts: &ConversationFacts, learned_category
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_ambiguous_send_is_retried_unless_the_request_is_at_most_once() {
+        for (delivery, expected) in
+            [(Delivery::AtLeastOnce, Ambiguous::Retry), (Delivery::AtMostOnce, Ambiguous::EndUnknown)]
+        {
+            assert_eq!(on_ambiguous(delivery), expected, "{delivery:?}");
+        }
+        let parsed: SendRequest = serde_json::from_value(
+            json!({"phone_number_id": "1", "to": "16505551234", "message": {"type": "text"}, "delivery": "at_most_once"}),
+        )
+        .unwrap();
+        assert_eq!(parsed.delivery, Delivery::AtMostOnce);
+        assert_eq!(request(json!({"type": "text"}), None, false).delivery, Delivery::AtLeastOnce);
+        assert!(
+            serde_json::from_value::<SendRequest>(
+                json!({"phone_number_id": "1", "message": {"type": "text"}, "delivery": "exactly_once"})
+            )
+            .is_err()
+        );
+    }
 
     fn request(message: serde_json::Value, category: Option<Category>, fallback: bool) -> SendRequest {
         let mut value = json!({"phone_number_id": "1", "to": "16505551234", "message": message});

@@ -315,6 +315,9 @@ pub struct StoreError(pub String);
 pub enum Claim {
     /// The caller owns the request until the claim expires.
     Acquired,
+    /// The caller owns the request, taken over from an earlier attempt that claimed it and never
+    /// finished (a crash, a timeout, an ambiguous send): that attempt may have reached Meta.
+    Reclaimed,
     /// Another attempt is in flight (its claim has not expired).
     InProgress,
     /// Done before: the stored outcome (JSON), and whether it was already published.
@@ -326,6 +329,14 @@ pub enum Claim {
         /// Until when the attempt that completed it may still be publishing (Unix ms).
         owner_until_ms: u64,
     },
+}
+
+impl Claim {
+    /// The caller owns the request (a new claim or one taken over).
+    #[must_use]
+    pub fn owned(&self) -> bool {
+        matches!(self, Self::Acquired | Self::Reclaimed)
+    }
 }
 
 /// Idempotency records: a conditional claim, then the completed outcome.

@@ -67,6 +67,29 @@ pub struct SendRequest {
     /// The pricing category, when the producer knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Category>,
+    /// What to do when a send's result is unknown (a timeout or 5xx after Meta may have accepted
+    /// it): retry (the default, which may send twice) or end with an `unknown` outcome.
+    #[serde(default, skip_serializing_if = "Delivery::is_default")]
+    pub delivery: Delivery,
+}
+
+/// A request's delivery guarantee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Never lost: an ambiguous send is retried, so the person may get the message twice.
+    #[default]
+    AtLeastOnce,
+    /// Never twice: an ambiguous send (or a crashed attempt that may have reached Meta) ends with an
+    /// `unknown` outcome instead of a retry, for messages a person must not get twice (payment
+    /// notices).
+    AtMostOnce,
+}
+
+impl Delivery {
+    fn is_default(&self) -> bool {
+        *self == Self::AtLeastOnce
+    }
 }
 
 /// What kind of Graph call a request is.
@@ -445,6 +468,7 @@ mod tests {
             callback_data: None,
             fallback: None,
             category: None,
+            delivery: Delivery::default(),
         }
     }
 
@@ -592,6 +616,7 @@ mod tests {
                 callback_data: None,
                 fallback: None,
                 category: None,
+                delivery: Delivery::default(),
             };
             request.validate().unwrap_or_else(|v| panic!("{}: {v}", path.display()));
             let mut expected = example.clone();

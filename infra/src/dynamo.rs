@@ -724,10 +724,24 @@ impl IdempotencyStore for StateTable {
             .expression_attribute_values(":now_ms", n(now_ms))
             .expression_attribute_values(":now_s", n(now_ms / 1000))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Acquired),
+            // An unfinished attempt's claim taken over (a record past its TTL is a new claim).
+            Ok(put) => Ok(match put.attributes() {
+                Some(old)
+                    if old.get("state").and_then(|v| v.as_s().ok()).is_some_and(|s| s == IN_PROGRESS)
+                        && old
+                            .get("expires_at")
+                            .and_then(|v| v.as_n().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .is_some_and(|e| e >= now_ms / 1000) =>
+                {
+                    Claim::Reclaimed
+                }
+                _ => Claim::Acquired,
+            }),
             Err(e) => {
                 let Some(failure) = e.as_service_error().filter(|s| s.is_conditional_check_failed_exception()) else {
                     return Err(store_error(&e));

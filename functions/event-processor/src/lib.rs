@@ -184,7 +184,7 @@ where
         };
         let key = format!("event:{}", event.event_id);
         match self.dedupe.claim(&key, now_ms(), deadline_ms).await {
-            Ok(Claim::Acquired) => {}
+            Ok(Claim::Acquired | Claim::Reclaimed) => {}
             Ok(Claim::Completed { published: true, .. }) => {
                 telemetry::emit(FUNCTION, None, &[("DuplicateEvents", 1.0)]);
                 return true;

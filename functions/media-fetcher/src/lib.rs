@@ -144,7 +144,7 @@ where
         };
         let key = format!("media:{}", event.event_id);
         match self.dedupe.claim(&key, now_ms(), deadline_ms).await {
-            Ok(Claim::Acquired) => {}
+            Ok(Claim::Acquired | Claim::Reclaimed) => {}
             Ok(Claim::Completed { published: true, .. }) => return true,
             Ok(Claim::Completed { outcome, published: false, owner_until_ms }) => {
                 if now_ms() <= owner_until_ms {

@@ -185,6 +185,11 @@ struct Prepared<'a> {
     key: String,
 }
 
+/// Whether an ambiguous send of this request is retried ([`policy::on_ambiguous`]).
+fn retries_ambiguous(request: &SendRequest) -> bool {
+    policy::on_ambiguous(request.delivery) == policy::Ambiguous::Retry
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -417,7 +422,10 @@ where
     ) -> HashMap<usize, u64> {
         let mut per_number: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, record) in prepared.iter().enumerate() {
-            if let (Some(request), None, Ok(Claim::Acquired)) = (&record.request, &record.violation, &claims[index]) {
+            let Ok(claim) = &claims[index] else { continue };
+            if let (Some(request), None) = (&record.request, &record.violation)
+                && (*claim == Claim::Acquired || (*claim == Claim::Reclaimed && retries_ambiguous(request)))
+            {
                 per_number.entry(request.phone_number_id.as_str()).or_default().push(index);
             }
         }
@@ -453,7 +461,7 @@ where
         for &index in indices {
             let record = &prepared[index];
             if blocked || stop.load(Ordering::SeqCst) {
-                if matches!(claims[index], Ok(Claim::Acquired)) {
+                if claims[index].as_ref().is_ok_and(Claim::owned) {
                     self.release(&record.key).await;
                 }
                 out.push((index, Verdict::Retry { delay_s: None }));
@@ -496,6 +504,19 @@ where
         );
         match claim {
             Ok(Claim::Acquired) => {}
+            Ok(Claim::Reclaimed) => {
+                telemetry::emit(FUNCTION, None, &[("ReclaimedSends", 1.0)]);
+                if let (Some(request), None) = (request, &record.violation)
+                    && !retries_ambiguous(request)
+                {
+                    tracing::warn!("an earlier attempt stopped while sending: unknown outcome, not sent again");
+                    telemetry::emit(FUNCTION, None, &[("UnknownOutcomes", 1.0)]);
+                    let mut outcome = base.unknown(policy::UNKNOWN_INTERRUPTED);
+                    outcome.at = now_ms();
+                    return self.finish(&record.key, &outcome).await;
+                }
+                tracing::warn!("taking over an earlier attempt that stopped while sending; it may have been sent");
+            }
             Ok(Claim::InProgress) => return Verdict::Retry { delay_s: None },
             Ok(Claim::Completed { outcome, published, owner_until_ms }) => {
                 telemetry::emit(FUNCTION, None, &[("DuplicatesSkipped", 1.0)]);
@@ -506,6 +527,10 @@ where
                     // The attempt that completed it may be publishing right now: let it.
                     return Verdict::Retry { delay_s: None };
                 }
+                // That attempt stopped between recording and marking it published: it may or may
+                // not have published it, so consumers may see it twice (they dedupe on the key).
+                tracing::warn!("publishing an outcome whose earlier publication is unconfirmed");
+                telemetry::emit(FUNCTION, None, &[("UnconfirmedOutcomes", 1.0)]);
                 return self.publish_stored(&record.key, outcome).await;
             }
             Err(error) => {
@@ -634,6 +659,13 @@ where
                         }
                     }
                 }
+            }
+            Err(GraphFailure::Ambiguous(reason)) if !retries_ambiguous(request) => {
+                tracing::warn!(%reason, ambiguous = true, "send outcome unknown; at_most_once: not retried");
+                telemetry::emit(FUNCTION, None, &[("AmbiguousSends", 1.0), ("UnknownOutcomes", 1.0)]);
+                let mut outcome = base.unknown(policy::UNKNOWN_AMBIGUOUS);
+                outcome.at = now_ms();
+                self.finish(&record.key, &outcome).await
             }
             Err(GraphFailure::Ambiguous(reason)) => {
                 // The message may have been accepted: keep the claim until it expires, so that a

@@ -367,7 +367,8 @@ impl IdempotencyStore for LocalState {
                 params![key, IN_PROGRESS, until, secs(now) + 86_400],
             )
             .map_err(|e| db_error(&e))?;
-            return Ok(Claim::Acquired);
+            let unfinished = matches!(&existing, Some((state, _, _, _, expires_at)) if state == IN_PROGRESS && *expires_at >= secs(now));
+            return Ok(if unfinished { Claim::Reclaimed } else { Claim::Acquired });
         }
         Ok(match existing {
             Some((state, in_progress_until, outcome, published, _)) if state == COMPLETED => Claim::Completed {
@@ -1014,6 +1015,17 @@ mod tests {
         assert_eq!(state.expire(now / 1000 + 11).unwrap(), 1_203);
         assert!(matches!(state.claim("kept", now + 1, now + 30_000).await.unwrap(), Claim::Completed { .. }));
         assert_eq!(state.claim("old-7", now + 1, now + 30_000).await.unwrap(), Claim::Acquired);
+    }
+
+    #[tokio::test]
+    async fn a_claim_taken_over_from_an_unfinished_attempt_says_so() {
+        let state = LocalState::new(&LocalDb::memory().unwrap());
+        let now = 1_000_000_000_000;
+        assert_eq!(state.claim("k", now, now + 1_000).await.unwrap(), Claim::Acquired);
+        assert_eq!(state.claim("k", now + 500, now + 30_000).await.unwrap(), Claim::InProgress);
+        assert_eq!(state.claim("k", now + 1_001, now + 30_000).await.unwrap(), Claim::Reclaimed);
+        state.release("k").await.unwrap();
+        assert_eq!(state.claim("k", now + 1_002, now + 30_000).await.unwrap(), Claim::Acquired);
     }
 
     #[tokio::test]

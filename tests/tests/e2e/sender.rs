@@ -382,6 +382,59 @@ async fn ambiguous_sends_are_counted_and_retried_only_after_the_claim_expires() 
 }
 
 #[tokio::test]
+async fn an_at_most_once_request_ends_unknown_instead_of_sending_twice() {
+    let stack = SendStack::new(SimConfig::default()).await;
+    let sender = stack.sender(mechanics());
+    let schema = wa_tests::schema("send-result.v1.json");
+    // 1. Meta accepts the message but the answer never arrives in time: `unknown`, no retry.
+    stack.sim.inject(Fault {
+        kind: FaultKind::Delay { millis: 3000, accepted: true },
+        count: 1,
+        to: Some("16505555101".into()),
+        endpoint: None,
+    });
+    let mut request = text_request("16505555101", "payment notice", "pay-1");
+    request["delivery"] = json!("at_most_once");
+    stack.enqueue(&request, "pay-1").await;
+    let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
+    let response = sender.handle(&batch.event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty(), "ended, not retried");
+    let outcomes = stack.outcomes().await;
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0]["status"], "unknown");
+    assert_eq!(outcomes[0]["error"]["reason"], wa_core::policy::UNKNOWN_AMBIGUOUS);
+    assert!(schema.is_valid(&outcomes[0]), "{}", outcomes[0]);
+    // A redelivery makes no Graph call and publishes nothing more.
+    let response = sender.handle(&batch.event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(stack.sim.accepted().len(), 1);
+    assert!(stack.outcomes().await.is_empty());
+
+    // 2. An attempt that claimed the request and stopped (its claim expired, no outcome): the
+    //    next attempt does not call Meta. The same for the default delivery calls Meta once.
+    let table = stack.table();
+    let now = now_ms();
+    for (key, to, delivery) in [("pay-2", "16505555102", "at_most_once"), ("pay-3", "16505555103", "at_least_once")] {
+        let claim = wa_core::ports::IdempotencyStore::claim(&table, key, now - 10_000, now - 5_000).await.unwrap();
+        assert_eq!(claim, wa_core::ports::Claim::Acquired);
+        let mut request = text_request(to, "payment notice", key);
+        request["delivery"] = json!(delivery);
+        stack.enqueue(&request, key).await;
+    }
+    stack.drain(&sender, 1, Duration::from_secs(20)).await;
+    let outcomes = stack.outcomes().await;
+    let status = |key: &str| {
+        outcomes.iter().find(|o| o["idempotency_key"] == key).map(|o| o["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("pay-2").as_deref(), Some("unknown"), "{outcomes:?}");
+    assert_eq!(status("pay-3").as_deref(), Some("accepted"), "{outcomes:?}");
+    let sent_to: Vec<String> =
+        stack.sim.accepted().iter().map(|m| m.body["to"].as_str().unwrap_or_default().to_owned()).collect();
+    assert!(!sent_to.iter().any(|to| to.ends_with("5102")), "{sent_to:?}");
+    assert_eq!(sent_to.iter().filter(|to| to.ends_with("5103")).count(), 1, "{sent_to:?}");
+}
+
+#[tokio::test]
 async fn a_redirected_send_is_retried_not_followed_and_sent_once() {
     let stack = SendStack::new(SimConfig::default()).await;
     let sender = stack.sender(mechanics());

@@ -45,7 +45,11 @@ async fn claims_dedupe_sequential_concurrent_and_late_duplicates_and_honour_ttl_
     // A claim whose holder died is taken over once it expires, not before.
     assert_eq!(table.claim("event:C", now_ms, now_ms + 1000).await.unwrap(), Claim::Acquired);
     assert_eq!(table.claim("event:C", now_ms + 500, now_ms + 30_000).await.unwrap(), Claim::InProgress);
-    assert_eq!(table.claim("event:C", now_ms + 1001, now_ms + 30_000).await.unwrap(), Claim::Acquired);
+    // Taken over: the new owner learns that an earlier attempt stopped mid-way.
+    assert_eq!(table.claim("event:C", now_ms + 1001, now_ms + 30_000).await.unwrap(), Claim::Reclaimed);
+    // Released (nothing was sent): the next claim is a new one.
+    table.release("event:C").await.unwrap();
+    assert_eq!(table.claim("event:C", now_ms + 1002, now_ms + 30_000).await.unwrap(), Claim::Acquired);
 }
 
 fn update<'a>(wamid: &'a str, status: &'a StatusKind) -> StatusUpdate<'a> {
