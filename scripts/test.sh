@@ -14,6 +14,8 @@ python scripts/check_template.py template.yaml
 
 echo "==> cargo test --workspace (end-to-end tests start moto server on 127.0.0.1)"
 rm -rf target/test-logs
+# The fault runs (tests/tests/faults.rs) run these binaries as processes under a Lambda Runtime API emulator.
+cargo build --locked -p webhook-ingest -p webhook-verify -p event-processor -p sender -p secret-rotation
 cargo test --workspace --locked "$@"
 
 if [ "$#" -eq 0 ]; then

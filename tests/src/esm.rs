@@ -18,6 +18,11 @@ pub struct Batch {
 
 /// Receives one batch (up to 10); `None` when nothing is visible.
 pub async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<Batch> {
+    try_receive(sqs, queue_url).await.expect("receive")
+}
+
+/// [`receive`], with SQS's errors returned (the fault runs retry them).
+pub async fn try_receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Option<Batch>, String> {
     let out = sqs
         .receive_message()
         .queue_url(queue_url)
@@ -25,10 +30,10 @@ pub async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<Batch
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()
         .await
-        .expect("receive");
+        .map_err(|e| format!("{e:?}"))?;
     let messages = out.messages.unwrap_or_default();
     if messages.is_empty() {
-        return None;
+        return Ok(None);
     }
     let name = queue_url.rsplit('/').next().unwrap_or_default();
     let mut receipts = Vec::new();
@@ -57,12 +62,23 @@ pub async fn receive(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Option<Batch
         })
         .collect();
     let event: SqsEvent = serde_json::from_value(serde_json::json!({ "Records": records })).expect("a valid SQS event");
-    Some(Batch { event, receipts })
+    Ok(Some(Batch { event, receipts }))
 }
 
 /// Applies the handler's response like Lambda: deletes every message not reported failed.
 /// Panics when the response would fail the whole batch (empty or unknown identifiers).
 pub async fn settle(sqs: &aws_sdk_sqs::Client, queue_url: &str, batch: &Batch, response: &SqsBatchResponse) {
+    try_settle(sqs, queue_url, batch, response).await.expect("delete batch");
+}
+
+/// [`settle`], with SQS's errors returned (the fault runs retry them; an undeleted message comes
+/// back after its visibility timeout, as with Lambda).
+pub async fn try_settle(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch: &Batch,
+    response: &SqsBatchResponse,
+) -> Result<(), String> {
     let ids: HashSet<&str> = batch.receipts.iter().map(|(id, _)| id.as_str()).collect();
     let mut failed = HashSet::new();
     for failure in &response.batch_item_failures {
@@ -91,9 +107,10 @@ pub async fn settle(sqs: &aws_sdk_sqs::Client, queue_url: &str, batch: &Batch, r
             .set_entries(Some(entries))
             .send()
             .await
-            .expect("delete batch");
+            .map_err(|e| format!("{e:?}"))?;
         assert!(out.failed.is_empty(), "delete failed: {:?}", out.failed);
     }
+    Ok(())
 }
 
 /// How many messages are still in the queue (visible or in flight).

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fault_proxy;
+pub mod faults;
 pub mod logs;
 
 use std::io::Read;
@@ -71,7 +72,14 @@ fn free_port() -> u16 {
 /// start: these tests never skip themselves.
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
+    MOTO.get_or_init(Moto::start)
+}
+
+impl Moto {
+    /// Starts a moto server of its own (the fault runs give DynamoDB one, so that two Python
+    /// processes share the work). Panics when moto cannot start.
+    #[must_use]
+    pub fn start() -> Self {
         let python = python();
         assert!(
             python.exists(),
@@ -110,7 +118,7 @@ pub fn moto() -> &'static Moto {
             });
         }
         Moto { endpoint: format!("http://127.0.0.1:{port}"), _child: child }
-    })
+    }
 }
 
 /// SDK configuration for an endpoint on loopback, with fixed test credentials and the functions'

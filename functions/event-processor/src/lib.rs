@@ -193,6 +193,10 @@ where
                 if now_ms() <= owner_until_ms {
                     return false;
                 }
+                // The attempt that recorded it stopped before marking it forwarded: it may or may
+                // not have forwarded it, so consumers may see it twice (they dedupe on event_id).
+                tracing::warn!("forwarding an event whose earlier forward is unconfirmed");
+                telemetry::emit(FUNCTION, None, &[("UnconfirmedForwards", 1.0)]);
                 return match recorded(&outcome) {
                     Recorded::Applied(applied) => self.forward(&key, &event, body, &applied).await,
                     Recorded::Message(message) => self.publish(&self.events, &key, vec![message]).await,
