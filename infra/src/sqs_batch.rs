@@ -350,8 +350,9 @@ fn describe(error: &reqwest::Error) -> String {
     format!("{kind}: {}", crate::aws::describe(error))
 }
 
-/// The entries a 200 answer reports as failed, and those it does not mention at all.
-fn answer(body: &[u8], entries: &[(&str, &str)]) -> Result<Vec<FailedEntry>, BatchError> {
+/// The entries a 200 answer reports as failed, and those it does not mention at all (public for
+/// the fuzz target `sqs_answer`).
+pub fn answer(body: &[u8], entries: &[(&str, &str)]) -> Result<Vec<FailedEntry>, BatchError> {
     let answer: Answer<'_> = serde_json::from_slice(body).map_err(|e| BatchError::Answer(e.to_string()))?;
     let mut failed: Vec<FailedEntry> = answer
         .failed
@@ -367,8 +368,9 @@ fn answer(body: &[u8], entries: &[(&str, &str)]) -> Result<Vec<FailedEntry>, Bat
     Ok(failed)
 }
 
-/// The error an answer other than 200 carries, and whether to retry it.
-fn service_error(status: u16, body: &[u8]) -> (BatchError, bool) {
+/// The error an answer other than 200 carries, and whether to retry it (public for the fuzz
+/// target `sqs_answer`).
+pub fn service_error(status: u16, body: &[u8]) -> (BatchError, bool) {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
     // `__type` is `com.amazonaws.sqs#QueueDoesNotExist` (or the bare code).
     let code = parsed.kind.rsplit(['#', ':']).next().unwrap_or_default();

@@ -150,6 +150,13 @@ async fn the_cost_ledger_counts_by_category_and_pricing_type() {
         ]
     );
     assert_eq!(table.costs("P", "2026-12").await.unwrap(), []);
+
+    // Once per wamid: the second transaction fails its condition and leaves the counter as it was
+    // (moto's rollback, as the harness patches it, included).
+    for _ in 0..3 {
+        table.count_cost_once("wamid.ONCE", "Q", "2026-11", "utility", "regular").await.unwrap();
+    }
+    assert_eq!(table.costs("Q", "2026-11").await.unwrap(), [("utility#regular".to_owned(), 1)]);
 }
 
 /// The harness's moto must keep DynamoDB's promise that conditional writes are atomic (moto alone
