@@ -377,8 +377,21 @@ pub async fn run(plan: &Plan) -> Report {
 
     let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&dynamodb_config), table.clone());
     let mut downgraded = 0;
+    // The status record itself (`StateTable::message` also queries the by_wamid index, which
+    // moto answers by scanning the table: minutes for thousands of messages).
+    let ddb = aws_sdk_dynamodb::Client::new(&dynamodb_config);
     for (wamid, rank) in &final_status {
-        let stored = state.message_status(wamid).await.ok().flatten();
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let stored = ddb
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(format!("MSG#{wamid}")))
+            .key("sk", AttributeValue::S("MSG".into()))
+            .send()
+            .await
+            .ok()
+            .and_then(|out| out.item)
+            .and_then(|item| item.get("status").and_then(|v| v.as_s().ok()).cloned());
         if stored.as_deref() != Some(STATUSES[usize::from(*rank)]) {
             downgraded += 1;
         }
