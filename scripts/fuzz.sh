@@ -43,7 +43,7 @@ for target in "${targets[@]}"; do
   echo "==> $target, ${FUZZ_RUNS:-$seconds s}${FUZZ_RUNS:+ executions}" >&2
   mkdir -p "fuzz/corpus/$target"
   if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); else limit=(-max_total_time="$seconds"); fi
-  cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- "${limit[@]}" -max_len=65536 2>&1 \
+  cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- "${limit[@]}" -max_len=65536 -close_fd_mask=1 2>&1 \
     | grep -E "^#[0-9]+ *(DONE|pulse)|Done|ERROR|panicked|SUMMARY" | tail -3
 done
 echo "fuzz: every target ran ${FUZZ_RUNS:-$seconds s} ${FUZZ_RUNS:+executions} without a crash" >&2

@@ -292,7 +292,13 @@ impl DevStack {
             secrets: secrets.clone(),
             conversations: state.clone(),
             objects: LocalBlobs::new(&db),
-            config: SenderConfig { default_rate: options.messages_per_second, rates, ..SenderConfig::default() },
+            // Invocations end 9 s after they start here (the local queue's visibility timeout).
+            config: SenderConfig {
+                default_rate: options.messages_per_second,
+                rates,
+                deadline_reserve: Duration::from_secs(3),
+                ..SenderConfig::default()
+            },
             lead: sender::SlotLead::default(),
         });
         if !options.webhook_only {

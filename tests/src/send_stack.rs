@@ -24,7 +24,12 @@ pub type TestSender =
 /// whose recipients never wrote to us: the conversation rules (tested on their own) are off.
 #[must_use]
 pub fn mechanics() -> SenderConfig {
-    SenderConfig { enforce_conversation_rules: false, ..SenderConfig::default() }
+    // Claims in these tests last 1.5 s to a few seconds: sends start until 0.5 s before the deadline.
+    SenderConfig {
+        enforce_conversation_rules: false,
+        deadline_reserve: Duration::from_millis(500),
+        ..SenderConfig::default()
+    }
 }
 
 impl SendStack {

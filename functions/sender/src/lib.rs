@@ -54,6 +54,9 @@ const STOPPED: &str = "the line was stopped";
 /// The reason given when no send slot could be had within the horizon.
 const NO_SLOT: &str = "no send slot within the horizon";
 
+/// The reason given when the invocation's deadline is too close for a Graph call.
+const NEAR_DEADLINE: &str = "too close to the invocation's deadline";
+
 /// Tunables.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
@@ -79,6 +82,10 @@ pub struct SenderConfig {
     /// Refuse template sends the registry has never seen (`UNKNOWN_TEMPLATES=refuse`); by default
     /// they are sent, and Meta answers 132001 if the template does not exist.
     pub refuse_unknown_templates: bool,
+    /// No Graph call starts with less than this left before the invocation's deadline: the Graph
+    /// client's timeout and the time to record, publish and mark the outcome (default 12 s: the
+    /// 10 s Graph timeout and 2 s). Half the invocation when that is longer than the invocation.
+    pub deadline_reserve: Duration,
 }
 
 impl Default for SenderConfig {
@@ -93,6 +100,7 @@ impl Default for SenderConfig {
             enforce_conversation_rules: true,
             slot_lead: Duration::from_millis(30),
             refuse_unknown_templates: false,
+            deadline_reserve: Duration::from_secs(12),
         }
     }
 }
@@ -166,6 +174,16 @@ enum MediaReady {
     Failed { code: Option<i64>, reason: String },
     /// Not yet (another sender is uploading it, or S3 or Meta failed): retry.
     Later { delay_s: Option<u32>, reason: String },
+}
+
+/// What the records of one invocation share: the line's stop, and the invocation's deadline.
+struct Run {
+    stop: AtomicBool,
+    deadline_ms: u64,
+    /// No Graph call starts later than this before the deadline: the configured reserve, or half
+    /// the invocation when the reserve is longer than the invocation (a Graph timeout set longer
+    /// than the function's would send nothing).
+    reserve_ms: u64,
 }
 
 /// A number's hold as read at the start of a batch, and what it means for the batch.
@@ -294,8 +312,21 @@ where
         for (index, record) in prepared.iter().enumerate() {
             groups.entry(record.group.as_str()).or_default().push(index);
         }
-        let stop = AtomicBool::new(false);
-        let runs = groups.values().map(|indices| self.run_group(&prepared, &claims, &slots, indices, &stop));
+        let configured = u64::try_from(self.config.deadline_reserve.as_millis()).unwrap_or(u64::MAX);
+        let length = deadline_ms.saturating_sub(now_ms());
+        let reserve_ms = if configured < length {
+            configured
+        } else {
+            // A Graph timeout as long as the function's would never let a send start.
+            tracing::error!(
+                reserve_ms = configured,
+                invocation_ms = length,
+                "GRAPH_TIMEOUT_MS leaves no time to send before the function's timeout; using half the invocation"
+            );
+            length / 2
+        };
+        let run = Run { stop: AtomicBool::new(false), deadline_ms, reserve_ms };
+        let runs = groups.values().map(|indices| self.run_group(&prepared, &claims, &slots, indices, &run));
         let mut verdicts: Vec<(usize, Verdict)> =
             futures_util::future::join_all(runs).await.into_iter().flatten().collect();
         verdicts.sort_by_key(|(index, _)| *index);
@@ -454,13 +485,13 @@ where
         claims: &[Result<Claim, StoreError>],
         slots: &HashMap<usize, u64>,
         indices: &[usize],
-        stop: &AtomicBool,
+        run: &Run,
     ) -> Vec<(usize, Verdict)> {
         let mut out = Vec::with_capacity(indices.len());
         let mut blocked = false;
         for &index in indices {
             let record = &prepared[index];
-            if blocked || stop.load(Ordering::SeqCst) {
+            if blocked || run.stop.load(Ordering::SeqCst) {
                 if claims[index].as_ref().is_ok_and(Claim::owned) {
                     self.release(&record.key).await;
                 }
@@ -468,7 +499,7 @@ where
                 continue;
             }
             let slot = slots.get(&index).copied();
-            let verdict = AssertUnwindSafe(self.process(record, &claims[index], slot, stop))
+            let verdict = AssertUnwindSafe(self.process(record, &claims[index], slot, run))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
@@ -479,7 +510,7 @@ where
             if let Verdict::StopLine { reason, .. } = &verdict {
                 tracing::error!(%reason, "stopping the line: no more sends in this batch");
                 telemetry::emit(FUNCTION, None, &[("StopTheLine", 1.0)]);
-                stop.store(true, Ordering::SeqCst);
+                run.stop.store(true, Ordering::SeqCst);
             }
             blocked = verdict != Verdict::Done;
             out.push((index, verdict));
@@ -492,7 +523,7 @@ where
         record: &Prepared<'_>,
         claim: &Result<Claim, StoreError>,
         slot_us: Option<u64>,
-        stop: &AtomicBool,
+        run: &Run,
     ) -> Verdict {
         let request = record.request.as_ref();
         let base = SendOutcome::new(
@@ -602,8 +633,8 @@ where
                 outcome.at = now_ms();
                 return self.finish(&record.key, &outcome).await;
             }
-            Decision::SendFallback => self.send(request, true, slot_us, stop).await.map(|accepted| (accepted, true)),
-            Decision::Send => self.send(request, false, slot_us, stop).await.map(|accepted| (accepted, false)),
+            Decision::SendFallback => self.send(request, true, slot_us, run).await.map(|accepted| (accepted, true)),
+            Decision::Send => self.send(request, false, slot_us, run).await.map(|accepted| (accepted, false)),
         };
         let result = match result {
             // The window is closed: send the fallback template instead, when there is one.
@@ -613,7 +644,7 @@ where
                 self.note_window_closed(request).await;
                 telemetry::emit(FUNCTION, None, &[("WindowClosedByMeta", 1.0)]);
                 if request.fallback.is_some() {
-                    self.send(request, true, None, stop).await.map(|accepted| (accepted, true))
+                    self.send(request, true, None, run).await.map(|accepted| (accepted, true))
                 } else {
                     Err(GraphFailure::Api { error, http_status })
                 }
@@ -674,7 +705,7 @@ where
                 telemetry::emit(FUNCTION, None, &[("AmbiguousSends", 1.0)]);
                 Verdict::Retry { delay_s: None }
             }
-            Err(GraphFailure::Unreachable(reason)) if reason == STOPPED => {
+            Err(GraphFailure::Unreachable(reason)) if reason == STOPPED || reason == NEAR_DEADLINE => {
                 self.release(&record.key).await;
                 Verdict::Retry { delay_s: None }
             }
@@ -902,7 +933,7 @@ where
         request: &SendRequest,
         use_fallback: bool,
         slot_us: Option<u64>,
-        stop: &AtomicBool,
+        run: &Run,
     ) -> Result<GraphAccepted, GraphFailure> {
         let body = match request.graph_body(use_fallback) {
             Ok(body) => body,
@@ -928,9 +959,10 @@ where
             return Err(GraphFailure::Unreachable(NO_SLOT.into()));
         }
         // Another group of this batch may have stopped the line while this one waited.
-        if stop.load(Ordering::SeqCst) {
+        if run.stop.load(Ordering::SeqCst) {
             return Err(GraphFailure::Unreachable(STOPPED.into()));
         }
+        self.time_left(run)?;
         let first = self.graph.send_message(phone, &token, &body).await;
         match first {
             Err(GraphFailure::Api { ref error, .. })
@@ -941,10 +973,23 @@ where
                 if !self.wait_for_slot(phone).await {
                     return Err(GraphFailure::Unreachable(NO_SLOT.into()));
                 }
+                self.time_left(run)?;
                 self.graph.send_message(phone, &token, &body).await
             }
             other => other,
         }
+    }
+
+    /// A Graph call starts only with time to finish it before the invocation's deadline: its
+    /// timeout, then the outcome recorded, published and marked. Later, Lambda's timeout could kill
+    /// the process mid-call (the message may go twice) or between publishing and marking (the
+    /// outcome may go twice); the record is retried by the next invocation instead.
+    fn time_left(&self, run: &Run) -> Result<(), GraphFailure> {
+        if now_ms().saturating_add(run.reserve_ms) > run.deadline_ms {
+            telemetry::emit(FUNCTION, None, &[("DeadlineDeferrals", 1.0)]);
+            return Err(GraphFailure::Unreachable(NEAR_DEADLINE.into()));
+        }
+        Ok(())
     }
 
     async fn token(&self, phone_number_id: &str, refresh: bool) -> Result<String, GraphFailure> {

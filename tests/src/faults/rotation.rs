@@ -171,6 +171,7 @@ pub async fn run(plan: &Plan) -> Report {
         env.push(("WHATSAPP_SECRET_ID".into(), secret_id.clone()));
         env.push(("GRAPH_API_BASE".into(), sim.base_url()));
         env.push(("SECRET_CACHE_TTL_SECONDS".into(), "1".into()));
+        env.push(("GRAPH_TIMEOUT_MS".into(), "2000".into()));
         let f = Function::new(name, binary(name), env, logs.join(format!("{name}.log")));
         proxy.attach(&f);
         f

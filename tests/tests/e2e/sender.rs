@@ -435,6 +435,33 @@ async fn an_at_most_once_request_ends_unknown_instead_of_sending_twice() {
 }
 
 #[tokio::test]
+async fn no_send_starts_too_close_to_the_deadline() {
+    // Two sends a second: the batch's slots are about 0.5 s apart.
+    let stack = SendStack::new(SimConfig::default()).await;
+    let sender = stack.sender(SenderConfig { default_rate: 2, ..mechanics() });
+    for i in 0..3 {
+        let key = format!("late-{i}");
+        stack.enqueue(&text_request(&format!("1650555520{i}"), "hi", &key), &key).await;
+    }
+    let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
+    assert_eq!(batch.event.records.len(), 3);
+    // 0.9 s to the deadline, 0.5 s reserved: the first slot is early enough, the later ones are not
+    // (a Graph call then could be cut by the timeout). They are retried, their claims released.
+    let response = sender.handle(&batch.event, now_ms() + 900).await;
+    assert_eq!(response.batch_item_failures.len(), 2, "{:?}", response.batch_item_failures);
+    assert_eq!(stack.sim.accepted().len(), 1);
+    assert_eq!(stack.outcomes().await.len(), 1);
+    // The next invocation sends the two others at once (nothing held their claims), each once,
+    // even with a reserve longer than the whole invocation (a Graph timeout set above the
+    // function's), which falls back to half of it.
+    let greedy = stack.sender(SenderConfig { deadline_reserve: Duration::from_secs(60), ..mechanics() });
+    let response = greedy.handle(&batch.event, now_ms() + 20_000).await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    assert_eq!(stack.sim.accepted().len(), 3);
+    assert_eq!(stack.outcomes().await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_redirected_send_is_retried_not_followed_and_sent_once() {
     let stack = SendStack::new(SimConfig::default()).await;
     let sender = stack.sender(mechanics());
