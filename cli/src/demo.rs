@@ -5,6 +5,7 @@
 //!    opens, for both ids;
 //! 3. a free-form reply inside the window, to the phone → accepted; another to the BSUID → accepted;
 //! 4. a free-form message to a user who never wrote → refused (`window_closed`), no Graph call;
+//!    the request's fallback SMS goes out instead (the local stack prints it);
 //! 5. the user writes STOP → opted out of marketing;
 //! 6. a marketing template to them → refused (`opted_out`), no Graph call;
 //! 7. the user sends a document → stored in the local blob store, its digest checked, the event
@@ -83,14 +84,23 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     say(&format!("4. a free-form message to {}, who never wrote", mask(BEN)));
     let calls = simulator.accepted().len();
     let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": BEN, "idempotency_key": key("cold"),
-        "message": {"type": "text", "text": {"body": "Hello there"}}});
+        "message": {"type": "text", "text": {"body": "Hello there"}},
+        "fallback_channels": {"sms": {"to": format!("+{BEN}"), "text": "Hello there (by SMS: WhatsApp could not reach you)"}}});
+    let sms_before = stack.outbox.sent().len();
     enqueue(&stack.queues.outbound, &request)?;
     expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("cold"))).await?, "window_closed")?;
     if simulator.accepted().len() != calls {
         return Err("step 4: a message outside the window reached the Graph API".into());
     }
+    let fallback = wait_for(stack, start, |e| {
+        e["idempotency_key"] == json!(key("cold")) && e["kind"].as_str().is_some_and(|k| k.starts_with("fallback_"))
+    })
+    .await?;
+    if fallback["kind"] != "fallback_sent" || stack.outbox.sent().len() != sms_before + 1 {
+        return Err(format!("step 4: expected one fallback SMS, got {} ({})", fallback["kind"], fallback["reason"]));
+    }
     settle().await;
-    say("   refused: window_closed, no Graph call");
+    say("   refused: window_closed, no Graph call; its fallback SMS went out instead (printed, not sent)");
 
     say(&format!("5. {} writes STOP", mask(ANA)));
     let stop = simulator.user_writes(DEV_PHONE_NUMBER_ID, ANA, "Ana", "STOP").await?;

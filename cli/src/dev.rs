@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use event_processor::Processor;
+use fallback::Fallback;
 use media_fetcher::{FetchConfig, MediaFetcher};
 use sender::{Sender, SenderConfig};
 use serde_json::{Value, json};
@@ -28,6 +29,7 @@ use wa_infra_local::{LocalBlobs, LocalDb, LocalQueue, LocalSecrets, LocalState, 
 use wa_simulator::{SimConfig, Simulator};
 use webhook_ingest::Ingest;
 
+use crate::outbox::Outbox;
 use crate::serve::HttpServer;
 
 /// The development app's id.
@@ -53,6 +55,8 @@ pub const OUTBOUND: &str = "outbound.fifo";
 pub const EVENTS: &str = "events";
 /// The media fetcher's queue.
 pub const MEDIA: &str = "media";
+/// The fallback function's queue (the bus's fallback rule, routed locally).
+pub const FALLBACK: &str = "fallback";
 
 const MAX_BYTES: usize = 1_048_576;
 const VISIBILITY: Duration = Duration::from_secs(10);
@@ -88,6 +92,8 @@ pub struct DevOptions {
     pub webhook_only: bool,
     /// The ingest handler's acceptance window in seconds (`None`: events of any age).
     pub max_event_age_s: Option<u64>,
+    /// Keep fallback SMS and e-mails without printing them (the tests).
+    pub quiet_outbox: bool,
 }
 
 /// The queues of a local database.
@@ -100,6 +106,8 @@ pub struct Queues {
     pub events: LocalQueue,
     /// Media messages waiting for their file to be stored.
     pub media: LocalQueue,
+    /// Undelivered requests for the fallback function (what the bus's fallback rule selects).
+    pub fallback: LocalQueue,
 }
 
 impl Queues {
@@ -111,13 +119,14 @@ impl Queues {
             outbound: LocalQueue::new(db, OUTBOUND, true, 262_144, 10),
             events: LocalQueue::new(db, EVENTS, false, 262_144, 5),
             media: LocalQueue::new(db, MEDIA, false, 262_144, 5),
+            fallback: LocalQueue::new(db, FALLBACK, false, 262_144, 5),
         }
     }
 
     /// Every queue and its DLQ.
     #[must_use]
     pub fn all(&self) -> Vec<LocalQueue> {
-        [&self.inbound, &self.outbound, &self.events, &self.media]
+        [&self.inbound, &self.outbound, &self.events, &self.media, &self.fallback]
             .into_iter()
             .flat_map(|q| [q.clone(), q.dlq()])
             .collect()
@@ -156,6 +165,8 @@ pub struct DevStack {
     pub queues: Queues,
     /// The state.
     pub state: LocalState,
+    /// The fallback SMS and e-mails, printed instead of sent.
+    pub outbox: Outbox,
     server: HttpServer,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -325,9 +336,21 @@ impl DevStack {
             })));
         }
 
+        // The fallback function on its queue, which the bus's fallback rule fills (routed here).
+        let outbox = Outbox::new(options.quiet_outbox);
+        let fallback =
+            Arc::new(Fallback { state: state.clone(), events: queues.events.clone(), notifier: outbox.clone() });
+        if !options.webhook_only {
+            tasks.push(tokio::spawn(route(queues.events.clone(), queues.fallback.clone(), stopped.clone())));
+            tasks.push(tokio::spawn(consume(queues.fallback.clone(), stopped.clone(), move |event, deadline| {
+                let fallback = fallback.clone();
+                async move { fallback.handle(&event, deadline).await }
+            })));
+        }
+
         tasks.push(tokio::spawn(expire(queues.all(), state.clone(), LocalBlobs::new(&db), stopped.clone())));
 
-        Ok(Self { webhook_url, simulator, db, queues, state, server, shutdown, tasks })
+        Ok(Self { webhook_url, simulator, db, queues, state, outbox, server, shutdown, tasks })
     }
 
     /// Stops every loop and the server.
@@ -406,6 +429,35 @@ where
     }
 }
 
+/// The local stand-in for the bus's fallback rule: every event published to the events queue from
+/// now on that [`wa_core::fallback::wants`] is copied to the fallback queue (as EventBridge does,
+/// after the publish, at least once).
+async fn route(events: LocalQueue, fallback: LocalQueue, mut stop: watch::Receiver<bool>) {
+    let mut last = events.last_id().unwrap_or(0);
+    loop {
+        if let Ok(batch) = events.peek(last, 100) {
+            let mut wanted = Vec::new();
+            let mut next = last;
+            for (id, body, _) in batch {
+                next = id;
+                if let Ok(event) = serde_json::from_str::<Value>(&body)
+                    && wa_core::fallback::wants(&wa_core::fanout::fields(&event))
+                {
+                    wanted.push(body);
+                }
+            }
+            match fallback.publish(&wanted).await {
+                Ok(()) => last = next,
+                Err(error) => tracing::error!(%error, "cannot route events to the fallback queue; retrying"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
 /// Deletes messages past their queue's retention period (7 days, DLQs 14, as the template sets
 /// them on SQS), send records, dedupe claims, message statuses and recipients' 131056 runs past
 /// their expiry (DynamoDB's TTL), and claim-checked events and parked bodies past the payload
@@ -471,6 +523,12 @@ pub fn describe(event: &Value) -> String {
                     format!("✗ not sent    to {to}: {status} ({reason})")
                 }
             }
+        }
+        kind @ ("fallback_sent" | "fallback_failed" | "fallback_skipped") => {
+            let channel = event["channel"].as_str().unwrap_or("fallback");
+            let why = event["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+            let done = kind.trim_start_matches("fallback_");
+            format!("✉ fallback    {channel} {done} after {}{why}", text(event, "trigger"))
         }
         "message" => {
             let payload = &event["payload"];

@@ -6,6 +6,7 @@ pub mod dlq;
 pub mod doctor;
 pub mod erase;
 pub mod hold;
+pub mod outbox;
 pub mod produce;
 pub mod replay;
 pub mod serve;

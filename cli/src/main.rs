@@ -416,6 +416,7 @@ fn main() -> ExitCode {
                 messages_per_second,
                 webhook_only,
                 max_event_age_s: wa_core::replay::window_days(max_event_age_days).ok().flatten(),
+                quiet_outbox: false,
             };
             if logs {
                 wa_infra::telemetry::init_logs_to(std::io::stderr);

@@ -128,7 +128,9 @@ fn dev_demo_plays_the_whole_scenario() {
             "accepted; sent, delivered and read came back as signed webhooks",
             "the 24-hour service window is open, under her phone and her business-scoped user id",
             "accepted, by phone and by business-scoped user id",
-            "refused: window_closed, no Graph call",
+            "refused: window_closed, no Graph call; its fallback SMS went out instead (printed, not sent)",
+            "✉ fallback    SMS to …0102 (not sent: local stack)",
+            "✉ fallback    sms sent after window_closed",
             "opted out of marketing",
             "refused: opted_out, no Graph call",
             "its SHA-256 checked against the webhook's",
@@ -141,6 +143,7 @@ fn dev_demo_plays_the_whole_scenario() {
         }
         // The console masks numbers and never shows message text.
         assert!(!stdout.contains("16505550101") && !stdout.contains("Is my order ready"), "{stdout}");
+        assert!(!stdout.contains("16505550102") && !stdout.contains("WhatsApp could not reach you"), "{stdout}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

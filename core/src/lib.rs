@@ -5,6 +5,8 @@
 pub mod apps;
 pub mod conversation;
 pub mod event;
+pub mod fallback;
+pub mod fanout;
 pub mod graph_error;
 pub mod hold;
 pub mod identity;

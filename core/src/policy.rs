@@ -4,7 +4,7 @@
 
 use crate::conversation::ConversationFacts;
 use crate::outcome::OutcomeStatus;
-use crate::send::{Category, Delivery, SendRequest};
+use crate::send::{Delivery, SendRequest};
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +88,7 @@ pub fn template_needed<'a>(request: &'a SendRequest, facts: &ConversationFacts) 
 ///    one; else refused as `window_closed`.
 #[must_use]
 pub fn decide(request: &SendRequest, facts: &ConversationFacts, learned_category: Option<&str>, now: i64) -> Decision {
-    let marketing = match request.category {
-        Some(category) => category == Category::Marketing,
-        None => message_type(request) == Some("template") && learned_category == Some("marketing"),
-    };
+    let marketing = crate::fallback::is_marketing(request, learned_category);
     if facts.marketing_opt_out && marketing {
         return Decision::Refuse(OutcomeStatus::OptedOut, OPTED_OUT);
     }
@@ -110,6 +107,7 @@ pub fn decide(request: &SendRequest, facts: &ConversationFacts, learned_category
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::send::Category;
     use serde_json::json;
 
     #[test]

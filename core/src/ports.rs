@@ -351,14 +351,19 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
     /// Records the outcome (unpublished); the record lives until `expires_at_s`. `wamid`, when
-    /// Meta accepted the message, links the message back to this record.
+    /// Meta accepted the message, links the message back to this record; `request`, the request
+    /// itself (JSON), is kept with it when the fallback function may need it.
     fn complete(
         &self,
         key: &str,
         outcome: &str,
         wamid: Option<&str>,
+        request: Option<&str>,
         expires_at_s: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The request kept with a completed record (`None`: no record, or none kept).
+    fn stored_request(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Marks the outcome published.
     fn mark_published(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -673,4 +678,28 @@ pub trait SecretVault: Send + Sync {
 
     /// Asks Secrets Manager to rotate now (it invokes the rotation function).
     fn start_rotation(&self, secret_id: &str) -> impl Future<Output = Result<(), VaultError>> + Send;
+}
+
+/// Why a fallback SMS or e-mail was not sent.
+#[derive(Debug, Clone, Error)]
+pub enum NotifyError {
+    /// The provider refused this message (an invalid number or address, an unverified sender,
+    /// a recipient who opted out of SMS): a retry fails the same way.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Nothing was sent (throttling, the provider unreachable): retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The provider may have sent it (a timeout or server error after the request went out).
+    #[error("ambiguous: {0}")]
+    Ambiguous(String),
+}
+
+/// Sends fallback SMS and e-mails; `Ok` is the provider's message id.
+pub trait Notifier: Send + Sync {
+    /// Sends one SMS.
+    fn send_sms(&self, sms: &crate::fallback::Sms) -> impl Future<Output = Result<String, NotifyError>> + Send;
+
+    /// Sends one e-mail.
+    fn send_email(&self, email: &crate::fallback::Email) -> impl Future<Output = Result<String, NotifyError>> + Send;
 }

@@ -71,6 +71,10 @@ pub struct SendRequest {
     /// it): retry (the default, which may send twice) or end with an `unknown` outcome.
     #[serde(default, skip_serializing_if = "Delivery::is_default")]
     pub delivery: Delivery,
+    /// An SMS and/or an e-mail to send when WhatsApp cannot deliver the message (a failed or
+    /// refused outcome, or a delivery failure after Meta accepted it): [`crate::fallback`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_channels: Option<crate::fallback::FallbackChannels>,
 }
 
 /// A request's delivery guarantee.
@@ -195,6 +199,9 @@ impl SendRequest {
                     return Err(violation("fallback.type", "the fallback must be a template message"));
                 }
             }
+        }
+        if let Some(channels) = &self.fallback_channels {
+            channels.validate()?;
         }
         Ok(kind)
     }
@@ -469,6 +476,7 @@ mod tests {
             fallback: None,
             category: None,
             delivery: Delivery::default(),
+            fallback_channels: None,
         }
     }
 
@@ -617,6 +625,7 @@ mod tests {
                 fallback: None,
                 category: None,
                 delivery: Delivery::default(),
+                fallback_channels: None,
             };
             request.validate().unwrap_or_else(|v| panic!("{}: {v}", path.display()));
             let mut expected = example.clone();

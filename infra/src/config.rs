@@ -35,6 +35,26 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.0)(name).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing { name, hint })
     }
 
+    /// An optional variable (`None` when unset or blank).
+    #[must_use]
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    /// The events' destination: the bus (`EVENT_BUS_NAME`) or the events queue
+    /// (`EVENTS_QUEUE_URL`); an error when neither is set.
+    pub fn events(&self) -> Result<(Option<String>, Option<String>), ConfigError> {
+        let bus = self.optional(crate::eventbridge::EVENT_BUS_NAME);
+        let queue = self.optional(EVENTS_QUEUE_URL);
+        if bus.is_none() && queue.is_none() {
+            return Err(ConfigError::Missing {
+                name: EVENTS_QUEUE_URL,
+                hint: "the events SQS queue's URL, or EVENT_BUS_NAME: the pipeline's EventBridge bus",
+            });
+        }
+        Ok((bus, queue))
+    }
+
     /// An optional number with a default and an inclusive range.
     pub fn number(&self, name: &'static str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
         match (self.0)(name).filter(|v| !v.trim().is_empty()) {
@@ -285,8 +305,10 @@ pub struct SenderEnv {
     pub apps: AppsConfig,
     /// See [`STATE_TABLE`].
     pub state_table: String,
-    /// See [`EVENTS_QUEUE_URL`].
-    pub events_queue_url: String,
+    /// See [`EVENTS_QUEUE_URL`] (unused when the bus is set).
+    pub events_queue_url: Option<String>,
+    /// `EVENT_BUS_NAME`: the pipeline's EventBridge bus, where events for consumers go.
+    pub event_bus_name: Option<String>,
     /// See [`OUTBOUND_QUEUE_URL`].
     pub outbound_queue_url: String,
     /// See [`GRAPH_API_BASE`].
@@ -321,8 +343,10 @@ pub struct MediaEnv {
     pub verify: VerifyConfig,
     /// See [`STATE_TABLE`].
     pub state_table: String,
-    /// See [`EVENTS_QUEUE_URL`].
-    pub events_queue_url: String,
+    /// See [`EVENTS_QUEUE_URL`] (unused when the bus is set).
+    pub events_queue_url: Option<String>,
+    /// `EVENT_BUS_NAME`: the pipeline's EventBridge bus, where events for consumers go.
+    pub event_bus_name: Option<String>,
     /// See [`PAYLOAD_BUCKET`].
     pub payload_bucket: String,
     /// See [`GRAPH_API_BASE`].
@@ -339,7 +363,8 @@ impl MediaEnv {
         Ok(Self {
             verify: VerifyConfig::from_env(env)?,
             state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
-            events_queue_url: env.required(EVENTS_QUEUE_URL, "the URL of the events SQS queue")?,
+            events_queue_url: env.events()?.1,
+            event_bus_name: env.events()?.0,
             payload_bucket: env.required(PAYLOAD_BUCKET, "the S3 bucket media is stored in")?,
             graph_api_base: (env.0)(GRAPH_API_BASE)
                 .filter(|v| !v.trim().is_empty())
@@ -377,7 +402,8 @@ impl SenderEnv {
             secret_ttl_seconds: verify.secret_ttl_seconds,
             apps: verify.apps,
             state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
-            events_queue_url: env.required(EVENTS_QUEUE_URL, "the URL of the events SQS queue (outcomes)")?,
+            events_queue_url: env.events()?.1,
+            event_bus_name: env.events()?.0,
             outbound_queue_url: env.required(OUTBOUND_QUEUE_URL, "the URL of the outbound FIFO queue")?,
             graph_api_base: (env.0)(GRAPH_API_BASE)
                 .filter(|v| !v.trim().is_empty())

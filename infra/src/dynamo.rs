@@ -3,7 +3,7 @@
 //!
 //! | pk | sk | attributes | purpose |
 //! |---|---|---|---|
-//! | `SEND#<idempotency key>` | `SEND` | `state` (INPROGRESS, COMPLETED), `in_progress_until` (ms), `outcome` (JSON), `wamid`, `published`, `expires_at` | never send twice; the sparse index `by_wamid` leads from a message to its send request |
+//! | `SEND#<idempotency key>` | `SEND` | `state` (INPROGRESS, COMPLETED), `in_progress_until` (ms), `outcome` (JSON), `wamid`, `published`, `expires_at`, `request` (the request, when it has fallback channels) | never send twice; the sparse index `by_wamid` leads from a message to its send request |
 //! | `RATE#<phone_number_id>` | `RATE` | `tat_us` | per-number send slots shared by all senders |
 //! | `MEDIAID#<phone_number_id>#<object digest>` | `MEDIAID` | `media_id`, `upload_until` (ms), `expires_at` | an uploaded file's media id (25 days), shared by all senders |
 //! | `HOLD#<phone_number_id>` | `HOLD` | `code`, `since_ms`, `until_ms`, `strikes`, `probe_until` | a number held after an account-level error ([`wa_core::hold`]) |
@@ -766,24 +766,41 @@ impl IdempotencyStore for StateTable {
         key_text: &str,
         outcome: &str,
         wamid: Option<&str>,
+        request: Option<&str>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
-        let set = "SET #state = :completed, outcome = :outcome, published = :false, expires_at = :expires";
+        let mut set =
+            "SET #state = :completed, outcome = :outcome, published = :false, expires_at = :expires".to_owned();
+        let mut values = HashMap::from([
+            (":completed".to_owned(), s(COMPLETED)),
+            (":outcome".to_owned(), s(outcome)),
+            (":false".to_owned(), AttributeValue::Bool(false)),
+            (":expires".to_owned(), n(expires_at_s)),
+        ]);
+        if let Some(wamid) = wamid {
+            set.push_str(", wamid = :wamid");
+            values.insert(":wamid".to_owned(), s(wamid));
+        }
+        if let Some(request) = request {
+            set.push_str(", request = :request");
+            values.insert(":request".to_owned(), s(request));
+        }
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(Self::send_pk(key_text), "SEND")))
-            .update_expression(if wamid.is_some() { format!("{set}, wamid = :wamid") } else { set.to_owned() })
-            .set_expression_attribute_values(wamid.map(|w| HashMap::from([(":wamid".to_owned(), s(w))])))
+            .update_expression(set)
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":completed", s(COMPLETED))
-            .expression_attribute_values(":outcome", s(outcome))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":expires", n(expires_at_s))
+            .set_expression_attribute_values(Some(values))
             .send()
             .await
             .map(|_| ())
             .map_err(|e| store_error(&e))
+    }
+
+    async fn stored_request(&self, key_text: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get(Self::send_pk(key_text), "SEND").await?;
+        Ok(item.and_then(|item| item.get("request").and_then(|v| v.as_s().ok()).cloned()))
     }
 
     async fn mark_published(&self, key_text: &str) -> Result<(), StoreError> {

@@ -4,6 +4,8 @@
 pub mod aws;
 pub mod config;
 pub mod dynamo;
+pub mod eventbridge;
+pub mod fallback;
 pub mod graph;
 pub mod media;
 pub mod meta_admin;

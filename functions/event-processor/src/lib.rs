@@ -227,7 +227,7 @@ where
         }
         let stored = stored.to_string();
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
-        if let Err(error) = self.dedupe.complete(&key, &stored, None, expires).await {
+        if let Err(error) = self.dedupe.complete(&key, &stored, None, None, expires).await {
             tracing::warn!(%error, "cannot record the processed event; retrying");
             return false;
         }

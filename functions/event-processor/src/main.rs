@@ -6,6 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use wa_core::conversation::OptOutKeywords;
 use wa_infra::config::{Env, process_env};
 use wa_infra::dynamo::StateTable;
+use wa_infra::eventbridge::Events;
 use wa_infra::s3::S3Blobs;
 use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
 use wa_infra::{aws, telemetry};
@@ -15,7 +16,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init_logs();
     let env: Env<fn(&str) -> Option<String>> = process_env();
     let table = env.required("STATE_TABLE", "the DynamoDB state table")?;
-    let events = env.required("EVENTS_QUEUE_URL", "the URL of the events SQS queue")?;
+    let (bus, events) = env.events()?;
     let bucket = env.required("PAYLOAD_BUCKET", "the S3 bucket of claim-checked events")?;
     let keywords = match (std::env::var("OPT_OUT_KEYWORDS"), std::env::var("OPT_IN_KEYWORDS")) {
         (Ok(stop), Ok(start)) => OptOutKeywords::from_lists(&stop, &start),
@@ -28,8 +29,8 @@ async fn main() -> Result<(), Error> {
     let processor = Processor {
         dedupe: state.clone(),
         state,
-        events: SqsQueue::new(&sqs, events, DEFAULT_MAX_MESSAGE_BYTES),
-        media: media.map(|url| SqsQueue::new(&sqs, url, DEFAULT_MAX_MESSAGE_BYTES)),
+        events: Events::new(&sdk, &sqs, bus.as_deref(), events.as_deref())?,
+        media: media.map(|url| Events::Queue(SqsQueue::new(&sqs, url, DEFAULT_MAX_MESSAGE_BYTES))),
         blobs: S3Blobs::new(aws::s3_client(&sdk), bucket),
         keywords,
     };

@@ -170,7 +170,7 @@ where
             }
         };
         let Ok(stored) = serde_json::to_string(&reference) else { return false };
-        if let Err(error) = self.dedupe.complete(&key, &stored, None, now_ms() / 1000 + DEDUPE_SECONDS).await {
+        if let Err(error) = self.dedupe.complete(&key, &stored, None, None, now_ms() / 1000 + DEDUPE_SECONDS).await {
             tracing::warn!(%error, "cannot record the stored media; retrying");
             return false;
         }

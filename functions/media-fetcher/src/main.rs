@@ -7,9 +7,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use media_fetcher::{FetchConfig, MediaFetcher};
 use wa_infra::config::{MediaEnv, process_env};
 use wa_infra::dynamo::StateTable;
+use wa_infra::eventbridge::Events;
 use wa_infra::media::GraphMedia;
 use wa_infra::s3::S3Blobs;
-use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
+use wa_infra::sqs::Sqs;
 use wa_infra::{aws, secrets, telemetry};
 
 #[tokio::main(flavor = "current_thread")]
@@ -20,7 +21,7 @@ async fn main() -> Result<(), Error> {
     let fetcher = MediaFetcher {
         graph: GraphMedia::new(&env.graph_api_base, &env.graph_api_version, Duration::from_secs(30))?,
         store: S3Blobs::new(aws::s3_client(&sdk), env.payload_bucket),
-        events: SqsQueue::new(&Sqs::new(&sdk)?, env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
+        events: Events::new(&sdk, &Sqs::new(&sdk)?, env.event_bus_name.as_deref(), env.events_queue_url.as_deref())?,
         secrets: secrets::apps(&sdk, env.verify.secret_id, &env.verify.apps, env.verify.secret_ttl_seconds),
         dedupe: StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), env.state_table),
         config: FetchConfig { max_receives: env.max_receives, ..FetchConfig::default() },

@@ -544,7 +544,7 @@ where
                     telemetry::emit(FUNCTION, None, &[("UnknownOutcomes", 1.0)]);
                     let mut outcome = base.unknown(policy::UNKNOWN_INTERRUPTED);
                     outcome.at = now_ms();
-                    return self.finish(&record.key, &outcome).await;
+                    return self.finish(record, &outcome).await;
                 }
                 tracing::warn!("taking over an earlier attempt that stopped while sending; it may have been sent");
             }
@@ -575,7 +575,7 @@ where
             telemetry::emit(FUNCTION, Some(("Class", "permanent")), &[("SendFailures", 1.0)]);
             let mut outcome = base.failed(None, ErrorClass::Permanent, reason);
             outcome.at = now_ms();
-            return self.finish(&record.key, &outcome).await;
+            return self.finish(record, &outcome).await;
         };
 
         let (decision, person) = match self.decide(request).await {
@@ -595,7 +595,7 @@ where
                     telemetry::emit(FUNCTION, Some(("Refusal", "template")), &[("Refused", 1.0)]);
                     let mut outcome = base.failed(None, ErrorClass::Permanent, reason);
                     outcome.at = now_ms();
-                    return self.finish(&record.key, &outcome).await;
+                    return self.finish(record, &outcome).await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the template registry; retrying later");
@@ -617,7 +617,7 @@ where
                 telemetry::emit(FUNCTION, Some(("Class", "permanent")), &[("SendFailures", 1.0)]);
                 let mut outcome = base.failed(code, ErrorClass::Permanent, reason);
                 outcome.at = now_ms();
-                return self.finish(&record.key, &outcome).await;
+                return self.finish(record, &outcome).await;
             }
             MediaReady::Later { delay_s, reason } => {
                 tracing::warn!(%reason, "the request's media is not ready; retrying later");
@@ -631,7 +631,7 @@ where
                 telemetry::emit(FUNCTION, Some(("Refusal", reason)), &[("Refused", 1.0)]);
                 let mut outcome = base.refused(status, reason);
                 outcome.at = now_ms();
-                return self.finish(&record.key, &outcome).await;
+                return self.finish(record, &outcome).await;
             }
             Decision::SendFallback => self.send(request, true, slot_us, run).await.map(|accepted| (accepted, true)),
             Decision::Send => self.send(request, false, slot_us, run).await.map(|accepted| (accepted, false)),
@@ -658,7 +658,7 @@ where
                 let mut outcome = base.accepted(accepted.wamid, accepted.message_status);
                 outcome.used_fallback = used_fallback;
                 outcome.at = now_ms();
-                self.finish(&record.key, &outcome).await
+                self.finish(record, &outcome).await
             }
             Err(GraphFailure::Api { error, http_status }) => {
                 let class = graph_error::classify(error.code);
@@ -669,7 +669,7 @@ where
                         self.note_template_error(request, error.code).await;
                         let mut outcome = base.failed(Some(error.code), class, error.message.clone());
                         outcome.at = now_ms();
-                        self.finish(&record.key, &outcome).await
+                        self.finish(record, &outcome).await
                     }
                     ErrorClass::Retryable => {
                         self.release(&record.key).await;
@@ -696,7 +696,7 @@ where
                 telemetry::emit(FUNCTION, None, &[("AmbiguousSends", 1.0), ("UnknownOutcomes", 1.0)]);
                 let mut outcome = base.unknown(policy::UNKNOWN_AMBIGUOUS);
                 outcome.at = now_ms();
-                self.finish(&record.key, &outcome).await
+                self.finish(record, &outcome).await
             }
             Err(GraphFailure::Ambiguous(reason)) => {
                 // The message may have been accepted: keep the claim until it expires, so that a
@@ -1029,8 +1029,15 @@ where
         }
     }
 
-    /// Records the outcome, publishes it, marks it published.
-    async fn finish(&self, key: &str, outcome: &SendOutcome) -> Verdict {
+    /// Records the outcome (with the request, when it has fallback channels: the fallback function
+    /// reads them from the record), publishes it, marks it published.
+    async fn finish(&self, record: &Prepared<'_>, outcome: &SendOutcome) -> Verdict {
+        let key = record.key.as_str();
+        let request = record
+            .request
+            .as_ref()
+            .filter(|r| r.fallback_channels.is_some() && record.violation.is_none())
+            .and_then(|r| serde_json::to_string(r).ok());
         let text = match serde_json::to_string(outcome) {
             Ok(text) => text,
             Err(error) => {
@@ -1040,7 +1047,7 @@ where
         let expires = now_ms() / 1000 + self.config.record_ttl.as_secs();
         let mut recorded = false;
         for attempt in 0..3u64 {
-            match self.idempotency.complete(key, &text, outcome.wamid.as_deref(), expires).await {
+            match self.idempotency.complete(key, &text, outcome.wamid.as_deref(), request.as_deref(), expires).await {
                 Ok(()) => {
                     recorded = true;
                     break;

@@ -7,6 +7,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use sender::{Sender, SenderConfig};
 use wa_infra::config::{SenderEnv, process_env};
 use wa_infra::dynamo::StateTable;
+use wa_infra::eventbridge::Events;
 use wa_infra::graph::GraphClient;
 use wa_infra::s3::S3Objects;
 use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
@@ -28,8 +29,8 @@ async fn main() -> Result<(), Error> {
         idempotency: table.clone(),
         throttle: table.clone(),
         conversations: table,
-        events: SqsQueue::new(&sqs, env.events_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
-        redelivery: SqsQueue::new(&sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES),
+        events: Events::new(&sdk, &sqs, env.event_bus_name.as_deref(), env.events_queue_url.as_deref())?,
+        redelivery: Events::Queue(SqsQueue::new(&sqs, env.outbound_queue_url, DEFAULT_MAX_MESSAGE_BYTES)),
         secrets: secrets::apps(&sdk, env.secret_id, &env.apps, env.secret_ttl_seconds),
         objects: S3Objects::new(aws::s3_client(&sdk)),
         config: SenderConfig {

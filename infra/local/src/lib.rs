@@ -161,6 +161,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if !has_column("statuses", "pricing_model")? {
         tx.execute_batch("ALTER TABLE statuses ADD COLUMN pricing_model TEXT")?;
     }
+    if !has_column("sends", "request")? {
+        tx.execute_batch("ALTER TABLE sends ADD COLUMN request TEXT")?;
+    }
     let now_s = now_ms() / 1000;
     tx.execute("UPDATE statuses SET expires_at = ?1 WHERE expires_at IS NULL", [now_s + state::STATUS_TTL_S])?;
     tx.execute("UPDATE blobs SET put_at = ?1 WHERE put_at IS NULL", [now_s])?;

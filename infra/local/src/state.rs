@@ -362,8 +362,8 @@ impl IdempotencyStore for LocalState {
         };
         if free {
             conn.exec(
-                "INSERT OR REPLACE INTO sends(key, state, in_progress_until, outcome, wamid, published, expires_at)
-                 VALUES (?1, ?2, ?3, NULL, NULL, 0, ?4)",
+                "INSERT OR REPLACE INTO sends(key, state, in_progress_until, outcome, wamid, published, expires_at, request)
+                 VALUES (?1, ?2, ?3, NULL, NULL, 0, ?4, NULL)",
                 params![key, IN_PROGRESS, until, secs(now) + 86_400],
             )
             .map_err(|e| db_error(&e))?;
@@ -385,15 +385,26 @@ impl IdempotencyStore for LocalState {
         key: &str,
         outcome: &str,
         wamid: Option<&str>,
+        request: Option<&str>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
         self.db
             .lock()
             .exec(
-                "UPDATE sends SET state = ?1, outcome = ?2, wamid = ?3, published = 0, expires_at = ?4 WHERE key = ?5",
-                params![COMPLETED, outcome, wamid, i64::try_from(expires_at_s).unwrap_or(i64::MAX), key],
+                "UPDATE sends SET state = ?1, outcome = ?2, wamid = ?3, published = 0, expires_at = ?4, request = ?5
+                 WHERE key = ?6",
+                params![COMPLETED, outcome, wamid, i64::try_from(expires_at_s).unwrap_or(i64::MAX), request, key],
             )
             .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn stored_request(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.db
+            .lock()
+            .row("SELECT request FROM sends WHERE key = ?1", params![key], |row| row.get::<_, Option<String>>(0))
+            .optional()
+            .map(Option::flatten)
             .map_err(|e| db_error(&e))
     }
 
@@ -978,7 +989,7 @@ mod tests {
         let now = 1_000_000_000_000;
         assert_eq!(state.claim("k", now, now + 30_000).await.unwrap(), Claim::Acquired);
         assert_eq!(state.claim("k", now + 1, now + 30_000).await.unwrap(), Claim::InProgress);
-        state.complete("k", "{}", Some("wamid.1"), 4_000_000_000).await.unwrap();
+        state.complete("k", "{}", Some("wamid.1"), None, 4_000_000_000).await.unwrap();
         assert!(matches!(state.claim("k", now + 2, now + 30_000).await.unwrap(), Claim::Completed { .. }));
         let read = StatusUpdate {
             wamid: "wamid.1",
@@ -1007,10 +1018,10 @@ mod tests {
         for i in 0..1_203 {
             let key = format!("old-{i}");
             assert_eq!(state.claim(&key, now, now + 30_000).await.unwrap(), Claim::Acquired);
-            state.complete(&key, "{}", None, now / 1000 + 10).await.unwrap();
+            state.complete(&key, "{}", None, None, now / 1000 + 10).await.unwrap();
         }
         assert_eq!(state.claim("kept", now, now + 30_000).await.unwrap(), Claim::Acquired);
-        state.complete("kept", "{}", None, now / 1000 + 90_000).await.unwrap();
+        state.complete("kept", "{}", None, None, now / 1000 + 90_000).await.unwrap();
         assert_eq!(state.expire(now / 1000 + 9).unwrap(), 0, "none expired yet");
         assert_eq!(state.expire(now / 1000 + 11).unwrap(), 1_203);
         assert!(matches!(state.claim("kept", now + 1, now + 30_000).await.unwrap(), Claim::Completed { .. }));

@@ -223,7 +223,7 @@ pub async fn run(plan: &Plan) -> Report {
                         .expect("put the new token");
                     *lock(&token_episode) = Some(Instant::now());
                 }
-                let entries = chunk
+                let entries: Vec<_> = chunk
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
@@ -236,13 +236,21 @@ pub async fn run(plan: &Plan) -> Report {
                             .expect("an entry")
                     })
                     .collect();
-                let out = sqs
-                    .send_message_batch()
-                    .queue_url(&outbound)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .expect("enqueue requests");
+                // The FIFO queue's deduplication ids make a repeated batch harmless: a busy moto
+                // that times out is asked again.
+                let mut attempt = 0;
+                let out = loop {
+                    match sqs.send_message_batch().queue_url(&outbound).set_entries(Some(entries.clone())).send().await
+                    {
+                        Ok(out) => break out,
+                        Err(error) if attempt < 20 => {
+                            attempt += 1;
+                            eprintln!("enqueue requests failed ({error:?}); again in 1 s");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(error) => panic!("enqueue requests: {error:?}"),
+                    }
+                };
                 assert!(out.failed.is_empty(), "moto refused requests: {:?}", out.failed);
                 produced.fetch_add(chunk.len() as u64, Ordering::SeqCst);
             }

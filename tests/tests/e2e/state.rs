@@ -25,7 +25,7 @@ async fn claims_dedupe_sequential_concurrent_and_late_duplicates_and_honour_ttl_
     let now_ms = start_s * 1000;
     let key = "event:wamid.A";
     assert_eq!(table.claim(key, now_ms, now_ms + 30_000).await.unwrap(), Claim::Acquired);
-    table.complete(key, "{}", None, start_s + 14 * 86_400).await.unwrap();
+    table.complete(key, "{}", None, None, start_s + 14 * 86_400).await.unwrap();
     table.mark_published(key).await.unwrap();
     let later = now_ms + 6 * 86_400 * 1000;
     assert!(
