@@ -80,14 +80,18 @@ pub fn fields(event: &Value) -> Fields {
             text(at("/status")),
             text(at("/pricing/category")).or_else(|| text(at("/conversation/origin/type"))),
             None,
-            text(at("/biz_opaque_callback_data")),
+            at("/biz_opaque_callback_data").and_then(Value::as_str),
         ),
         Some("message") => (None, None, text(at("/type")), None),
-        Some("delivery_failure") => (Some("failed".to_owned()), None, None, text(event.get("callback_data"))),
-        Some(_) => (text(event.get("status")), None, None, text(event.get("callback_data"))),
+        Some("delivery_failure") => {
+            (Some("failed".to_owned()), None, None, event.get("callback_data").and_then(Value::as_str))
+        }
+        Some(_) => (text(event.get("status")), None, None, event.get("callback_data").and_then(Value::as_str)),
         None => (None, None, None, None),
     };
-    let tags: Option<Value> = callback.as_deref().and_then(|c| serde_json::from_str(c).ok());
+    // Callback data is at most 512 characters (Meta's limit); only an object's fields are kept.
+    let tags: Option<Value> =
+        callback.filter(|c| c.starts_with('{') && c.len() <= 2048).and_then(|c| serde_json::from_str(c).ok());
     let tag = |name: &str| text(tags.as_ref().and_then(|t| t.get(name)));
     Fields {
         phone_number_id: text(event.get("phone_number_id")),

@@ -301,15 +301,25 @@ mod tests {
 
     #[test]
     fn a_body_at_the_advertised_limit_fits_one_entry() {
-        let filler = MAX_REQUEST_BYTES - ENVELOPE_BYTES - 200;
-        let body = format!(
-            "{{\"kind\":\"status\",\"phone_number_id\":\"{}\",\"payload\":{{\"status\":\"{}\",\"biz_opaque_callback_data\":\"{}\"}},\"x\":\"{}\"}}",
-            "1".repeat(fanout::MAX_FIELD),
-            "s".repeat(fanout::MAX_FIELD),
-            "c".repeat(512),
-            "x".repeat(filler),
-        );
-        assert!(body.len() <= MAX_REQUEST_BYTES - ENVELOPE_BYTES);
-        assert!(fanout::entry(&body).size() <= MAX_REQUEST_BYTES);
+        let body = |filler: usize| {
+            format!(
+                "{{\"kind\":\"status\",\"phone_number_id\":\"{}\",\"payload\":{{\"status\":\"{}\",\"pricing\":{{\"category\":\"{}\"}},\"biz_opaque_callback_data\":{}}},\"x\":\"{}\"}}",
+                "1".repeat(fanout::MAX_FIELD),
+                "s".repeat(fanout::MAX_FIELD),
+                "c".repeat(fanout::MAX_FIELD),
+                serde_json::Value::from(format!(
+                    "{{\"campaign\":\"{}\",\"variant\":\"{}\"}}",
+                    "a".repeat(200),
+                    "b".repeat(200)
+                )),
+                "x".repeat(filler),
+            )
+        };
+        let limit = MAX_REQUEST_BYTES - ENVELOPE_BYTES;
+        let largest = body(limit - body(0).len());
+        assert_eq!(largest.len(), limit);
+        let entry = fanout::entry(&largest);
+        assert!(entry.size() <= MAX_REQUEST_BYTES, "{} > {MAX_REQUEST_BYTES}", entry.size());
+        assert!(entry.detail.contains("\"campaign\":\"aaa"), "every field lifted");
     }
 }
