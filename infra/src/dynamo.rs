@@ -781,16 +781,19 @@ impl IdempotencyStore for StateTable {
             set.push_str(", wamid = :wamid");
             values.insert(":wamid".to_owned(), s(wamid));
         }
+        let mut names = HashMap::from([("#state".to_owned(), "state".to_owned())]);
         if let Some(request) = request {
-            set.push_str(", request = :request");
+            // `request` is one of DynamoDB's reserved words.
+            set.push_str(", #request = :request");
             values.insert(":request".to_owned(), s(request));
+            names.insert("#request".to_owned(), "request".to_owned());
         }
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(Self::send_pk(key_text), "SEND")))
             .update_expression(set)
-            .expression_attribute_names("#state", "state")
+            .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .send()
             .await

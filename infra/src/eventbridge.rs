@@ -219,6 +219,7 @@ impl EventQueue for EventBus {
 /// stack deploys: the events queue is one of its targets), or the events queue directly (a stack
 /// without a bus, and the local stack).
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "built once per process; never moved on a hot path")]
 pub enum Events {
     /// The bus.
     Bus(EventBus),

@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod faults;
 pub mod logs;
+pub mod recorder;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use sender::{Sender, SenderConfig};
 use serde_json::{Value, json};
 use wa_infra::dynamo::StateTable;
+use wa_infra::eventbridge::{EventBus, Events};
 use wa_infra::graph::GraphClient;
 use wa_infra::s3::S3Objects;
 use wa_infra::secrets::{CachePolicy, CachedSecrets, SecretsManagerFetch};
@@ -18,7 +19,7 @@ use wa_simulator::{SimConfig, Simulator};
 pub const PHONE: &str = "106540352242922";
 
 pub type TestSender =
-    Sender<GraphClient, StateTable, StateTable, SqsQueue, CachedSecrets<SecretsManagerFetch>, S3Objects>;
+    Sender<GraphClient, StateTable, StateTable, Events, CachedSecrets<SecretsManagerFetch>, S3Objects>;
 
 /// The sender's configuration for tests about sending mechanics (idempotency, errors, pacing),
 /// whose recipients never wrote to us: the conversation rules (tested on their own) are off.
@@ -50,6 +51,8 @@ pub struct SendStack {
     pub table: String,
     pub secret_id: String,
     pub sim: Simulator,
+    /// The bus senders publish to (`None`: the events queue directly).
+    pub bus: Option<String>,
 }
 
 pub fn secret(access_token: &str) -> String {
@@ -73,6 +76,7 @@ impl SendStack {
             secret_id: create_secret(&aws, &secret(&token), None, None).await,
             sim: Simulator::start("127.0.0.1:0", sim).await.expect("simulator"),
             aws,
+            bus: None,
         }
     }
 
@@ -90,7 +94,7 @@ impl SendStack {
         &self,
         graph: G,
         config: SenderConfig,
-    ) -> Sender<G, StateTable, StateTable, SqsQueue, CachedSecrets<SecretsManagerFetch>, S3Objects> {
+    ) -> Sender<G, StateTable, StateTable, Events, CachedSecrets<SecretsManagerFetch>, S3Objects> {
         self.sender_parts(graph, self.secrets(), self.table(), config)
     }
 
@@ -99,7 +103,7 @@ impl SendStack {
         &self,
         throttle: T,
         config: SenderConfig,
-    ) -> Sender<GraphClient, StateTable, T, SqsQueue, CachedSecrets<SecretsManagerFetch>, S3Objects> {
+    ) -> Sender<GraphClient, StateTable, T, Events, CachedSecrets<SecretsManagerFetch>, S3Objects> {
         self.sender_parts(self.graph(), self.secrets(), throttle, config)
     }
 
@@ -109,7 +113,7 @@ impl SendStack {
         graph: G,
         secrets: R,
         config: SenderConfig,
-    ) -> Sender<G, StateTable, StateTable, SqsQueue, R, S3Objects> {
+    ) -> Sender<G, StateTable, StateTable, Events, R, S3Objects> {
         self.sender_parts(graph, secrets, self.table(), config)
     }
 
@@ -126,15 +130,18 @@ impl SendStack {
         secrets: R,
         throttle: T,
         config: SenderConfig,
-    ) -> Sender<G, StateTable, T, SqsQueue, R, S3Objects> {
+    ) -> Sender<G, StateTable, T, Events, R, S3Objects> {
         let table = self.table();
         Sender {
             graph,
             idempotency: table.clone(),
             throttle,
             conversations: table,
-            events: SqsQueue::new(&self.queues, self.events.clone(), 262_144),
-            redelivery: SqsQueue::new(&self.queues, self.outbound.clone(), 262_144),
+            events: match &self.bus {
+                Some(bus) => Events::Bus(EventBus::new(&self.aws, bus.clone())),
+                None => Events::Queue(SqsQueue::new(&self.queues, self.events.clone(), 262_144)),
+            },
+            redelivery: Events::Queue(SqsQueue::new(&self.queues, self.outbound.clone(), 262_144)),
             secrets,
             config,
             lead: sender::SlotLead::default(),
