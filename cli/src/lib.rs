@@ -1,5 +1,6 @@
 //! The `wa` command's operations, as functions the binary and the tests call.
 
+pub mod campaign;
 pub mod demo;
 pub mod dev;
 pub mod dlq;

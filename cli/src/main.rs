@@ -227,6 +227,11 @@ enum Command {
         #[command(subcommand)]
         action: TemplatesAction,
     },
+    /// Bulk template sends with A/B variants, and their funnel.
+    Campaign {
+        #[command(subcommand)]
+        action: CampaignAction,
+    },
     /// Print the X-Hub-Signature-256 header for a payload file (exact bytes, HMAC-SHA256).
     Sign {
         /// The payload file.
@@ -312,6 +317,76 @@ enum TemplatesAction {
         #[command(flatten)]
         api: TemplateApiArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum CampaignAction {
+    /// Queue one template request per audience row (re-running sends nobody twice).
+    Send {
+        /// The campaign id (A-Z a-z 0-9 _ - ., up to 64): it keys every request.
+        #[arg(long)]
+        id: String,
+        /// The audience: CSV with a `to` column (phone number or BSUID), optionally `language`,
+        /// and the template's body parameters (`1`, `2`, … positional; other names named).
+        #[arg(long)]
+        audience: std::path::PathBuf,
+        /// A variant: name=template:share (repeat: --variant a=reminder_v1:50 --variant b=reminder_v2:50).
+        #[arg(long = "variant", required = true)]
+        variants: Vec<String>,
+        /// The language of rows without one.
+        #[arg(long, default_value = "en_US")]
+        language: String,
+        /// The category the requests declare; marketing suppresses opted-out recipients.
+        #[arg(long)]
+        category: Option<String>,
+        /// The business number.
+        #[arg(long, env = "WA_PHONE_NUMBER_ID", default_value = wa_cli::dev::DEV_PHONE_NUMBER_ID)]
+        phone_number_id: String,
+        /// A real outbound FIFO queue (AWS credentials and region from the environment); with it,
+        /// --table is where opt-outs are read and the counters kept.
+        #[arg(long, env = "OUTBOUND_QUEUE_URL", requires = "table")]
+        queue_url: Option<String>,
+        /// The state table; without it, the local stack.
+        #[arg(long, env = "STATE_TABLE")]
+        table: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Each variant's funnel: queued, sent, delivered, read, replied, failed by class, suppressed,
+    /// billable messages by category.
+    Report {
+        /// The campaign id.
+        id: String,
+        /// How the report is written.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write it (or, with --format table, also an SVG funnel picture) to this file.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// How long after a send an inbound message counts as a reply, in hours.
+        #[arg(long, default_value_t = 24)]
+        reply_hours: u64,
+        /// The state table; without it, the local stack.
+        #[arg(long, env = "STATE_TABLE")]
+        table: Option<String>,
+        /// The local stack's data directory.
+        #[arg(long, default_value = ".wa-dev", env = "WA_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ReportFormat {
+    /// A table for a person.
+    Table,
+    /// JSON.
+    Json,
+    /// An SVG picture: one funnel per variant.
+    Svg,
 }
 
 #[derive(Subcommand)]
@@ -695,6 +770,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Campaign { action } => {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                eprintln!("wa campaign: cannot start a runtime");
+                return ExitCode::FAILURE;
+            };
+            match runtime.block_on(campaign(action)) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("wa campaign: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Hold { action } => {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 eprintln!("wa hold: cannot start a runtime");
@@ -845,4 +936,113 @@ async fn doctor_secrets(secret_id: Option<&str>) -> Result<wa_core::secrets::App
         verify_token: String::new(),
         phone_number_tokens: std::collections::BTreeMap::new(),
     })
+}
+
+async fn campaign(action: CampaignAction) -> Result<String, String> {
+    use wa_cli::campaign::{self, Outbound, SendOptions};
+    match action {
+        CampaignAction::Send {
+            id,
+            audience,
+            variants,
+            language,
+            category,
+            phone_number_id,
+            queue_url,
+            table,
+            data_dir,
+            quiet,
+        } => {
+            let variants = variants
+                .iter()
+                .map(|v| wa_core::campaign::Variant::parse(v))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let category = category
+                .map(|c| serde_json::from_value(serde_json::Value::String(c.to_ascii_lowercase())))
+                .transpose()
+                .map_err(|_| "--category: marketing, utility, authentication or service".to_owned())?;
+            let options =
+                SendOptions { campaign: id, audience, variants, phone_number_id, language, category, progress: !quiet };
+            let summary = match (queue_url, table) {
+                (Some(url), Some(table)) => {
+                    let sdk = wa_infra::aws::load().await;
+                    let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+                    let outbound = Outbound::Sqs { client: aws_sdk_sqs::Client::new(&sdk), url };
+                    campaign::send(&options, &state, &outbound).await?
+                }
+                (None, Some(_)) => return Err("--table without --queue-url: name the outbound queue too".into()),
+                _ => {
+                    let db = wa_cli::dev::open(&data_dir)?;
+                    let outbound = Outbound::Local(wa_cli::dev::Queues::of(&db).outbound);
+                    campaign::send(&options, &wa_infra_local::LocalState::new(&db), &outbound).await?
+                }
+            };
+            let variants: Vec<String> = summary.by_variant.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            Ok(format!(
+                "campaign {}: {} recipients, {} queued ({}), {} already queued, {} suppressed (opted out), {:.1} s, {:.0} requests/s",
+                options.campaign,
+                summary.total,
+                summary.queued,
+                variants.join(", "),
+                summary.repeated,
+                summary.suppressed,
+                summary.seconds,
+                summary.rate()
+            ))
+        }
+        CampaignAction::Report { id, format, out, reply_hours, table, data_dir } => {
+            let window = std::time::Duration::from_secs(reply_hours.saturating_mul(3600));
+            let funnels = match table {
+                Some(table) => {
+                    let sdk = wa_infra::aws::load().await;
+                    let state = wa_infra::dynamo::StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+                    let lookup_state = state.clone();
+                    let lookup: campaign::MessageLookup<'_> = Box::new(move |wamid: String| {
+                        let state = lookup_state.clone();
+                        Box::pin(async move {
+                            let record = state.message(&wamid).await.map_err(|e| e.to_string())?;
+                            Ok(record.map_or((None, None), |r| (r.status, r.pricing_category)))
+                        })
+                    });
+                    campaign::report(&state, &lookup, &id, window).await?
+                }
+                None => {
+                    let db = wa_cli::dev::open(&data_dir)?;
+                    let state = wa_infra_local::LocalState::new(&db);
+                    let lookup_state = state.clone();
+                    let lookup: campaign::MessageLookup<'_> = Box::new(move |wamid: String| {
+                        let record = lookup_state.message(&wamid);
+                        Box::pin(async move {
+                            let record = record.map_err(|e| e.to_string())?;
+                            Ok(record.map_or((None, None), |r| (r.status, r.pricing_category)))
+                        })
+                    });
+                    campaign::report(&state, &lookup, &id, window).await?
+                }
+            };
+            let text = match format {
+                ReportFormat::Table => campaign::table(&id, &funnels),
+                ReportFormat::Json => {
+                    serde_json::to_string_pretty(&serde_json::json!({"campaign": id, "variants": funnels}))
+                        .map_err(|e| e.to_string())?
+                }
+                ReportFormat::Svg => campaign::svg(&id, &funnels)?,
+            };
+            match out {
+                Some(path) => {
+                    let written = match format {
+                        ReportFormat::Table => campaign::svg(&id, &funnels)?,
+                        _ => text.clone(),
+                    };
+                    std::fs::write(&path, written).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    Ok(match format {
+                        ReportFormat::Table => format!("{text}funnel picture: {}", path.display()),
+                        _ => format!("written to {}", path.display()),
+                    })
+                }
+                None => Ok(text),
+            }
+        }
+    }
 }

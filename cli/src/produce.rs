@@ -180,6 +180,59 @@ pub async fn send_sqs(sqs: &aws_sdk_sqs::Client, url: &str, request: &Value) -> 
     Ok(format!("queued: message {} (idempotency key {key})", out.message_id().unwrap_or("?")))
 }
 
+/// Puts up to 10 requests on a real outbound FIFO queue in one `SendMessageBatch`, offering
+/// entries SQS fails again (5 attempts); returns how many were put. SQS does not say which were
+/// repeats within its deduplication window, so all count.
+pub async fn send_sqs_batch(sqs: &aws_sdk_sqs::Client, url: &str, requests: &[Value]) -> Result<usize, String> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let mut pending: Vec<(usize, &Value)> = requests.iter().enumerate().collect();
+    for attempt in 0..5u64 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+        }
+        let mut entries = Vec::with_capacity(pending.len());
+        for (index, request) in &pending {
+            let key = request["idempotency_key"].as_str().unwrap_or_default();
+            let group = format!(
+                "{}#{}",
+                request["phone_number_id"].as_str().unwrap_or_default(),
+                request["to"].as_str().unwrap_or("read")
+            );
+            entries.push(
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("r{index}"))
+                    .message_body(wa_core::queue_text::sqs_safe(&request.to_string()))
+                    .message_group_id(group)
+                    .message_deduplication_id(dedup_id(key))
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let out = match sqs.send_message_batch().queue_url(url).set_entries(Some(entries)).send().await {
+            Ok(out) => out,
+            Err(error) if attempt < 4 => {
+                eprintln!("SendMessageBatch failed ({}); again", wa_infra::aws::describe(&error));
+                continue;
+            }
+            Err(error) => return Err(format!("SQS refused the batch: {}", wa_infra::aws::describe(&error))),
+        };
+        let failed: Vec<String> =
+            out.failed().iter().filter(|f| !f.sender_fault()).map(|f| f.id().to_owned()).collect();
+        if let Some(refused) = out.failed().iter().find(|f| f.sender_fault()) {
+            return Err(format!(
+                "SQS refused a request for good: {} {}",
+                refused.code(),
+                refused.message().unwrap_or_default()
+            ));
+        }
+        pending.retain(|(index, _)| failed.contains(&format!("r{index}")));
+        if pending.is_empty() {
+            return Ok(requests.len());
+        }
+    }
+    Err(format!("SQS failed {} requests five times", pending.len()))
+}
+
 /// SQS deduplication ids are at most 128 characters of a restricted set: long or unusual keys
 /// are hashed.
 fn dedup_id(key: &str) -> String {

@@ -3,6 +3,7 @@
 //! No AWS crates and no I/O here.
 
 pub mod apps;
+pub mod campaign;
 pub mod conversation;
 pub mod event;
 pub mod fallback;

@@ -703,3 +703,29 @@ pub trait Notifier: Send + Sync {
     /// Sends one e-mail.
     fn send_email(&self, email: &crate::fallback::Email) -> impl Future<Output = Result<String, NotifyError>> + Send;
 }
+
+/// Campaign bookkeeping: what `wa campaign send` queued and suppressed per variant, and the send
+/// records of a campaign's requests (keys `c:<campaign>:…`, [`crate::campaign::key`]).
+pub trait CampaignStore: Send + Sync {
+    /// Sets a variant's counters: the requests of the campaign's audience queued for it, and the
+    /// recipients suppressed (a re-run of the same campaign sets the same numbers).
+    fn record_campaign(
+        &self,
+        campaign: &str,
+        variant: &str,
+        queued: u64,
+        suppressed: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every variant's counters: (variant, queued, suppressed).
+    fn campaign_counts(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<(String, u64, u64)>, StoreError>> + Send;
+
+    /// The campaign's send records: (idempotency key, the outcome JSON once there is one).
+    fn campaign_sends(
+        &self,
+        campaign: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Option<String>)>, StoreError>> + Send;
+}

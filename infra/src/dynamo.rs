@@ -14,6 +14,7 @@
 //! | `CONV#<phone_number_id>#<id>` | `CONV` | `last_inbound_at`, `window_closed_at`, `free_entry_point_until`, `profile_name`, `username`, `marketing_opt_out`, `consent_at`, `links` (string set), `retired_at` | windows and consent of one id (phone, BSUID or parent BSUID); `links` names the person's other ids ([`wa_core::identity`]) |
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
+//! | `CAMPAIGN#<campaign>` | `VARIANT#<variant>` | `queued`, `suppressed` | what `wa campaign send` queued and suppressed, per variant |
 //! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `status`, `category`, `quality`, `parameter_format`, `body_params`, `header_params` | the template registry: from template webhooks, `wa templates pull` and Meta's send errors |
 //!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
@@ -25,7 +26,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use wa_core::conversation::StatusUpdate;
 use wa_core::hold::Hold;
 use wa_core::identity::ConversationRecord;
-use wa_core::ports::{Claim, ConversationStore, HoldStore, IdempotencyStore, MediaIdCache, StoreError, ThrottleStore};
+use wa_core::ports::{
+    CampaignStore, Claim, ConversationStore, HoldStore, IdempotencyStore, MediaIdCache, StoreError, ThrottleStore,
+};
 use wa_core::ratelimit::{Reservation, reserve};
 
 use crate::aws::describe;
@@ -1141,6 +1144,87 @@ impl StateTable {
             start = page.last_evaluated_key;
             if start.is_none() {
                 return Ok(erased);
+            }
+        }
+    }
+}
+
+impl CampaignStore for StateTable {
+    async fn record_campaign(
+        &self,
+        campaign: &str,
+        variant: &str,
+        queued: u64,
+        suppressed: u64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("CAMPAIGN#{campaign}"), &format!("VARIANT#{variant}"))))
+            .update_expression("SET queued = :q, suppressed = :s")
+            .expression_attribute_values(":q", n(queued))
+            .expression_attribute_values(":s", n(suppressed))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
+    async fn campaign_counts(&self, campaign: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let number = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        };
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(format!("CAMPAIGN#{campaign}")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            for item in page.items() {
+                let variant = item.get("sk").and_then(|v| v.as_s().ok()).and_then(|sk| sk.strip_prefix("VARIANT#"));
+                if let Some(variant) = variant {
+                    out.push((variant.to_owned(), number(item, "queued"), number(item, "suppressed")));
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// A scan of the whole table (no index leads from a campaign to its send records): a report's
+    /// cost, paid once per report, not per send.
+    async fn campaign_sends(&self, campaign: &str) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let prefix = format!("SEND#{}{campaign}:", wa_core::campaign::KEY_PREFIX);
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            for item in page.items() {
+                let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else { continue };
+                let outcome = item.get("outcome").and_then(|v| v.as_s().ok()).cloned();
+                out.push((pk.trim_start_matches("SEND#").to_owned(), outcome));
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
             }
         }
     }

@@ -160,6 +160,15 @@ impl<F: SecretFetch> CachedSecrets<F> {
         match self.fetch.fetch(stage).await {
             Ok(value) => {
                 let value = value.map(Arc::new);
+                // A stage whose value moved (a rotation's finishSecret: the pending version became
+                // current and AWSPENDING went) means the other stages' cached values may be stale
+                // too: they are dropped, so the next read of each asks the store — not subject to
+                // the forced-refresh limit, which would otherwise refuse the new current value for
+                // up to `min_refresh_interval` after a refresh made just before the move.
+                let moved = entries.get(&stage).is_some_and(|entry| entry.value != value);
+                if moved {
+                    entries.retain(|other, _| *other == stage);
+                }
                 entries.insert(stage, Entry { value: value.clone(), fetched_at: now, failed_at: None, forced_at });
                 Ok(value)
             }
@@ -252,6 +261,49 @@ mod tests {
         assert_eq!(c.fetch.calls.load(Ordering::SeqCst), calls, "no new attempt right after a failure");
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(c.get(SecretStage::Current).await.is_err(), "too stale");
+    }
+
+    /// A store whose pending version moves to current, as a rotation's finishSecret does.
+    struct Rotating {
+        finished: AtomicBool,
+    }
+
+    fn secrets(verify_token: &str) -> AppSecrets {
+        AppSecrets {
+            app_id: "app".into(),
+            app_secret: "s".into(),
+            verify_token: verify_token.into(),
+            access_token: "at".into(),
+            phone_number_tokens: Default::default(),
+        }
+    }
+
+    impl SecretFetch for Rotating {
+        async fn fetch(&self, stage: SecretStage) -> Result<Option<AppSecrets>, SecretError> {
+            let finished = self.finished.load(Ordering::SeqCst);
+            Ok(match (stage, finished) {
+                (SecretStage::Current, false) => Some(secrets("old")),
+                (SecretStage::Pending, false) | (SecretStage::Current, true) => Some(secrets("new")),
+                _ => None,
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_rotation_is_seen_at_once_even_right_after_a_forced_refresh() {
+        let c = CachedSecrets::new(
+            Rotating { finished: AtomicBool::new(false) },
+            CachePolicy { ttl: Duration::from_secs(2), ..CachePolicy::default() },
+        );
+        // setSecret: Meta verifies with the new token; both stages are refreshed.
+        assert_eq!(c.refresh(SecretStage::Current).await.unwrap().unwrap().verify_token, "old");
+        assert_eq!(c.refresh(SecretStage::Pending).await.unwrap().unwrap().verify_token, "new");
+        // finishSecret; the pending entry expires and is read again: gone.
+        c.fetch.finished.store(true, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(c.get(SecretStage::Pending).await.unwrap().is_none());
+        // Within the forced-refresh limit, the current value is the new one already.
+        assert_eq!(c.refresh(SecretStage::Current).await.unwrap().unwrap().verify_token, "new");
     }
 
     #[tokio::test]

@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS sends(key TEXT PRIMARY KEY, state TEXT NOT NULL, in_p
 CREATE INDEX IF NOT EXISTS sends_by_wamid ON sends(wamid);
 CREATE INDEX IF NOT EXISTS sends_by_expiry ON sends(expires_at);
 CREATE TABLE IF NOT EXISTS rates(phone TEXT PRIMARY KEY, tat_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS campaigns(campaign TEXT NOT NULL, variant TEXT NOT NULL, queued INTEGER NOT NULL DEFAULT 0,
+    suppressed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(campaign, variant));
 CREATE TABLE IF NOT EXISTS pairs(phone TEXT, recipient TEXT, last_ms INTEGER NOT NULL, hits INTEGER NOT NULL,
     PRIMARY KEY(phone, recipient));
 CREATE TABLE IF NOT EXISTS conversations(phone TEXT, user TEXT, last_inbound_at INTEGER, window_closed_at INTEGER,

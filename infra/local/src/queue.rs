@@ -114,6 +114,48 @@ impl LocalQueue {
         Ok(true)
     }
 
+    /// Sends many messages in one transaction (one commit, one flush): `(body, group, dedup)` each;
+    /// returns, for each, whether it was queued (false: its deduplication id was seen within five
+    /// minutes). All or nothing.
+    pub fn send_batch(&self, items: &[(String, Option<String>, Option<String>)]) -> Result<Vec<bool>, QueueError> {
+        if let Some((body, ..)) = items.iter().find(|(body, ..)| body.len() > self.max_bytes) {
+            return Err(QueueError::TooLarge { size: body.len(), limit: self.max_bytes });
+        }
+        if self.fifo && items.iter().any(|(_, group, _)| group.is_none()) {
+            return Err(QueueError::Unavailable("a FIFO queue needs a message group id".into()));
+        }
+        let now = now_ms();
+        let mut conn = self.db.lock();
+        let tx = conn.transaction().map_err(|e| queue_error(&e))?;
+        if self.fifo {
+            tx.exec("DELETE FROM dedups WHERE sent_at <= ?1", params![now - DEDUP_WINDOW_MS])
+                .map_err(|e| queue_error(&e))?;
+        }
+        let mut queued = Vec::with_capacity(items.len());
+        for (body, group, dedup) in items {
+            if let (true, Some(dedup)) = (self.fifo, dedup) {
+                let fresh = tx
+                    .exec(
+                        "INSERT OR IGNORE INTO dedups(queue, dedup, sent_at) VALUES (?1, ?2, ?3)",
+                        params![self.name, dedup, now],
+                    )
+                    .map_err(|e| queue_error(&e))?;
+                if fresh == 0 {
+                    queued.push(false);
+                    continue;
+                }
+            }
+            tx.exec(
+                "INSERT INTO messages(queue, body, grp, dedup, visible_at, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![self.name, body, group, dedup, now],
+            )
+            .map_err(|e| queue_error(&e))?;
+            queued.push(true);
+        }
+        tx.commit().map_err(|e| queue_error(&e))?;
+        Ok(queued)
+    }
+
     /// Receives up to `max` messages, invisible to others for `visibility`. As on SQS, a message
     /// already received `max_receives` times goes to the dead-letter queue when it would be handed
     /// out again.

@@ -979,6 +979,58 @@ impl ConversationStore for LocalState {
     }
 }
 
+impl wa_core::ports::CampaignStore for LocalState {
+    async fn record_campaign(
+        &self,
+        campaign: &str,
+        variant: &str,
+        queued: u64,
+        suppressed: u64,
+    ) -> Result<(), StoreError> {
+        let (queued, suppressed) =
+            (i64::try_from(queued).unwrap_or(i64::MAX), i64::try_from(suppressed).unwrap_or(i64::MAX));
+        self.db
+            .lock()
+            .exec(
+                "INSERT OR REPLACE INTO campaigns(campaign, variant, queued, suppressed) VALUES (?1, ?2, ?3, ?4)",
+                params![campaign, variant, queued, suppressed],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
+    async fn campaign_counts(&self, campaign: &str) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let conn = self.db.lock();
+        let mut statement = conn
+            .prepare_cached("SELECT variant, queued, suppressed FROM campaigns WHERE campaign = ?1 ORDER BY variant")
+            .map_err(|e| db_error(&e))?;
+        let rows = statement
+            .query_map(params![campaign], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+            })
+            .map_err(|e| db_error(&e))?;
+        rows.map(|r| {
+            r.map(|(v, q, s)| (v, u64::try_from(q).unwrap_or(0), u64::try_from(s).unwrap_or(0)))
+                .map_err(|e| db_error(&e))
+        })
+        .collect()
+    }
+
+    async fn campaign_sends(&self, campaign: &str) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let prefix = format!("{}{campaign}:", wa_core::campaign::KEY_PREFIX);
+        let conn = self.db.lock();
+        // A range on the primary key (keys sort as text): the campaign's records and no others.
+        let mut statement = conn
+            .prepare_cached("SELECT key, outcome FROM sends WHERE key >= ?1 AND key < ?2 ORDER BY key")
+            .map_err(|e| db_error(&e))?;
+        let end = format!("{}{campaign};", wa_core::campaign::KEY_PREFIX);
+        let rows = statement
+            .query_map(params![prefix, end], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)))
+            .map_err(|e| db_error(&e))?;
+        rows.map(|r| r.map_err(|e| db_error(&e))).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

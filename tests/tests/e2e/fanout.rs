@@ -23,6 +23,9 @@ use wa_tests::recorder::{PUT_EVENTS, Recorder, SES_SEND_EMAIL, SNS_PUBLISH};
 use wa_tests::send_stack::{PHONE, SendStack, mechanics, now_ms};
 use wa_tests::{create_queue, drain_queue, moto, python, repo_root, sdk_config, unique};
 
+use crate::identity::failed_status;
+use crate::processor::Pipeline;
+
 /// An EventBridge rule's event pattern, as template.yaml declares it (JSON).
 fn template_pattern(rule: &str) -> String {
     let script = r#"
@@ -229,8 +232,14 @@ fn results(events: &[Value]) -> BTreeMap<(String, String), Vec<String>> {
 
 #[tokio::test]
 async fn an_undelivered_request_with_both_channels_gets_one_sms_and_one_email_even_redelivered() {
+    // Ingest and the processor on one state table, the sender on the same table; both publish to
+    // the bus, as deployed.
+    let mut p = Pipeline::new().await;
+    let (bus, fallback_queue) = bus(&p.stack.aws, &p.events).await;
+    p.processor.events = Events::Bus(EventBus::new(&p.stack.aws, bus.clone()));
     let mut stack = SendStack::new(SimConfig::default()).await;
-    let (bus, fallback_queue) = bus(&stack.aws, &stack.events).await;
+    stack.table.clone_from(&p.table_name);
+    stack.events.clone_from(&p.events);
     stack.bus = Some(bus.clone());
     let recorder = Recorder::start(&moto().endpoint).await;
     let via_recorder = sdk_config(&recorder.endpoint).await;
@@ -245,7 +254,7 @@ async fn an_undelivered_request_with_both_channels_gets_one_sms_and_one_email_ev
         endpoint: None,
     });
     stack.enqueue(&with_channels("16505552001", "refused"), "refused").await;
-    // Accepted, then a failed status: the processor's delivery_failure.
+    // Accepted, then Meta's failed status (redelivered twice): the processor's delivery_failure.
     stack.enqueue(&with_channels("16505552002", "undelivered"), "undelivered").await;
     let sender = stack.sender(mechanics());
     stack.drain(&sender, 1, Duration::from_secs(60)).await;
@@ -253,20 +262,19 @@ async fn an_undelivered_request_with_both_channels_gets_one_sms_and_one_email_ev
     let accepted = outcomes.iter().find(|o| o["idempotency_key"] == "undelivered").unwrap();
     assert_eq!(accepted["status"], "accepted");
     assert_eq!(outcomes.iter().find(|o| o["idempotency_key"] == "refused").unwrap()["status"], "failed");
-    let failure = DeliveryFailure::new(
-        &FailedStatus {
-            wamid: accepted["wamid"].as_str().unwrap(),
-            phone_number_id: Some(PHONE),
-            recipient: Some("16505552002"),
-            callback_data: Some("cb-undelivered"),
-            code: Some(131_026),
-            message: None,
-            at: Some(1_800_000_000),
-        },
-        Some("undelivered".into()),
-        now_ms(),
+    let bsuid = stack.sim.bsuid_of("16505552002");
+    let failed = failed_status(
+        accepted["wamid"].as_str().unwrap(),
+        "16505552002",
+        &bsuid,
+        "cb-undelivered",
+        131_026,
+        1_800_000_000,
     );
-    EventBus::new(&stack.aws, &bus).publish(&[serde_json::to_string(&failure).unwrap()]).await.unwrap();
+    for _ in 0..3 {
+        p.post(&failed).await;
+    }
+    p.process(2).await;
 
     // The accepted send_result is not the fallback's business; the failed one and the failure are.
     let batch = fallback_batch(&stack.aws, &fallback_queue, 2).await;
@@ -300,6 +308,11 @@ async fn an_undelivered_request_with_both_channels_gets_one_sms_and_one_email_ev
     assert_eq!(result["trigger"], "delivery_failure");
     assert_eq!(result["callback_data"], "cb-undelivered");
     assert!(!result.to_string().contains("16505552002"), "no phone number in a result: {result}");
+    assert_eq!(
+        events.iter().filter(|e| e["kind"] == "delivery_failure").count(),
+        1,
+        "one failure for three deliveries"
+    );
 }
 
 #[tokio::test]

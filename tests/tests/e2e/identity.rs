@@ -19,7 +19,7 @@ fn now_s() -> i64 {
 
 /// A text from a user, as Meta sends it in 2026: `phone` (with `from`/`wa_id`) when it may be
 /// shared, the BSUID always.
-fn user_writes(id: &str, phone: Option<&str>, bsuid: &str, text: &str, at: i64) -> Vec<u8> {
+pub(crate) fn user_writes(id: &str, phone: Option<&str>, bsuid: &str, text: &str, at: i64) -> Vec<u8> {
     let mut contact = json!({"profile": {"name": "Sheena"}, "user_id": bsuid});
     let mut message =
         json!({"from_user_id": bsuid, "id": id, "timestamp": at.to_string(), "type": "text", "text": {"body": text}});
@@ -37,7 +37,7 @@ fn user_writes(id: &str, phone: Option<&str>, bsuid: &str, text: &str, at: i64) 
     )
 }
 
-fn failed_status(wamid: &str, phone: &str, bsuid: &str, callback: &str, code: i64, at: i64) -> Vec<u8> {
+pub(crate) fn failed_status(wamid: &str, phone: &str, bsuid: &str, callback: &str, code: i64, at: i64) -> Vec<u8> {
     webhook(
         json!({"messaging_product": "whatsapp", "metadata": {"phone_number_id": PHONE},
                "statuses": [{"id": wamid, "status": "failed", "timestamp": at.to_string(), "recipient_id": phone,

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod apps;
+mod campaign;
 mod fanout;
 mod identity;
 mod ingest;

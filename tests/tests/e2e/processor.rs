@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 use wa_core::conversation::OptOutKeywords;
 use wa_core::signature::sign;
 use wa_infra::dynamo::StateTable;
+use wa_infra::eventbridge::Events;
 use wa_infra::s3::S3Blobs;
 use wa_infra::sqs::{DEFAULT_MAX_MESSAGE_BYTES, Sqs, SqsQueue};
 use wa_tests::{apigw_request, create_queue, create_state_table, drain_queue, esm};
@@ -45,7 +46,7 @@ pub(crate) struct Pipeline {
     /// The state table's name (a sender on the same table sees what the processor recorded).
     pub(crate) table_name: String,
     pub(crate) events: String,
-    processor: event_processor::Processor<StateTable, StateTable, SqsQueue, S3Blobs>,
+    pub(crate) processor: event_processor::Processor<StateTable, StateTable, Events, S3Blobs>,
     /// The media queue's URL, when media messages go to the media fetcher.
     pub(crate) media: Option<String>,
 }
@@ -65,11 +66,11 @@ impl Pipeline {
         let processor = event_processor::Processor {
             dedupe: table.clone(),
             state: table.clone(),
-            events: SqsQueue::new(
+            events: Events::Queue(SqsQueue::new(
                 &Sqs::new(&stack.aws).expect("SQS clients"),
                 events.clone(),
                 DEFAULT_MAX_MESSAGE_BYTES,
-            ),
+            )),
             blobs: S3Blobs::new(wa_infra::aws::s3_client(&stack.aws), stack.bucket.clone()),
             keywords: OptOutKeywords::default(),
             media: None,
@@ -82,11 +83,11 @@ impl Pipeline {
     pub(crate) async fn with_media() -> Self {
         let mut pipeline = Self::new().await;
         let media = create_queue(&pipeline.stack.aws, 262_144).await;
-        pipeline.processor.media = Some(SqsQueue::new(
+        pipeline.processor.media = Some(Events::Queue(SqsQueue::new(
             &Sqs::new(&pipeline.stack.aws).expect("SQS clients"),
             media.clone(),
             DEFAULT_MAX_MESSAGE_BYTES,
-        ));
+        )));
         pipeline.media = Some(media);
         pipeline
     }
