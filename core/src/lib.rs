@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod graph_error;
 pub mod hold;
 pub mod identity;
+pub mod limit;
 pub mod media;
 pub mod outcome;
 pub mod policy;
