@@ -980,11 +980,11 @@ async fn campaign(action: CampaignAction) -> Result<String, String> {
             };
             let variants: Vec<String> = summary.by_variant.iter().map(|(v, n)| format!("{v} {n}")).collect();
             Ok(format!(
-                "campaign {}: {} recipients, {} queued ({}), {} already queued, {} suppressed (opted out), {:.1} s, {:.0} requests/s",
+                "campaign {}: {} recipients ({}), {} queued now, {} already queued, {} suppressed (opted out), {:.1} s, {:.0} requests/s",
                 options.campaign,
                 summary.total,
-                summary.queued,
                 variants.join(", "),
+                summary.queued,
                 summary.repeated,
                 summary.suppressed,
                 summary.seconds,

@@ -66,7 +66,9 @@ impl Plan {
             sqs: 0.05,
             dynamodb: 0.02,
             instances: 4,
-            limit: Duration::from_secs(900),
+            // About 10 sends a second through moto on 2 cores: 10,000 take some 17 minutes; the
+            // limit leaves twice that (and 15 minutes at least, for the small runs' slow starts).
+            limit: Duration::from_secs(900.max(u64::try_from(requests).unwrap_or(u64::MAX) / 5)),
         }
     }
 }
