@@ -47,6 +47,40 @@ pub enum QueueError {
     },
 }
 
+/// The outcome of a publish made of several calls, from each call's size and result: `Ok` when
+/// all succeeded; a refusal for good decides (retrying the whole publish cannot succeed);
+/// `Unavailable` when every call failed that way; otherwise `Rejected` with the count of messages
+/// not accepted (`attempts`: how many times the publisher offered each).
+pub fn combine_calls(
+    calls: impl IntoIterator<Item = (usize, Result<(), QueueError>)>,
+    total: usize,
+    attempts: u32,
+) -> Result<(), QueueError> {
+    let mut failed = 0;
+    let mut first_error = None;
+    let mut refusal = None;
+    for (size, result) in calls {
+        if let Err(e) = result {
+            failed += match &e {
+                QueueError::Rejected { failed, .. } | QueueError::Refused { failed, .. } => *failed,
+                _ => size,
+            };
+            if let QueueError::Refused { reason, .. } = &e {
+                refusal.get_or_insert_with(|| reason.clone());
+            }
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(reason) = refusal {
+        return Err(QueueError::Refused { failed, total, reason });
+    }
+    match first_error {
+        None => Ok(()),
+        Some(QueueError::Unavailable(reason)) if failed == total => Err(QueueError::Unavailable(reason)),
+        Some(e) => Err(QueueError::Rejected { failed, total, attempts, reason: e.to_string() }),
+    }
+}
+
 /// Publishes messages durably: `Ok` only when the queue accepted every one of them.
 pub trait EventQueue: Send + Sync {
     /// The largest message body the queue accepts, in bytes.
@@ -728,4 +762,36 @@ pub trait CampaignStore: Send + Sync {
         &self,
         campaign: &str,
     ) -> impl Future<Output = Result<Vec<(String, Option<String>)>, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_combine_into_one_answer() {
+        let unavailable = || Err(QueueError::Unavailable("down".into()));
+        let rejected = |failed| Err(QueueError::Rejected { failed, total: 10, attempts: 4, reason: "x".into() });
+        let refused = || Err(QueueError::Refused { failed: 1, total: 10, reason: "bad".into() });
+        assert!(combine_calls([(10, Ok(())), (5, Ok(()))], 15, 4).is_ok());
+        assert!(matches!(
+            combine_calls([(10, unavailable()), (5, unavailable())], 15, 4),
+            Err(QueueError::Unavailable(_))
+        ));
+        assert!(matches!(
+            combine_calls([(10, unavailable()), (5, Ok(()))], 15, 4),
+            Err(QueueError::Rejected { failed: 10, total: 15, attempts: 4, .. })
+        ));
+        assert!(matches!(
+            combine_calls([(10, rejected(2)), (5, unavailable())], 15, 4),
+            Err(QueueError::Rejected { failed: 7, total: 15, .. })
+        ));
+        assert!(
+            matches!(
+                combine_calls([(10, rejected(2)), (5, refused())], 15, 4),
+                Err(QueueError::Refused { failed: 3, total: 15, .. })
+            ),
+            "a refusal decides"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use wa_core::fanout::{self, Entry};
-use wa_core::ports::{EventQueue, QueueError, Redelivery};
+use wa_core::ports::{EventQueue, QueueError, Redelivery, combine_calls};
 
 use crate::aws::describe;
 use crate::sqs::SqsQueue;
@@ -182,36 +182,9 @@ impl EventQueue for EventBus {
         }
         // Every call is attempted, even when one fails, so that a partial outage costs only the
         // failed part on the redelivery (the rest is deduplicated downstream).
-        let mut failed = 0;
-        let mut first_error = None;
-        let mut refusal = None;
         let groups = batches(&entries);
         let results = futures_util::future::join_all(groups.iter().map(|g| self.put_batch(g))).await;
-        for (group, result) in groups.iter().zip(results) {
-            if let Err(e) = result {
-                failed += match &e {
-                    QueueError::Rejected { failed, .. } | QueueError::Refused { failed, .. } => *failed,
-                    _ => group.len(),
-                };
-                if let QueueError::Refused { reason, .. } = &e {
-                    refusal.get_or_insert_with(|| reason.clone());
-                }
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Some(reason) = refusal {
-            return Err(QueueError::Refused { failed, total: bodies.len(), reason });
-        }
-        match first_error {
-            None => Ok(()),
-            Some(QueueError::Unavailable(reason)) if failed == bodies.len() => Err(QueueError::Unavailable(reason)),
-            Some(e) => Err(QueueError::Rejected {
-                failed,
-                total: bodies.len(),
-                attempts: self.max_attempts,
-                reason: e.to_string(),
-            }),
-        }
+        combine_calls(groups.iter().map(Vec::len).zip(results), bodies.len(), self.max_attempts)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use futures_util::{StreamExt, stream};
-use wa_core::ports::{EventQueue, QueueError, Redelivery};
+use wa_core::ports::{EventQueue, QueueError, Redelivery, combine_calls};
 use wa_core::queue_text::sqs_safe;
 
 use crate::aws::describe;
@@ -188,35 +188,7 @@ impl EventQueue for SqsQueue {
         // failed part on Meta's redelivery (the rest is deduplicated downstream).
         let sends: Vec<_> = groups.iter().map(|group| self.send_batch(group)).collect();
         let results: Vec<Result<(), QueueError>> = stream::iter(sends).buffered(self.concurrency).collect().await;
-        let mut failed = 0;
-        let mut first_error = None;
-        let mut refusal = None;
-        for (group, result) in groups.iter().zip(results) {
-            if let Err(e) = result {
-                failed += match &e {
-                    QueueError::Rejected { failed, .. } | QueueError::Refused { failed, .. } => *failed,
-                    _ => group.len(),
-                };
-                if let QueueError::Refused { reason, .. } = &e {
-                    refusal.get_or_insert_with(|| reason.clone());
-                }
-                first_error.get_or_insert(e);
-            }
-        }
-        // A refusal for good decides: retrying the whole call could not make it succeed.
-        if let Some(reason) = refusal {
-            return Err(QueueError::Refused { failed, total: bodies.len(), reason });
-        }
-        match first_error {
-            None => Ok(()),
-            Some(QueueError::Unavailable(reason)) if failed == bodies.len() => Err(QueueError::Unavailable(reason)),
-            Some(e) => Err(QueueError::Rejected {
-                failed,
-                total: bodies.len(),
-                attempts: self.max_attempts,
-                reason: e.to_string(),
-            }),
-        }
+        combine_calls(groups.iter().map(Vec::len).zip(results), bodies.len(), self.max_attempts)
     }
 }
 
