@@ -165,6 +165,31 @@ pub fn check_send(
     Ok(())
 }
 
+/// What the registry knows of a template: (name, language), else (name, any language).
+pub async fn registered<C: crate::ports::ConversationStore>(
+    store: &C,
+    name: &str,
+    language: &str,
+) -> Result<Option<TemplateFacts>, crate::ports::StoreError> {
+    match store.template(name, language).await? {
+        Some(facts) => Ok(Some(facts)),
+        None => store.template(name, "*").await,
+    }
+}
+
+/// A template's learned category: the registry's ([`registered`]), else the one Meta's template
+/// webhooks named for the name in any language.
+pub async fn learned_category<C: crate::ports::ConversationStore>(
+    store: &C,
+    name: &str,
+    language: &str,
+) -> Result<Option<String>, crate::ports::StoreError> {
+    match registered(store, name, language).await?.and_then(|f| f.category) {
+        Some(category) => Ok(Some(category)),
+        None => store.template_category(name, "*").await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

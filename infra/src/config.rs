@@ -360,11 +360,12 @@ pub struct MediaEnv {
 impl MediaEnv {
     /// Reads and validates the variables.
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let (event_bus_name, events_queue_url) = env.events()?;
         Ok(Self {
             verify: VerifyConfig::from_env(env)?,
             state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
-            events_queue_url: env.events()?.1,
-            event_bus_name: env.events()?.0,
+            events_queue_url,
+            event_bus_name,
             payload_bucket: env.required(PAYLOAD_BUCKET, "the S3 bucket media is stored in")?,
             graph_api_base: (env.0)(GRAPH_API_BASE)
                 .filter(|v| !v.trim().is_empty())
@@ -397,13 +398,14 @@ impl SenderEnv {
                 rates.insert(id, rate);
             }
         }
+        let (event_bus_name, events_queue_url) = env.events()?;
         Ok(Self {
             secret_id: verify.secret_id,
             secret_ttl_seconds: verify.secret_ttl_seconds,
             apps: verify.apps,
             state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
-            events_queue_url: env.events()?.1,
-            event_bus_name: env.events()?.0,
+            events_queue_url,
+            event_bus_name,
             outbound_queue_url: env.required(OUTBOUND_QUEUE_URL, "the URL of the outbound FIFO queue")?,
             graph_api_base: (env.0)(GRAPH_API_BASE)
                 .filter(|v| !v.trim().is_empty())

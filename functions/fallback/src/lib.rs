@@ -147,13 +147,7 @@ where
             Some(to) => {
                 let person = identity::resolve(&self.state, &request.phone_number_id, to).await?;
                 let learned = match wa_core::policy::template_needed(request, &person.facts) {
-                    Some((name, language)) => match self.state.template(name, language).await? {
-                        Some(facts) if facts.category.is_some() => facts.category,
-                        _ => match self.state.template(name, "*").await?.and_then(|f| f.category) {
-                            Some(category) => Some(category),
-                            None => self.state.template_category(name, "*").await?,
-                        },
-                    },
+                    Some((name, language)) => wa_core::templates::learned_category(&self.state, name, language).await?,
                     None => None,
                 };
                 (person.facts.marketing_opt_out, learned)

@@ -738,29 +738,18 @@ where
         };
         let person = identity::resolve(&self.conversations, &request.phone_number_id, to).await?;
         let learned = match policy::template_needed(request, &person.facts) {
-            Some((name, language)) => match self.registry(name, language).await?.and_then(|f| f.category) {
-                Some(category) => Some(category),
-                None => self.conversations.template_category(name, "*").await?,
-            },
+            Some((name, language)) => wa_core::templates::learned_category(&self.conversations, name, language).await?,
             None => None,
         };
         let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
         Ok((policy::decide(request, &person.facts, learned.as_deref(), now), Some(person)))
     }
 
-    /// What the template registry knows of (name, language), else of (name, any language).
-    async fn registry(&self, name: &str, language: &str) -> Result<Option<TemplateFacts>, StoreError> {
-        match self.conversations.template(name, language).await? {
-            Some(facts) => Ok(Some(facts)),
-            None => self.conversations.template(name, "*").await,
-        }
-    }
-
     /// A template send checked against the registry ([`wa_core::templates::check_send`]):
     /// `Err(reason)` ends it with a failed outcome, no Graph call.
     async fn check_template(&self, request: &SendRequest) -> Result<Result<(), String>, StoreError> {
         let Some((name, language)) = wa_core::templates::template_of(&request.message) else { return Ok(Ok(())) };
-        let facts = self.registry(name, language).await?;
+        let facts = wa_core::templates::registered(&self.conversations, name, language).await?;
         Ok(wa_core::templates::check_send(&request.message, facts.as_ref(), self.config.refuse_unknown_templates))
     }
 
