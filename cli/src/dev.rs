@@ -7,7 +7,6 @@
 //! signed status webhooks back, unless a real token is configured. Progress is printed from the
 //! events queue (what business consumers see), with phone numbers masked and no message text.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +58,8 @@ pub const MEDIA: &str = "media";
 pub const FALLBACK: &str = "fallback";
 
 const MAX_BYTES: usize = 1_048_576;
+/// Concurrent sender invocations, as `SenderMaxConcurrency` defaults to in the template.
+const SENDER_POLLERS: usize = 5;
 const VISIBILITY: Duration = Duration::from_secs(10);
 
 /// The real Graph API instead of the simulator.
@@ -94,6 +95,9 @@ pub struct DevOptions {
     pub max_event_age_s: Option<u64>,
     /// Keep fallback SMS and e-mails without printing them (the tests).
     pub quiet_outbox: bool,
+    /// The messaging-limit tier until the simulator (or Meta) announces one: the sender defers
+    /// templates to new users beyond it, and the simulator enforces it (`--messaging-limit`).
+    pub messaging_limit: Option<wa_core::limit::Tier>,
 }
 
 /// The queues of a local database.
@@ -252,6 +256,10 @@ impl DevStack {
                     webhook_url: Some(webhook_url.clone()),
                     status_delay: Duration::from_millis(300),
                     messages_per_second: options.messages_per_second,
+                    messaging_limit: match options.messaging_limit {
+                        Some(wa_core::limit::Tier::Limited(limit)) => Some(limit),
+                        _ => None,
+                    },
                     ..SimConfig::default()
                 };
                 let simulator = Simulator::start(&options.simulator_listen, config).await.map_err(|e| e.to_string())?;
@@ -283,6 +291,8 @@ impl DevStack {
             blobs: LocalBlobs::new(&db),
             keywords: OptOutKeywords::default(),
             media: Some(queues.media.clone()),
+            portfolios: wa_core::limit::Portfolios::default(),
+            numbers_seen: std::sync::Mutex::default(),
         });
         if !options.webhook_only {
             tasks.push(tokio::spawn(consume(queues.inbound.clone(), stopped.clone(), move |event, deadline| {
@@ -291,9 +301,8 @@ impl DevStack {
             })));
         }
 
-        // The sender on the outbound queue.
-        let mut rates = HashMap::new();
-        rates.insert(DEV_PHONE_NUMBER_ID.to_owned(), options.messages_per_second);
+        // The sender on the outbound queue (every number at the default rate until a
+        // THROUGHPUT_UPGRADE lifts it).
         let sender = Arc::new(Sender {
             graph,
             idempotency: state.clone(),
@@ -306,17 +315,22 @@ impl DevStack {
             // Invocations end 9 s after they start here (the local queue's visibility timeout).
             config: SenderConfig {
                 default_rate: options.messages_per_second,
-                rates,
                 deadline_reserve: Duration::from_secs(3),
+                messaging_limit: options.messaging_limit,
                 ..SenderConfig::default()
             },
             lead: sender::SlotLead::default(),
         });
         if !options.webhook_only {
-            tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {
+            // As many pollers as the template's event source mapping runs senders by default
+            // (`SenderMaxConcurrency`); the FIFO queue keeps each recipient's messages in order.
+            for _ in 0..SENDER_POLLERS {
                 let sender = sender.clone();
-                async move { sender.handle(&event, deadline).await }
-            })));
+                tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {
+                    let sender = sender.clone();
+                    async move { sender.handle(&event, deadline).await }
+                })));
+            }
         }
 
         // The media fetcher on the media queue: files into the local blob store.

@@ -22,6 +22,63 @@ use std::fmt::Write as _;
 use wa_core::conversation::{ConversationFacts, RateCard, month_of, utc_datetime};
 use wa_infra::dynamo::StateTable;
 
+/// Where `wa stats` reads the messaging limit: the number's portfolio (`PORTFOLIOS`) and the tier
+/// configured for the senders (`MESSAGING_LIMIT`).
+#[derive(Debug, Clone, Default)]
+pub struct LimitView {
+    /// Which portfolio each number counts in.
+    pub portfolios: wa_core::limit::Portfolios,
+    /// The tier applied until Meta announces one.
+    pub configured: Option<wa_core::limit::Tier>,
+}
+
+/// The number's send rate and its portfolio's messaging limit: unique users reached in the
+/// rolling 24 hours against the tier, and when room opens for a new user if the window is full.
+pub async fn limit_lines(
+    store: &impl wa_core::ports::LimitStore,
+    phone_number_id: &str,
+    view: &LimitView,
+    now_s: u64,
+) -> Result<String, String> {
+    use wa_core::limit::{Gate, Tier, gate};
+    let portfolio = view.portfolios.of(phone_number_id);
+    let mut facts = store.limit_facts(&[phone_number_id], &[portfolio]).await.map_err(|e| e.to_string())?;
+    let window = facts.windows.remove(portfolio).unwrap_or_default();
+    let mut out = String::new();
+    if let Some(rate) = facts.rates.get(phone_number_id) {
+        let _ = writeln!(out, "  send rate: {rate} messages/s (THROUGHPUT_UPGRADE)");
+    }
+    let tier = window.tier_or(view.configured);
+    let source = if window.tier.is_some() { "announced by Meta" } else { "configured" };
+    let (reached, _) = window.usage(view.configured, now_s);
+    match tier {
+        None => {
+            let _ = writeln!(
+                out,
+                "  messaging limit (portfolio {portfolio}): not known yet, none applied; {reached} user(s) counted in 24 h"
+            );
+        }
+        Some(Tier::Unlimited) => {
+            let _ = writeln!(out, "  messaging limit (portfolio {portfolio}): unlimited ({source})");
+        }
+        Some(Tier::Limited(limit)) => {
+            let _ = writeln!(
+                out,
+                "  messaging limit (portfolio {portfolio}): {reached} of {limit} unique users in 24 h ({:.0} %, {source})",
+                reached as f64 * 100.0 / limit as f64
+            );
+            if let Gate::Full { until_s } = gate(tier, &window.buckets, now_s) {
+                let _ = writeln!(
+                    out,
+                    "    full: templates to new users wait until {} UTC",
+                    wa_core::conversation::utc_datetime(i64::try_from(until_s).unwrap_or(i64::MAX))
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `wa stats`: a business number's month (status counts, billable messages by category and
 /// pricing type, their estimated cost) and, with a user, that user's window and consent. Without a
 /// rate card the estimate uses [`RateCard::example_inr`] and says so.
@@ -32,6 +89,7 @@ pub async fn stats(
     month: &str,
     now: i64,
     rate_card: Option<&RateCard>,
+    limits: &LimitView,
 ) -> Result<String, String> {
     let mut out = String::new();
     let _ = writeln!(out, "Business number {phone_number_id}, {month}");
@@ -65,6 +123,7 @@ pub async fn stats(
             );
         }
     }
+    out.push_str(&limit_lines(table, phone_number_id, limits, u64::try_from(now).unwrap_or(0)).await?);
     if let Some(user) = user_id {
         let person = wa_core::identity::resolve(table, phone_number_id, user).await.map_err(|e| e.to_string())?;
         let _ = writeln!(out, "User {user}");

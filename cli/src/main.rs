@@ -57,6 +57,10 @@ enum Command {
         /// send Meta's examples, dated 2025). 1 to 7 are refused: within Meta's retries.
         #[arg(long, default_value_t = 0, value_parser = max_age_days)]
         max_event_age_days: u64,
+        /// Meta's messaging limit to play (TIER_250, TIER_2K, …): the simulator refuses templates
+        /// to new users beyond it (131048) and the sender defers them until the window slides.
+        #[arg(long, value_parser = tier)]
+        messaging_limit: Option<wa_core::limit::Tier>,
     },
     /// Put a SendRequest on the outbound queue: the local stack's, or a real one with --queue-url.
     Send {
@@ -458,6 +462,12 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// `--max-event-age-days`: 0, or more than Meta's 7 days of retries.
+/// A messaging-limit tier as Meta names it (`TIER_250`, `TIER_2K`, `TIER_UNLIMITED`) or a number.
+fn tier(text: &str) -> Result<wa_core::limit::Tier, String> {
+    wa_core::limit::parse_tier(&serde_json::Value::String(text.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not a tier: TIER_250, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED"))
+}
+
 fn max_age_days(text: &str) -> Result<u64, String> {
     let days: u64 = text.parse().map_err(|_| format!("expected a whole number of days, got {text:?}"))?;
     wa_core::replay::window_days(days).map(|_| days).map_err(|e| e.to_string())
@@ -475,6 +485,7 @@ fn main() -> ExitCode {
             logs,
             webhook_only,
             max_event_age_days,
+            messaging_limit,
         } => {
             let Some(runtime) = runtime() else { return ExitCode::FAILURE };
             let options = wa_cli::dev::DevOptions {
@@ -492,6 +503,7 @@ fn main() -> ExitCode {
                 webhook_only,
                 max_event_age_s: wa_core::replay::window_days(max_event_age_days).ok().flatten(),
                 quiet_outbox: false,
+                messaging_limit,
             };
             if logs {
                 wa_infra::telemetry::init_logs_to(std::io::stderr);
@@ -648,6 +660,14 @@ fn main() -> ExitCode {
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             )
             .unwrap_or(0);
+            let env = wa_infra::config::process_env();
+            let limits = match (env.portfolios(), env.messaging_limit()) {
+                (Ok(portfolios), Ok(configured)) => wa_cli::LimitView { portfolios, configured },
+                (Err(error), _) | (_, Err(error)) => {
+                    eprintln!("wa stats: {error}");
+                    return ExitCode::from(2);
+                }
+            };
             let month = month.unwrap_or_else(|| wa_cli::this_month(now));
             if month.len() != 7
                 || month.as_bytes()[4] != b'-'
@@ -666,7 +686,7 @@ fn main() -> ExitCode {
                 let report = match (&message, &phone) {
                     (Some(wamid), _) => wa_cli::message(&state, wamid).await,
                     (None, Some(phone)) => {
-                        wa_cli::stats(&state, phone, user.as_deref(), &month, now, rate_card.as_ref()).await
+                        wa_cli::stats(&state, phone, user.as_deref(), &month, now, rate_card.as_ref(), &limits).await
                     }
                     (None, None) => Err("--phone or --message is needed".to_owned()),
                 };

@@ -144,6 +144,9 @@ pub struct InboundEvent<'a> {
     pub waba_id: String,
     /// `value.metadata.phone_number_id`, when the change has one.
     pub phone_number_id: Option<String>,
+    /// `value.metadata.display_phone_number` with it (quality webhooks name a number by it alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_phone_number: Option<String>,
     /// The user: BSUID when present, else the wa_id.
     pub user_id: Option<String>,
     /// The matching `value.contacts[]` object (profile and ids), for messages and statuses.
@@ -173,6 +176,7 @@ impl InboundEvent<'_> {
             + self.field.len()
             + self.waba_id.len()
             + text(&self.phone_number_id)
+            + text(&self.display_phone_number)
             + text(&self.user_id)
             + raw(self.contact)
             + raw(self.payload);
@@ -197,6 +201,7 @@ impl InboundEvent<'_> {
             field: self.field.clone(),
             waba_id: self.waba_id.clone(),
             phone_number_id: self.phone_number_id.clone(),
+            display_phone_number: self.display_phone_number.clone(),
             user_id: self.user_id.clone(),
             contact: None,
             timestamp: self.timestamp,
@@ -284,6 +289,8 @@ struct ContactKeys {
 struct MetadataKeys {
     #[serde(default)]
     phone_number_id: Option<FlexString>,
+    #[serde(default)]
+    display_phone_number: Option<FlexString>,
 }
 
 /// The item arrays of a `messages` change value, each item one event.
@@ -503,6 +510,7 @@ fn split_change<'a>(
         field: field.to_owned(),
         waba_id: waba_id.to_owned(),
         phone_number_id: None,
+        display_phone_number: None,
         user_id: None,
         contact: None,
         timestamp: entry_time,
@@ -524,11 +532,13 @@ fn split_change<'a>(
         }
         return Ok(true);
     }
-    let phone_number_id = view
-        .metadata
-        .and_then(|m| serde_json::from_str::<MetadataKeys>(m.get()).ok())
-        .and_then(|m| m.phone_number_id)
-        .map(|id| id.0);
+    let metadata = view.metadata.and_then(|m| serde_json::from_str::<MetadataKeys>(m.get()).ok());
+    let (phone_number_id, display_phone_number) = match metadata {
+        Some(MetadataKeys { phone_number_id, display_phone_number }) => {
+            (phone_number_id.map(|id| id.0), display_phone_number.map(|d| d.0))
+        }
+        None => (None, None),
+    };
     let contacts: Vec<(ContactKeys, &'a RawValue)> = view
         .contacts
         .and_then(|c| c.0)
@@ -547,6 +557,7 @@ fn split_change<'a>(
             let keys: ItemKeys = serde_json::from_str(item.get()).unwrap_or_default();
             let mut event = base(kind, String::new(), item);
             event.phone_number_id.clone_from(&phone_number_id);
+            event.display_phone_number.clone_from(&display_phone_number);
             event.timestamp = keys.timestamp.as_ref().and_then(FlexString::as_unix_seconds).or(entry_time);
             event.contact = match kind {
                 EventKind::Message => matching_contact(&contacts, keys.from_user_id.as_deref(), keys.from.as_ref()),
@@ -573,6 +584,7 @@ fn split_change<'a>(
     if let Some(value) = whole {
         let mut event = base(EventKind::of_field(field), content_id(field, waba_id, value), value);
         event.phone_number_id = phone_number_id;
+        event.display_phone_number = display_phone_number;
         events.push(event);
     }
     Ok(true)

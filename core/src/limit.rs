@@ -26,6 +26,23 @@ pub enum Tier {
     Unlimited,
 }
 
+impl Tier {
+    /// The tier as a stored integer: the limit, or -1 for unlimited.
+    #[must_use]
+    pub fn stored(self) -> i64 {
+        match self {
+            Self::Limited(limit) => i64::try_from(limit).unwrap_or(i64::MAX),
+            Self::Unlimited => -1,
+        }
+    }
+
+    /// A stored integer back as a tier (`None` for anything else).
+    #[must_use]
+    pub fn from_stored(value: i64) -> Option<Self> {
+        parse_tier(&Value::from(value))
+    }
+}
+
 /// Parses a tier as Meta writes it: `TIER_250`, `TIER_2K`, `TIER_10K`, `TIER_100K`, `TIER_1K`
 /// (older), `TIER_50`, `TIER_UNLIMITED`, or an integer (`2000`, `-1` for unlimited) as a number
 /// or a string; `TIER_NOT_SET` and anything else: `None` (keep what is known).
@@ -138,6 +155,160 @@ pub fn counts(request: &crate::send::SendRequest) -> bool {
     request.to.is_some() && request.message.get("type").and_then(Value::as_str) == Some("template")
 }
 
+/// The longest a send is deferred at once: SQS's longest visibility timeout (12 hours). A
+/// longer wait is deferred again when it comes back.
+pub const MAX_DEFER_S: u64 = 12 * 3600;
+
+/// The redelivery delay of a deferred send: until `until_s`, at least 1 s, at most [`MAX_DEFER_S`].
+#[must_use]
+pub fn defer_seconds(until_s: u64, now_s: u64) -> u32 {
+    u32::try_from(until_s.saturating_sub(now_s).clamp(1, MAX_DEFER_S)).unwrap_or(u32::MAX)
+}
+
+/// The portfolio every number and WABA belongs to unless `PORTFOLIOS` names another.
+pub const DEFAULT_PORTFOLIO: &str = "default";
+
+/// Which business portfolio a phone number id or a WABA id belongs to (`PORTFOLIOS`:
+/// `id=portfolio` pairs, comma-separated). A deployment that serves one portfolio names none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Portfolios {
+    by_id: BTreeMap<String, String>,
+}
+
+impl Portfolios {
+    /// Parses `id=portfolio,id=portfolio`; empty: everything in the default portfolio.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut by_id = BTreeMap::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((id, portfolio)) = pair.split_once('=').map(|(a, b)| (a.trim(), b.trim())) else {
+                return Err(format!("PORTFOLIOS: `{pair}` is not id=portfolio"));
+            };
+            if id.is_empty() || portfolio.is_empty() || portfolio.contains('#') {
+                return Err(format!("PORTFOLIOS: `{pair}` needs an id and a portfolio name without `#`"));
+            }
+            by_id.insert(id.to_owned(), portfolio.to_owned());
+        }
+        Ok(Self { by_id })
+    }
+
+    /// The portfolio of a phone number id or a WABA id.
+    #[must_use]
+    pub fn of(&self, id: &str) -> &str {
+        self.by_id.get(id).map_or(DEFAULT_PORTFOLIO, String::as_str)
+    }
+}
+
+/// A portfolio's window as stored: the tier learned from Meta's webhooks, and the buckets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Window {
+    /// The tier Meta last announced (`None`: never).
+    pub tier: Option<Tier>,
+    /// Users first reached in each hour.
+    pub buckets: Buckets,
+}
+
+impl Window {
+    /// The tier in force: what Meta announced, else the configured one (`MESSAGING_LIMIT`).
+    #[must_use]
+    pub fn tier_or(&self, configured: Option<Tier>) -> Option<Tier> {
+        self.tier.or(configured)
+    }
+
+    /// Users reached in the window and the limit, when limited: for `wa stats` and the metric.
+    #[must_use]
+    pub fn usage(&self, configured: Option<Tier>, now_s: u64) -> (u64, Option<u64>) {
+        let limit = match self.tier_or(configured) {
+            Some(Tier::Limited(limit)) => Some(limit),
+            _ => None,
+        };
+        (reached(&self.buckets, now_s), limit)
+    }
+}
+
+/// The conditional write that counts a new user, so that concurrent senders together never
+/// exceed the limit: the current hour's bucket grows by one while it is below `cap` (the limit
+/// less every other live bucket), and the two buckets next to it, the only others a sender with a
+/// slightly different clock may still be growing, hold what was read. Buckets that left the window
+/// are removed in the same write. The user's own record is written with it, unless the user was
+/// reached since `user_cutoff_s` (then nothing is counted: [`Counted::Already`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    /// The hour the user is counted in.
+    pub hour: u64,
+    /// The current bucket must be below this.
+    pub cap: u64,
+    /// (hour, count read) of the neighbouring buckets (0: absent).
+    pub neighbours: [(u64, u64); 2],
+    /// Hours to remove.
+    pub expired: Vec<u64>,
+    /// A user reached at or after this is reached already.
+    pub user_cutoff_s: u64,
+    /// Now (the user's record).
+    pub at_s: u64,
+}
+
+/// The count of a new user under `limit` at `now_s`, from the buckets as read.
+#[must_use]
+pub fn count(limit: u64, buckets: &Buckets, now_s: u64) -> Count {
+    let hour = now_s / BUCKET_S;
+    let window = live(buckets, now_s);
+    let others: u64 = window.iter().filter(|(h, _)| **h != hour).map(|(_, n)| *n).sum();
+    let at = |h: u64| buckets.get(&h).copied().unwrap_or(0);
+    Count {
+        hour,
+        cap: limit.saturating_sub(others),
+        neighbours: [(hour - 1, at(hour - 1)), (hour + 1, at(hour + 1))],
+        expired: buckets.keys().copied().filter(|h| !window.contains_key(h)).collect(),
+        user_cutoff_s: now_s.saturating_sub(WINDOW_S) + 1,
+        at_s: now_s,
+    }
+}
+
+/// How a conditional count ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// The user is counted: send.
+    New,
+    /// The user was reached in the window already: send, nothing counted.
+    Already,
+    /// The window is full, or changed since it was read: read it again and decide again.
+    Full,
+}
+
+/// What the sender does with a business-initiated send before the Graph call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Not limited (no tier known, or unlimited): send, count nothing.
+    Open,
+    /// Count the user with this limit, then send.
+    Count(u64),
+    /// The window is full for new users: send only if this user was reached since the window
+    /// began, else defer until `until_s`.
+    Full {
+        /// When room opens.
+        until_s: u64,
+    },
+}
+
+/// The gate for a new or unknown user: [`decide`] without knowing when the user was reached (the
+/// conditional count finds that out in the same write).
+#[must_use]
+pub fn gate(tier: Option<Tier>, buckets: &Buckets, now_s: u64) -> Gate {
+    match (tier, decide(tier, buckets, None, now_s)) {
+        (Some(Tier::Limited(limit)), Reach::New) => Gate::Count(limit),
+        (_, Reach::Defer { until_s }) => Gate::Full { until_s },
+        _ => Gate::Open,
+    }
+}
+
+/// Whether a send counts against the limit: a template (or the fallback template the sender
+/// sends instead) to a user, unless the user's customer-service window is open (Meta counts the
+/// users reached outside it). `window_open`: `None` when the sender does not know (counted).
+#[must_use]
+pub fn counts_send(request: &crate::send::SendRequest, use_fallback: bool, window_open: Option<bool>) -> bool {
+    (counts(request) || (use_fallback && request.to.is_some())) && window_open != Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +376,76 @@ mod tests {
             decide(Some(Tier::Limited(120)), &buckets, None, now),
             Reach::Defer { until_s: hour(991) + WINDOW_S }
         );
+    }
+
+    #[test]
+    fn portfolios_name_numbers_and_wabas() {
+        let p = Portfolios::parse(" 1001=shop , W1=shop,2002=bank").unwrap();
+        assert_eq!(p.of("1001"), "shop");
+        assert_eq!(p.of("W1"), "shop");
+        assert_eq!(p.of("2002"), "bank");
+        assert_eq!(p.of("3003"), DEFAULT_PORTFOLIO);
+        assert_eq!(Portfolios::parse("").unwrap().of("x"), DEFAULT_PORTFOLIO);
+        for bad in ["1001", "=shop", "1001=", "1001=a#b"] {
+            assert!(Portfolios::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_count_caps_the_current_bucket_and_guards_its_neighbours() {
+        let now = 1000 * BUCKET_S + 10;
+        let buckets: Buckets = [(970, 7), (977, 100), (999, 40), (1000, 60), (1001, 0)].into_iter().collect();
+        let c = count(250, &buckets, now);
+        assert_eq!(c.hour, 1000);
+        assert_eq!(c.cap, 250 - 140, "the limit less the other live buckets");
+        assert_eq!(c.neighbours, [(999, 40), (1001, 0)]);
+        assert_eq!(c.expired, vec![970]);
+        assert_eq!(c.user_cutoff_s, now - WINDOW_S + 1);
+        assert_eq!(count(100, &buckets, now).cap, 0, "over the limit: nothing fits");
+    }
+
+    #[test]
+    fn the_gate_counts_below_the_limit_and_holds_new_users_above_it() {
+        let now = 1000 * BUCKET_S;
+        let full: Buckets = [(990, 250)].into_iter().collect();
+        let table = [
+            (None, Buckets::new(), Gate::Open),
+            (Some(Tier::Unlimited), full.clone(), Gate::Open),
+            (Some(Tier::Limited(250)), Buckets::new(), Gate::Count(250)),
+            (Some(Tier::Limited(250)), full.clone(), Gate::Full { until_s: 991 * BUCKET_S + WINDOW_S }),
+            (Some(Tier::Limited(2000)), full, Gate::Count(2000)),
+        ];
+        for (tier, buckets, expected) in table {
+            assert_eq!(gate(tier, &buckets, now), expected, "{tier:?}");
+        }
+        let window = Window { tier: None, buckets: [(999, 5)].into_iter().collect() };
+        assert_eq!(window.tier_or(Some(Tier::Limited(250))), Some(Tier::Limited(250)));
+        assert_eq!(window.usage(Some(Tier::Limited(250)), now), (5, Some(250)));
+        let learned = Window { tier: Some(Tier::Unlimited), ..window };
+        assert_eq!(learned.usage(Some(Tier::Limited(250)), now), (5, None), "what Meta said wins");
+    }
+
+    #[test]
+    fn deferrals_are_capped_at_the_longest_visibility_timeout() {
+        assert_eq!(defer_seconds(100, 100), 1);
+        assert_eq!(defer_seconds(160, 100), 60);
+        assert_eq!(defer_seconds(100 + 2 * WINDOW_S, 100), 43_200);
+    }
+
+    #[test]
+    fn templates_count_outside_the_service_window_only() {
+        let template = crate::send::SendRequest::from_json(
+            r#"{"phone_number_id":"1","to":"15550001111","message":{"type":"template","template":{"name":"t","language":{"code":"en"}}}}"#,
+        )
+        .unwrap();
+        let text = crate::send::SendRequest::from_json(
+            r#"{"phone_number_id":"1","to":"15550001111","message":{"type":"text","text":{"body":"hi"}}}"#,
+        )
+        .unwrap();
+        assert!(counts_send(&template, false, Some(false)));
+        assert!(counts_send(&template, false, None), "not known: counted");
+        assert!(!counts_send(&template, false, Some(true)), "a reply inside the window");
+        assert!(!counts_send(&text, false, Some(false)));
+        assert!(counts_send(&text, true, Some(false)), "the fallback template");
     }
 }

@@ -764,6 +764,56 @@ pub trait CampaignStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(String, Option<String>)>, StoreError>> + Send;
 }
 
+/// What the sender reads of Meta's limits once per batch ([`LimitStore::limit_facts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitFacts {
+    /// Send rates learned from `THROUGHPUT_UPGRADE`, by phone number id.
+    pub rates: std::collections::HashMap<String, u32>,
+    /// The portfolios' messaging-limit windows.
+    pub windows: std::collections::HashMap<String, crate::limit::Window>,
+}
+
+/// Meta's messaging limit and throughput upgrades, shared by every sender ([`crate::limit`]).
+pub trait LimitStore: Send + Sync {
+    /// The learned rates of `numbers` and the windows of `portfolios`, in one read.
+    fn limit_facts(
+        &self,
+        numbers: &[&str],
+        portfolios: &[&str],
+    ) -> impl Future<Output = Result<LimitFacts, StoreError>> + Send;
+
+    /// Counts `user` in the portfolio's window under the conditions of `count`, atomically with
+    /// the user's own record ([`crate::limit::Count`]).
+    fn count_user(
+        &self,
+        portfolio: &str,
+        user: &str,
+        count: &crate::limit::Count,
+    ) -> impl Future<Output = Result<crate::limit::Counted, StoreError>> + Send;
+
+    /// When the user was last counted in the portfolio's window (Unix seconds).
+    fn reached_at(&self, portfolio: &str, user: &str) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Records the tier Meta announced for the portfolio.
+    fn record_tier(
+        &self,
+        portfolio: &str,
+        tier: crate::limit::Tier,
+        at_s: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records what is known of a business number by its display number: its phone number id
+    /// (seen in webhooks' metadata) and/or its upgraded rate (`THROUGHPUT_UPGRADE`, which names
+    /// the display number only). Once both are known, the rate is the number's, whichever came
+    /// first.
+    fn record_number(
+        &self,
+        display_phone_number: &str,
+        phone_number_id: Option<&str>,
+        upgraded_rate: Option<u32>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

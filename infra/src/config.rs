@@ -41,6 +41,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
+    /// [`MESSAGING_LIMIT`], parsed.
+    pub fn messaging_limit(&self) -> Result<Option<wa_core::limit::Tier>, ConfigError> {
+        let Some(text) = (self.0)(MESSAGING_LIMIT).filter(|t| !t.trim().is_empty()) else { return Ok(None) };
+        wa_core::limit::parse_tier(&serde_json::Value::String(text.clone())).map(Some).ok_or_else(|| {
+            ConfigError::Invalid {
+                name: MESSAGING_LIMIT,
+                reason: format!("{text:?} is not a tier (TIER_250, TIER_2K, …)"),
+            }
+        })
+    }
+
+    /// [`PORTFOLIOS`], parsed.
+    pub fn portfolios(&self) -> Result<wa_core::limit::Portfolios, ConfigError> {
+        wa_core::limit::Portfolios::parse(&(self.0)(PORTFOLIOS).unwrap_or_default())
+            .map_err(|reason| ConfigError::Invalid { name: PORTFOLIOS, reason })
+    }
+
     /// The events' destination: the bus (`EVENT_BUS_NAME`) or the events queue
     /// (`EVENTS_QUEUE_URL`); an error when neither is set.
     pub fn events(&self) -> Result<(Option<String>, Option<String>), ConfigError> {
@@ -323,7 +340,18 @@ pub struct SenderEnv {
     pub rates: std::collections::HashMap<String, u32>,
     /// See [`UNKNOWN_TEMPLATES`].
     pub refuse_unknown_templates: bool,
+    /// See [`MESSAGING_LIMIT`].
+    pub messaging_limit: Option<wa_core::limit::Tier>,
+    /// See [`PORTFOLIOS`].
+    pub portfolios: wa_core::limit::Portfolios,
 }
+
+/// `MESSAGING_LIMIT`: the portfolio's messaging-limit tier until Meta's webhooks announce one
+/// (`TIER_250`, `TIER_2K`, …, `TIER_UNLIMITED`, or a number); unset: no limit is applied until then.
+pub const MESSAGING_LIMIT: &str = "MESSAGING_LIMIT";
+/// `PORTFOLIOS`: `id=portfolio` pairs (a phone number id or a WABA id) for deployments serving
+/// several business portfolios; unset: one portfolio.
+pub const PORTFOLIOS: &str = "PORTFOLIOS";
 
 /// `UNKNOWN_TEMPLATES`: `send` (default) or `refuse` template sends the registry has never seen.
 pub const UNKNOWN_TEMPLATES: &str = "UNKNOWN_TEMPLATES";
@@ -416,6 +444,8 @@ impl SenderEnv {
             graph_timeout_ms: env.number(GRAPH_TIMEOUT_MS, 10_000, 100, 60_000)?,
             messages_per_second: u32::try_from(env.number(MESSAGES_PER_SECOND, 80, 1, 1000)?).unwrap_or(80),
             rates,
+            messaging_limit: env.messaging_limit()?,
+            portfolios: env.portfolios()?,
             refuse_unknown_templates: match (env.0)(UNKNOWN_TEMPLATES).as_deref().map(str::trim) {
                 None | Some("" | "send") => false,
                 Some("refuse") => true,

@@ -15,6 +15,10 @@
 //! | `COST#<phone_number_id>#<YYYY-MM>` | `COST` | one counter per `<category>#<pricing type>` | billable messages for the cost ledger |
 //! | `STATS#<phone_number_id>#<YYYY-MM>` | `STATS` | one counter per `status#<status>` | statuses applied, for `wa stats` |
 //! | `CAMPAIGN#<campaign>` | `VARIANT#<variant>` | `queued`, `suppressed` | what `wa campaign send` queued and suppressed, per variant |
+//! | `LIMIT#<portfolio>` | `LIMIT` | `tier` (Meta's announced limit, -1 unlimited), `tier_at`, `h<unix hour>` (users first reached in that hour) | the portfolio's messaging-limit window ([`wa_core::limit`]) |
+//! | `REACH#<portfolio>#<user>` | `REACH` | `at`, `expires_at` (2 days) | when a user was last counted in the window |
+//! | `DISPLAY#<display number>` | `DISPLAY` | `phone_number_id`, `rate` | a number as quality webhooks name it; `rate` after `THROUGHPUT_UPGRADE` |
+//! | `NUMBER#<phone_number_id>` | `NUMBER` | `rate`, `display` | the upgraded send rate the senders read |
 //! | `TEMPLATE#<name>#<language>` | `TEMPLATE` | `status`, `category`, `quality`, `parameter_format`, `body_params`, `header_params` | the template registry: from template webhooks, `wa templates pull` and Meta's send errors |
 //!
 //! An item past its `expires_at` but not yet deleted by DynamoDB's TTL counts as absent.
@@ -63,32 +67,32 @@ pub struct MessageRecord {
 /// The state table.
 #[derive(Debug, Clone)]
 pub struct StateTable {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+pub(crate) fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+pub(crate) fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
-fn store_error<E: std::error::Error>(error: &E) -> StoreError {
+pub(crate) fn store_error<E: std::error::Error>(error: &E) -> StoreError {
     StoreError(describe(error))
 }
 
 /// The result of a conditional write: `true` when written, `false` when its condition did not hold.
-fn conditional<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>
+pub(crate) fn conditional<T, E>(result: Result<T, SdkError<E>>) -> Result<bool, StoreError>
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -110,7 +114,11 @@ impl StateTable {
         Self { client, table: table.into() }
     }
 
-    async fn get(&self, pk: String, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    pub(crate) async fn get(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -121,6 +129,40 @@ impl StateTable {
             .await
             .map_err(|e| store_error(&e))?;
         Ok(out.item)
+    }
+
+    /// Reads items by key, consistently, 100 per call, until DynamoDB has returned them all.
+    pub(crate) async fn batch_get(
+        &self,
+        mut pending: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::with_capacity(pending.len());
+        let mut rounds = 0;
+        while !pending.is_empty() {
+            rounds += 1;
+            if rounds > 8 {
+                return Err(StoreError("items kept coming back unprocessed".into()));
+            }
+            let chunk: Vec<_> = pending.drain(..pending.len().min(100)).collect();
+            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(chunk))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError(e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            items.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+            if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                pending.extend(unprocessed.keys);
+                tokio::time::sleep(std::time::Duration::from_millis(20 * rounds)).await;
+            }
+        }
+        Ok(items)
     }
 
     fn send_pk(idempotency_key: &str) -> String {
@@ -441,62 +483,36 @@ fn now_seconds() -> u64 {
 impl ConversationStore for StateTable {
     async fn records(&self, phone: &str, ids: &[String]) -> Result<Vec<ConversationRecord>, StoreError> {
         let prefix = format!("CONV#{phone}#");
-        let mut pending: Vec<HashMap<String, AttributeValue>> = {
+        let keys: Vec<HashMap<String, AttributeValue>> = {
             let mut unique: Vec<&String> = ids.iter().collect();
             unique.sort();
             unique.dedup();
             unique.into_iter().map(|id| key(format!("{prefix}{id}"), "CONV")).collect()
         };
-        let mut records = Vec::with_capacity(pending.len());
-        let mut rounds = 0;
-        while !pending.is_empty() {
-            rounds += 1;
-            if rounds > 8 {
-                return Err(StoreError("conversation records kept coming back unprocessed".into()));
-            }
-            let chunk: Vec<_> = pending.drain(..pending.len().min(100)).collect();
-            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(chunk))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError(e.to_string()))?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, keys)
-                .send()
-                .await
-                .map_err(|e| store_error(&e))?;
-            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                let Some(id) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| pk.strip_prefix(&prefix))
-                else {
-                    continue;
-                };
-                let int = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
-                let mut links: Vec<String> =
-                    item.get("links").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
-                links.sort();
-                records.push(ConversationRecord {
-                    id: id.to_owned(),
-                    last_inbound_at: int("last_inbound_at"),
-                    window_closed_at: int("window_closed_at"),
-                    free_entry_point_until: int("free_entry_point_until"),
-                    marketing_opt_out: item
-                        .get("marketing_opt_out")
-                        .and_then(|v| v.as_bool().ok())
-                        .copied()
-                        .unwrap_or(false),
-                    consent_at: int("consent_at"),
-                    profile_name: item.get("profile_name").and_then(|v| v.as_s().ok()).cloned(),
-                    username: item.get("username").and_then(|v| v.as_s().ok()).cloned(),
-                    links,
-                    retired_at: int("retired_at"),
-                });
-            }
-            if let Some(unprocessed) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                pending.extend(unprocessed.keys);
-                tokio::time::sleep(std::time::Duration::from_millis(20 * rounds)).await;
-            }
+        let mut records = Vec::with_capacity(keys.len());
+        for item in self.batch_get(keys).await? {
+            let Some(id) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| pk.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let int = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+            let mut links: Vec<String> = item.get("links").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
+            links.sort();
+            records.push(ConversationRecord {
+                id: id.to_owned(),
+                last_inbound_at: int("last_inbound_at"),
+                window_closed_at: int("window_closed_at"),
+                free_entry_point_until: int("free_entry_point_until"),
+                marketing_opt_out: item
+                    .get("marketing_opt_out")
+                    .and_then(|v| v.as_bool().ok())
+                    .copied()
+                    .unwrap_or(false),
+                consent_at: int("consent_at"),
+                profile_name: item.get("profile_name").and_then(|v| v.as_s().ok()).cloned(),
+                username: item.get("username").and_then(|v| v.as_s().ok()).cloned(),
+                links,
+                retired_at: int("retired_at"),
+            });
         }
         records.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(records)
@@ -1099,6 +1115,10 @@ fn personal(item: &HashMap<String, AttributeValue>, phone: &str, ids: &[String])
     }
     if pk.starts_with("MSG#") {
         return text("recipient").is_some_and(|r| is_id(r)).then_some("message statuses");
+    }
+    if let Some(rest) = pk.strip_prefix("REACH#") {
+        // `<portfolio>#<user>`: portfolio names hold no `#`.
+        return rest.split_once('#').is_some_and(|(_, user)| is_id(user)).then_some("messaging-limit records");
     }
     if pk.starts_with("SEND#") {
         let outcome: serde_json::Value = serde_json::from_str(text("outcome")?).ok()?;

@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod eventbridge;
 pub mod fallback;
 pub mod graph;
+pub mod limits;
 pub mod media;
 pub mod meta_admin;
 pub mod s3;

@@ -400,7 +400,7 @@ pub(crate) async fn phone_number(
     respond(
         200,
         json!({
-            "id": id, "display_phone_number": "15550783881", "verified_name": "Simulated business",
+            "display_phone_number": crate::display_number(&id), "id": id, "verified_name": "Simulated business",
             "status": config.phone_status, "quality_rating": "GREEN", "code_verification_status": "VERIFIED",
             "platform_type": "CLOUD_API", "throughput": {"level": level},
         }),

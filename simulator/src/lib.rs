@@ -78,6 +78,10 @@ pub struct SimConfig {
     pub parent_ids: bool,
     /// How long the simulator's template review takes (PENDING → APPROVED or REJECTED).
     pub template_review_delay: Duration,
+    /// Unique users the business may reach with templates outside their service window in a
+    /// rolling 24 hours (Meta's messaging limit, per portfolio: the simulator is one); beyond it a
+    /// template to a new user is refused with 131048. `None`: unlimited.
+    pub messaging_limit: Option<u64>,
     /// Users whose phone number ends so are username users: their webhooks carry the BSUID only
     /// (`Some("00")` by default: about one user in a hundred, as some are in 2026; `None`: none).
     pub username_phone_suffix: Option<String>,
@@ -103,6 +107,7 @@ impl Default for SimConfig {
             parent_ids: false,
             username_phone_suffix: Some("00".into()),
             template_review_delay: Duration::from_millis(200),
+            messaging_limit: None,
         }
     }
 }
@@ -235,6 +240,12 @@ struct Counters {
     subscriptions: Vec<Subscription>,
     subscribed_apps: Vec<String>,
     admin_calls: Vec<AdminCall>,
+    /// Users reached with templates (by BSUID), for the messaging limit.
+    reached: HashMap<String, Instant>,
+    /// When users last wrote (by BSUID): their service window.
+    inbound: HashMap<String, Instant>,
+    /// Templates refused for the messaging limit.
+    limit_refusals: u64,
 }
 
 pub(crate) struct Shared {
@@ -446,6 +457,48 @@ impl Simulator {
         deliver_identity_change(&self.shared, change).await
     }
 
+    /// Users refused a template for the messaging limit (131048) so far.
+    #[must_use]
+    pub fn limit_refusals(&self) -> u64 {
+        lock(&self.shared.counters).limit_refusals
+    }
+
+    /// Meta announces a number's quality event (`ONBOARDING`, `THROUGHPUT_UPGRADE`) and the
+    /// portfolio's messaging limit (`TIER_250`, …): posts the signed `phone_number_quality_update`
+    /// webhook, which names the number by its display number. The simulator applies what it
+    /// announces: the tier becomes its messaging limit, an upgrade its rate (1,000/s).
+    pub async fn announce_quality(&self, phone_number_id: &str, event: &str, tier: &str) -> Result<(), String> {
+        let config = {
+            let mut config = lock(&self.shared.config);
+            // Meta's tier names (its own reading, not the pipeline's): TIER_250, TIER_2K, …
+            let rest = tier.strip_prefix("TIER_").unwrap_or(tier);
+            config.messaging_limit = match rest {
+                "UNLIMITED" => None,
+                _ => match rest.strip_suffix('K') {
+                    Some(k) => k.parse::<u64>().ok().map(|k| k * 1000),
+                    None => rest.parse::<u64>().ok(),
+                }
+                .or(config.messaging_limit),
+            };
+            if event == "THROUGHPUT_UPGRADE" {
+                config.messages_per_second = 1000;
+            }
+            config.clone()
+        };
+        let url = config.webhook_url.clone().ok_or("the simulator has no webhook URL to post to")?;
+        let payload = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": config.waba_id, "time": admin::now_s(), "changes": [{"field": "phone_number_quality_update",
+                "value": {"display_phone_number": display_number(phone_number_id), "event": event,
+                          "current_limit": tier, "max_daily_conversations_per_business": tier}}]}],
+        });
+        if post_webhook(&self.shared, &config, &url, &payload).await {
+            Ok(())
+        } else {
+            Err("the webhook did not answer 200".into())
+        }
+    }
+
     /// Changes the configuration (token, webhook URL, limits, latency) while running.
     pub fn configure(&self, change: impl FnOnce(&mut SimConfig)) {
         change(&mut lock(&self.shared.config));
@@ -597,6 +650,9 @@ async fn send_message(
     if let Err(code) = check_limits(&shared, &config, &phone_number_id, &to) {
         return fail(code, 400, None);
     }
+    if is_template && !check_messaging_limit(&shared, &config, &bsuid) {
+        return fail(131_048, 400, Some("Message failed to send because the messaging limit was reached"));
+    }
 
     let wamid = format!(
         "wamid.{}",
@@ -699,6 +755,37 @@ fn check_limits(shared: &Shared, config: &SimConfig, phone_number_id: &str, to: 
     Ok(())
 }
 
+/// Meta's messaging limit: a template to a user outside their service window counts that user
+/// once per rolling 24 hours; false when the user is new and the limit is reached.
+fn check_messaging_limit(shared: &Shared, config: &SimConfig, bsuid: &str) -> bool {
+    let Some(limit) = config.messaging_limit else { return true };
+    let day = Duration::from_secs(24 * 3600);
+    let now = Instant::now();
+    let mut counters = lock(&shared.counters);
+    if counters.inbound.get(bsuid).is_some_and(|at| now.duration_since(*at) < day) {
+        return true;
+    }
+    counters.reached.retain(|_, at| now.duration_since(*at) < day);
+    if counters.reached.contains_key(bsuid) {
+        return true;
+    }
+    if counters.reached.len() as u64 >= limit {
+        counters.limit_refusals += 1;
+        return false;
+    }
+    counters.reached.insert(bsuid.to_owned(), now);
+    true
+}
+
+/// The display number of a business number, as webhooks' metadata and quality updates name it:
+/// `1555` and seven digits of its id (the simulator serves any id).
+#[must_use]
+pub fn display_number(phone_number_id: &str) -> String {
+    let digits: String = phone_number_id.chars().filter(char::is_ascii_digit).collect();
+    let tail = &digits[digits.len().saturating_sub(7)..];
+    format!("1555{tail:0>7}")
+}
+
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -746,7 +833,7 @@ async fn post_statuses(shared: Arc<Shared>, plan: StatusPlan) {
         }
         let mut value = json!({
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": plan.phone_number_id},
+            "metadata": {"display_phone_number": display_number(&plan.phone_number_id), "phone_number_id": plan.phone_number_id},
         });
         if *status == "failed" {
             let code = plan.failed.unwrap_or(131_000);
@@ -840,6 +927,7 @@ async fn deliver_user_message(shared: &Shared, message: &UserMessage) -> Result<
     // Since 2026-03-31: the BSUID beside the phone, or instead of it for a username user.
     let phone = message.from.trim_start_matches('+');
     let bsuid = lock(&shared.users).bsuid(&config.waba_id, phone);
+    lock(&shared.counters).inbound.insert(bsuid.clone(), Instant::now());
     let shares_phone = shares_phone(shared, &config, phone) && !message.withhold_phone;
     let mut contact = json!({"profile": {"name": message.name}, "user_id": bsuid});
     let mut item = json!({"from_user_id": bsuid, "id": wamid, "timestamp": timestamp.to_string(),
@@ -859,7 +947,7 @@ async fn deliver_user_message(shared: &Shared, message: &UserMessage) -> Result<
         "object": "whatsapp_business_account",
         "entry": [{"id": config.waba_id, "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": message.phone_number_id},
+            "metadata": {"display_phone_number": display_number(&message.phone_number_id), "phone_number_id": message.phone_number_id},
             "contacts": [contact],
             "messages": [item],
         }}]}],
@@ -924,7 +1012,7 @@ async fn deliver_identity_change(shared: &Shared, change: &IdentityChange) -> Re
         "object": "whatsapp_business_account",
         "entry": [{"id": config.waba_id, "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": change.phone_number_id},
+            "metadata": {"display_phone_number": display_number(&change.phone_number_id), "phone_number_id": change.phone_number_id},
             "messages": [{"from": from, "id": wamid, "timestamp": timestamp.to_string(), "type": "system", "system": system}],
         }}]}],
     });

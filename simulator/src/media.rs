@@ -375,7 +375,7 @@ pub(crate) async fn deliver(shared: &Shared, base: &str, media: &InboundMedia) -
         "object": "whatsapp_business_account",
         "entry": [{"id": config.waba_id, "changes": [{"field": "messages", "value": {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": media.phone_number_id},
+            "metadata": {"display_phone_number": crate::display_number(&media.phone_number_id), "phone_number_id": media.phone_number_id},
             "contacts": [{"profile": {"name": "Simulated User"}, "wa_id": phone, "user_id": bsuid}],
             "messages": [message],
         }}]}],

@@ -23,8 +23,9 @@ use wa_core::conversation::{Consent, OptOutKeywords, StatusUpdate, month_of, pri
 use wa_core::event::{EventKind, InboundEvent, claim_check, resolve_event};
 use wa_core::graph_error;
 use wa_core::identity::{self, Ids};
+use wa_core::limit::Portfolios;
 use wa_core::outcome::{DeliveryFailure, FailedStatus};
-use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore};
+use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore, LimitStore};
 use wa_core::queue_text::sqs_safe;
 use wa_core::webhook::{Message, Status, StatusKind, UserPreferencesValue};
 use wa_infra::telemetry;
@@ -49,6 +50,11 @@ pub struct Processor<I, C, Q, B> {
     /// The media fetcher's queue: media messages go there (the fetcher forwards them with their
     /// stored file); `None`, they go to the events queue with Meta's media id only.
     pub media: Option<Q>,
+    /// Which portfolio a WABA's messaging limit counts in (`PORTFOLIOS`).
+    pub portfolios: Portfolios,
+    /// Business numbers whose display number this process has recorded (once per number per
+    /// process: quality webhooks name a number by its display number only).
+    pub numbers_seen: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn now_ms() -> u64 {
@@ -57,8 +63,50 @@ fn now_ms() -> u64 {
 
 impl<I, C, Q, B> Processor<I, C, Q, B>
 where
-    C: ConversationStore,
+    C: ConversationStore + LimitStore,
 {
+    /// Meta's limits ([`wa_core::limit`]): a quality or capability webhook's tier is recorded for
+    /// the WABA's portfolio, a `THROUGHPUT_UPGRADE` for the number it names; a business number
+    /// seen in a webhook's metadata is recorded by its display number once per process, so that
+    /// an upgrade, which names only that, reaches the senders.
+    async fn learn_limits(&self, event: &InboundEvent<'_>) -> Result<(), String> {
+        if let (Some(phone), Some(display)) = (&event.phone_number_id, &event.display_phone_number) {
+            let seen = self.numbers_seen.lock().is_ok_and(|seen| seen.contains(phone));
+            if !seen {
+                self.state.record_number(display, Some(phone), None).await.map_err(|e| e.to_string())?;
+                if let Ok(mut seen) = self.numbers_seen.lock() {
+                    seen.insert(phone.clone());
+                }
+            }
+        }
+        if event.field != "phone_number_quality_update" && event.field != "business_capability_update" {
+            return Ok(());
+        }
+        let value: Value = event.payload_as().map_err(|e| e.to_string())?;
+        let (tier, upgrade) = wa_core::limit::from_webhook(&event.field, &value);
+        let at = event.timestamp.and_then(|t| u64::try_from(t).ok()).unwrap_or(event.received_at / 1000);
+        if let Some(tier) = tier {
+            let portfolio = self.portfolios.of(&event.waba_id);
+            self.state.record_tier(portfolio, tier, at).await.map_err(|e| e.to_string())?;
+            tracing::info!(tier = tier.stored(), "messaging limit announced");
+            telemetry::emit(FUNCTION, None, &[("LimitAnnouncements", 1.0)]);
+        }
+        let display = value.get("display_phone_number").and_then(|d| match d {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        if let (true, Some(display)) = (upgrade, display) {
+            self.state
+                .record_number(&display, None, Some(wa_core::limit::UPGRADED_RATE))
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!("throughput upgrade: the number sends at 1,000 messages/s");
+            telemetry::emit(FUNCTION, None, &[("ThroughputUpgrades", 1.0)]);
+        }
+        Ok(())
+    }
+
     /// The four template webhooks fill the template registry ([`wa_core::templates::from_webhook`]):
     /// status, category, quality, parameter count; a status update may carry a category too.
     async fn learn_template_category(&self, event: &InboundEvent<'_>) -> Result<(), String> {
@@ -145,7 +193,7 @@ pub fn enrich(body: &str, conversation: Option<&Value>) -> String {
 impl<I, C, Q, B> Processor<I, C, Q, B>
 where
     I: IdempotencyStore,
-    C: ConversationStore,
+    C: ConversationStore + LimitStore,
     Q: EventQueue,
     B: BlobStore,
 {
@@ -304,6 +352,7 @@ where
             self.learn_template_category(event).await?;
             return Ok(Applied::default());
         }
+        self.learn_limits(event).await?;
         let (Some(phone), mut user) = (event.phone_number_id.as_deref(), event.user_id.clone()) else {
             return Ok(Applied::default());
         };

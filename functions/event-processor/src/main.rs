@@ -33,6 +33,8 @@ async fn main() -> Result<(), Error> {
         media: media.map(|url| Events::Queue(SqsQueue::new(&sqs, url, DEFAULT_MAX_MESSAGE_BYTES))),
         blobs: S3Blobs::new(aws::s3_client(&sdk), bucket),
         keywords,
+        portfolios: env.portfolios()?,
+        numbers_seen: std::sync::Mutex::default(),
     };
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -24,12 +24,13 @@ use wa_core::apps::AppRouting;
 use wa_core::graph_error::{self, ErrorClass};
 use wa_core::hold::{self, Hold, HoldCheck};
 use wa_core::identity::{self, Person};
+use wa_core::limit::{self, Counted, Gate, Portfolios, Tier, Window};
 use wa_core::media::{S3Media, check_file, object_mime};
 use wa_core::outcome::SendOutcome;
 use wa_core::policy::{self, Decision};
 use wa_core::ports::{
     Claim, ConversationStore, EventQueue, GraphAccepted, GraphApi, GraphFailure, HoldStore, IdempotencyStore,
-    MediaIdCache, ObjectSource, Redelivery, SecretSource, StoreError, ThrottleStore,
+    LimitFacts, LimitStore, MediaIdCache, ObjectSource, Redelivery, SecretSource, StoreError, ThrottleStore,
 };
 use wa_core::ratelimit::paced_interval_us;
 use wa_core::secrets::SecretStage;
@@ -86,6 +87,11 @@ pub struct SenderConfig {
     /// client's timeout and the time to record, publish and mark the outcome (default 12 s: the
     /// 10 s Graph timeout and 2 s). Half the invocation when that is longer than the invocation.
     pub deadline_reserve: Duration,
+    /// The messaging-limit tier until Meta announces one (`MESSAGING_LIMIT`); `None`: no limit is
+    /// applied until a webhook names the tier.
+    pub messaging_limit: Option<Tier>,
+    /// Which portfolio each number's limit is counted in (`PORTFOLIOS`).
+    pub portfolios: Portfolios,
 }
 
 impl Default for SenderConfig {
@@ -101,20 +107,30 @@ impl Default for SenderConfig {
             slot_lead: Duration::from_millis(30),
             refuse_unknown_templates: false,
             deadline_reserve: Duration::from_secs(12),
+            messaging_limit: None,
+            portfolios: Portfolios::default(),
         }
     }
 }
 
 impl SenderConfig {
-    fn rate(&self, phone_number_id: &str) -> u32 {
-        self.rates.get(phone_number_id).copied().unwrap_or(self.default_rate).clamp(1, 1000)
+    /// The number's rate: its configured override, else what `THROUGHPUT_UPGRADE` taught, else
+    /// the default. An override is deliberate, so an upgrade does not lift it.
+    fn rate(&self, phone_number_id: &str, learned: &HashMap<String, u32>) -> u32 {
+        self.rates
+            .get(phone_number_id)
+            .or_else(|| learned.get(phone_number_id))
+            .copied()
+            .unwrap_or(self.default_rate)
+            .clamp(1, 1000)
     }
 }
 
 /// What the sender needs.
 /// The ports are grouped by what serves them: `I` the state table (idempotency records,
-/// conversation facts, media ids), `T` its rate-limit part (a separate type so that a test can
-/// slow it alone), `Q` the queues (outcomes, redelivery delays), `O` the producers' objects.
+/// conversation facts, media ids), `T` its limits part (send slots, holds, Meta's messaging limit;
+/// a separate type so that a test can slow it alone), `Q` the queues (outcomes, redelivery
+/// delays), `O` the producers' objects.
 pub struct Sender<G, I, T, Q, S, O> {
     /// The Graph API.
     pub graph: G,
@@ -176,9 +192,15 @@ enum MediaReady {
     Later { delay_s: Option<u32>, reason: String },
 }
 
-/// What the records of one invocation share: the line's stop, and the invocation's deadline.
+/// What the records of one invocation share: the line's stop, the invocation's deadline, and
+/// Meta's limits as read for the batch.
 struct Run {
     stop: AtomicBool,
+    /// Learned send rates (`THROUGHPUT_UPGRADE`).
+    rates: HashMap<String, u32>,
+    /// The portfolios' messaging-limit windows as last read (`None`: they could not be read),
+    /// kept up to date by the batch's own counts and re-reads.
+    windows: Option<std::sync::Mutex<HashMap<String, Window>>>,
     deadline_ms: u64,
     /// No Graph call starts later than this before the deadline: the configured reserve, or half
     /// the invocation when the reserve is longer than the invocation (a Graph timeout set longer
@@ -251,7 +273,7 @@ impl<G, I, T, Q, S, O> Sender<G, I, T, Q, S, O>
 where
     G: GraphApi,
     I: IdempotencyStore + ConversationStore + MediaIdCache,
-    T: ThrottleStore + HoldStore,
+    T: ThrottleStore + HoldStore + LimitStore,
     Q: EventQueue + Redelivery,
     S: AppRouting,
     O: ObjectSource,
@@ -306,26 +328,13 @@ where
                 tracing::warn!(%error, "cannot read the access token");
             }
         }
-        let slots = self.reserve_slots(&prepared, &claims).await;
+        let run = self.run(&prepared, deadline_ms).await;
+        let slots = self.reserve_slots(&prepared, &claims, &run).await;
         // 3. Records of one group in order; groups concurrently.
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, record) in prepared.iter().enumerate() {
             groups.entry(record.group.as_str()).or_default().push(index);
         }
-        let configured = u64::try_from(self.config.deadline_reserve.as_millis()).unwrap_or(u64::MAX);
-        let length = deadline_ms.saturating_sub(now_ms());
-        let reserve_ms = if configured < length {
-            configured
-        } else {
-            // A Graph timeout as long as the function's would never let a send start.
-            tracing::error!(
-                reserve_ms = configured,
-                invocation_ms = length,
-                "GRAPH_TIMEOUT_MS leaves no time to send before the function's timeout; using half the invocation"
-            );
-            length / 2
-        };
-        let run = Run { stop: AtomicBool::new(false), deadline_ms, reserve_ms };
         let runs = groups.values().map(|indices| self.run_group(&prepared, &claims, &slots, indices, &run));
         let mut verdicts: Vec<(usize, Verdict)> =
             futures_util::future::join_all(runs).await.into_iter().flatten().collect();
@@ -364,6 +373,41 @@ where
             response.batch_item_failures.push(failure);
         }
         response
+    }
+
+    /// What the batch's records share: the deadline and the reserve before it, and Meta's limits
+    /// read once (the learned rates of the batch's numbers, and the messaging-limit windows of the
+    /// portfolios its business-initiated templates count in).
+    async fn run(&self, prepared: &[Prepared<'_>], deadline_ms: u64) -> Run {
+        let configured = u64::try_from(self.config.deadline_reserve.as_millis()).unwrap_or(u64::MAX);
+        let length = deadline_ms.saturating_sub(now_ms());
+        let reserve_ms = if configured < length {
+            configured
+        } else {
+            // A Graph timeout as long as the function's would never let a send start.
+            tracing::error!(
+                reserve_ms = configured,
+                invocation_ms = length,
+                "GRAPH_TIMEOUT_MS leaves no time to send before the function's timeout; using half the invocation"
+            );
+            length / 2
+        };
+        let requests = || prepared.iter().filter_map(|r| r.request.as_ref());
+        let numbers: BTreeSet<&str> = requests().map(|r| r.phone_number_id.as_str()).collect();
+        let portfolios: BTreeSet<&str> = requests()
+            .filter(|r| limit::counts(r) || (r.fallback.is_some() && r.to.is_some()))
+            .map(|r| self.config.portfolios.of(&r.phone_number_id))
+            .collect();
+        let numbers: Vec<&str> = numbers.into_iter().collect();
+        let portfolios: Vec<&str> = portfolios.into_iter().collect();
+        let (rates, windows) = match self.throttle.limit_facts(&numbers, &portfolios).await {
+            Ok(LimitFacts { rates, windows }) => (rates, Some(std::sync::Mutex::new(windows))),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the messaging limit; its sends wait for the next read");
+                (HashMap::new(), None)
+            }
+        };
+        Run { stop: AtomicBool::new(false), rates, windows, deadline_ms, reserve_ms }
     }
 
     /// The hold of every business number in the batch, with what it means now (a number whose
@@ -450,6 +494,7 @@ where
         &self,
         prepared: &[Prepared<'_>],
         claims: &[Result<Claim, StoreError>],
+        run: &Run,
     ) -> HashMap<usize, u64> {
         let mut per_number: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, record) in prepared.iter().enumerate() {
@@ -463,7 +508,7 @@ where
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
         let mut slots = HashMap::new();
         for (number, indices) in per_number {
-            let interval = paced_interval_us(self.config.rate(number), self.config.pacing);
+            let interval = paced_interval_us(self.config.rate(number, &run.rates), self.config.pacing);
             let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
             match self.reserve(number, count, interval, horizon).await {
                 Ok(Some(reservation)) => {
@@ -626,6 +671,15 @@ where
             }
         };
         let sent_fallback = matches!(decision, Decision::SendFallback);
+        if !matches!(decision, Decision::Refuse(..)) {
+            let now_s = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+            let window_open = person.as_ref().map(|p| p.facts.service_window_open(now_s));
+            if limit::counts_send(request, sent_fallback, window_open)
+                && let Some(verdict) = self.admit(record, request, person.as_ref(), run).await
+            {
+                return verdict;
+            }
+        }
         let result = match decision {
             Decision::Refuse(status, reason) => {
                 telemetry::emit(FUNCTION, Some(("Refusal", reason)), &[("Refused", 1.0)]);
@@ -644,6 +698,10 @@ where
                 self.note_window_closed(request).await;
                 telemetry::emit(FUNCTION, None, &[("WindowClosedByMeta", 1.0)]);
                 if request.fallback.is_some() {
+                    // The fallback template reaches a user outside the window: it counts.
+                    if let Some(verdict) = self.admit(record, request, person.as_ref(), run).await {
+                        return verdict;
+                    }
                     self.send(request, true, None, run).await.map(|accepted| (accepted, true))
                 } else {
                     Err(GraphFailure::Api { error, http_status })
@@ -743,6 +801,100 @@ where
         };
         let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
         Ok((policy::decide(request, &person.facts, learned.as_deref(), now), Some(person)))
+    }
+
+    /// Meta's messaging limit for a business-initiated template ([`wa_core::limit`]): `None` to
+    /// send (the user is counted, was reached in the window already, or no limit applies); else
+    /// the record's verdict, its claim released: deferred until the window has room for a new
+    /// user (never failed), or retried when the window cannot be read.
+    async fn admit(
+        &self,
+        record: &Prepared<'_>,
+        request: &SendRequest,
+        person: Option<&Person>,
+        run: &Run,
+    ) -> Option<Verdict> {
+        let portfolio = self.config.portfolios.of(&request.phone_number_id);
+        // Counted by the id sent to; reached by any of the person's ids (a person written to
+        // by phone and then by BSUID may be counted twice, never held back once reached).
+        let user = identity::normalize_id(request.to.as_deref().unwrap_or_default());
+        let mut ids: Vec<&str> = person.map(|p| p.ids.iter().map(String::as_str).collect()).unwrap_or_default();
+        if !ids.contains(&user) {
+            ids.push(user);
+        }
+        let lock = |windows: &std::sync::Mutex<HashMap<String, Window>>| {
+            windows.lock().map_or_else(|poisoned| poisoned.into_inner().clone(), |w| w.clone())
+        };
+        let Some(windows) = &run.windows else {
+            self.release(&record.key).await;
+            return Some(Verdict::Retry { delay_s: None });
+        };
+        for _ in 0..4 {
+            let now = now_ms() / 1000;
+            let current = lock(windows).get(portfolio).cloned().unwrap_or_default();
+            let tier = current.tier_or(self.config.messaging_limit);
+            let counted = match limit::gate(tier, &current.buckets, now) {
+                Gate::Open => return None,
+                Gate::Count(max) => {
+                    let count = limit::count(max, &current.buckets, now);
+                    match self.throttle.count_user(portfolio, user, &count).await {
+                        Ok(Counted::New) => {
+                            let mut buckets = current.buckets;
+                            *buckets.entry(count.hour).or_default() += 1;
+                            let used = limit::reached(&buckets, now) as f64 * 100.0 / max as f64;
+                            // The busiest portfolio's share drives the alarm; `wa stats` tells them apart.
+                            telemetry::emit(FUNCTION, None, &[("MessagingLimitUsed", used)]);
+                            if let Ok(mut all) = windows.lock() {
+                                all.insert(portfolio.to_owned(), Window { tier: current.tier, buckets });
+                            }
+                            return None;
+                        }
+                        other => other,
+                    }
+                }
+                Gate::Full { until_s } => match self.reached_at(portfolio, &ids).await {
+                    Ok(Some(at)) if at + limit::WINDOW_S > now => return None,
+                    Ok(_) => {
+                        let delay_s = limit::defer_seconds(until_s, now);
+                        tracing::info!(delay_s, "messaging limit reached: deferring a send to a new user");
+                        telemetry::emit(FUNCTION, None, &[("LimitDeferrals", 1.0)]);
+                        self.release(&record.key).await;
+                        return Some(Verdict::Retry { delay_s: Some(delay_s) });
+                    }
+                    Err(error) => Err(error),
+                },
+            };
+            match counted {
+                Ok(Counted::Already) => return None,
+                // Full, or changed since it was read: read it again and decide again.
+                Ok(Counted::Full | Counted::New) => match self.throttle.limit_facts(&[], &[portfolio]).await {
+                    Ok(mut facts) => {
+                        if let (Some(window), Ok(mut all)) = (facts.windows.remove(portfolio), windows.lock()) {
+                            all.insert(portfolio.to_owned(), window);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the messaging limit; retrying later");
+                        break;
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "cannot count the user against the messaging limit; retrying later");
+                    break;
+                }
+            }
+        }
+        self.release(&record.key).await;
+        Some(Verdict::Retry { delay_s: Some(1) })
+    }
+
+    /// When any of a person's ids was last counted in the portfolio's window.
+    async fn reached_at(&self, portfolio: &str, ids: &[&str]) -> Result<Option<u64>, StoreError> {
+        let mut latest = None;
+        for id in ids {
+            latest = latest.max(self.throttle.reached_at(portfolio, id).await?);
+        }
+        Ok(latest)
     }
 
     /// A template send checked against the registry ([`wa_core::templates::check_send`]):
@@ -897,8 +1049,8 @@ where
     /// than `MAX_LATENESS` (a busy host) takes a fresh slot instead of sending late, so that sends
     /// never bunch up: each goes out within `MAX_LATENESS` of a slot of its own. False when no
     /// slot can be had within the horizon (the record is retried later).
-    async fn wait_for_slot(&self, phone_number_id: &str) -> bool {
-        let interval = paced_interval_us(self.config.rate(phone_number_id), self.config.pacing);
+    async fn wait_for_slot(&self, phone_number_id: &str, run: &Run) -> bool {
+        let interval = paced_interval_us(self.config.rate(phone_number_id, &run.rates), self.config.pacing);
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
         for _ in 0..5 {
             let reservation = match self.reserve(phone_number_id, 1, interval, horizon).await {
@@ -944,7 +1096,7 @@ where
             Some(slot) => wait_until(slot).await,
             None => false,
         };
-        if !on_time && !self.wait_for_slot(phone).await {
+        if !on_time && !self.wait_for_slot(phone, run).await {
             return Err(GraphFailure::Unreachable(NO_SLOT.into()));
         }
         // Another group of this batch may have stopped the line while this one waited.
@@ -959,7 +1111,7 @@ where
             {
                 tracing::warn!(code = error.code, "access token refused; reloading the secret and retrying once");
                 let token = self.token(phone, true).await?;
-                if !self.wait_for_slot(phone).await {
+                if !self.wait_for_slot(phone, run).await {
                     return Err(GraphFailure::Unreachable(NO_SLOT.into()));
                 }
                 self.time_left(run)?;

@@ -37,6 +37,8 @@ async fn main() -> Result<(), Error> {
             default_rate: env.messages_per_second,
             rates: env.rates,
             refuse_unknown_templates: env.refuse_unknown_templates,
+            messaging_limit: env.messaging_limit,
+            portfolios: env.portfolios,
             // The Graph timeout, then 2 s to record, publish and mark the outcome.
             deadline_reserve: Duration::from_millis(env.graph_timeout_ms + 2_000),
             ..SenderConfig::default()

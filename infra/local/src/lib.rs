@@ -4,6 +4,7 @@
 //! with the conditional updates the DynamoDB table makes.
 
 mod commits;
+mod limits;
 mod queue;
 mod state;
 
@@ -58,6 +59,11 @@ CREATE TABLE IF NOT EXISTS media_ids(phone TEXT, digest TEXT, media_id TEXT, upl
     expires_at INTEGER, PRIMARY KEY(phone, digest));
 CREATE TABLE IF NOT EXISTS holds(phone TEXT PRIMARY KEY, code INTEGER NOT NULL, since_ms INTEGER NOT NULL,
     until_ms INTEGER NOT NULL, strikes INTEGER NOT NULL, probe_until INTEGER);
+CREATE TABLE IF NOT EXISTS limit_tiers(portfolio TEXT PRIMARY KEY, tier INTEGER NOT NULL, tier_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS limit_buckets(portfolio TEXT, hour INTEGER, n INTEGER NOT NULL, PRIMARY KEY(portfolio, hour));
+CREATE TABLE IF NOT EXISTS reached(portfolio TEXT, user TEXT, at INTEGER NOT NULL, PRIMARY KEY(portfolio, user));
+CREATE TABLE IF NOT EXISTS displays(display TEXT PRIMARY KEY, phone TEXT, rate INTEGER);
+CREATE TABLE IF NOT EXISTS number_rates(phone TEXT PRIMARY KEY, rate INTEGER NOT NULL);
 ";
 
 /// One SQLite database shared by every embedded adapter of a process.

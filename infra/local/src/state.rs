@@ -194,7 +194,7 @@ impl SecretSource for LocalSecrets {
 /// Sends, rate-limit slots, conversations, statuses, counters and templates.
 #[derive(Debug, Clone)]
 pub struct LocalState {
-    db: LocalDb,
+    pub(crate) db: LocalDb,
 }
 
 impl LocalState {
@@ -576,6 +576,7 @@ impl LocalState {
             ("links", "links", "phone = ?1 AND (a = ?2 OR b = ?2)"),
             ("pair-rate records", "pairs", "phone = ?1 AND (recipient = ?2 OR recipient = '+' || ?2)"),
             ("message statuses", "statuses", "?1 = ?1 AND recipient = ?2"),
+            ("messaging-limit records", "reached", "?1 = ?1 AND user = ?2"),
             (
                 "send records",
                 "sends",

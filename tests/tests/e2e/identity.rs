@@ -107,7 +107,8 @@ async fn replies_consent_and_a_number_change_follow_the_person_across_ids() {
     // under both ids, with no Graph call.
     p.post(&user_writes("wamid.in2", None, &bsuid, "STOP", now - 30)).await;
     p.process(1).await;
-    let report = wa_cli::stats(&p.table, PHONE, Some(USER_PHONE), "2026-12", now, None).await.unwrap();
+    let report =
+        wa_cli::stats(&p.table, PHONE, Some(USER_PHONE), "2026-12", now, None, &Default::default()).await.unwrap();
     assert!(report.contains("known by 2 id(s): phone number, BSUID"), "{report}");
     assert!(report.contains("username: @sheena") && report.contains("marketing: opted out"), "{report}");
     let calls = stack.sim.accepted().len();

@@ -73,6 +73,8 @@ impl Pipeline {
             )),
             blobs: S3Blobs::new(wa_infra::aws::s3_client(&stack.aws), stack.bucket.clone()),
             keywords: OptOutKeywords::default(),
+            portfolios: Default::default(),
+            numbers_seen: Default::default(),
             media: None,
         };
         Self { stack, table, table_name, events, processor, media: None }
@@ -214,13 +216,15 @@ async fn messages_statuses_and_preferences_become_conversation_state() {
     // The operator's view. Statuses count the transitions applied (the queue delivers in any
     // order; a late sent or delivered after read is not applied), so read counts once.
     let card = wa_core::conversation::RateCard::parse("INR:marketing=0.8,utility=0.1").unwrap();
-    let report = wa_cli::stats(&p.table, PHONE, Some(USER), &month, now, Some(&card)).await.unwrap();
+    let report =
+        wa_cli::stats(&p.table, PHONE, Some(USER), &month, now, Some(&card), &Default::default()).await.unwrap();
     assert!(report.contains("estimated cost: INR 0.80"), "{report}");
     assert!(report.contains("read 1, played 0, failed 0"), "{report}");
     assert!(report.contains("billable messages: marketing/regular 1"), "{report}");
     assert!(report.contains("service window: closed (last message 2025-06-15T15:08:20Z)"), "{report}");
     assert!(report.contains("marketing: not opted out"), "{report}");
-    let report = wa_cli::stats(&p.table, PHONE, Some("someone-else"), &month, now, None).await.unwrap();
+    let report =
+        wa_cli::stats(&p.table, PHONE, Some("someone-else"), &month, now, None, &Default::default()).await.unwrap();
     assert!(report.contains("never wrote to this number"), "{report}");
     assert!(report.contains("estimated cost: INR 0.86 (example India rate card"), "{report}");
     let report = wa_cli::message(&p.table, "wamid.out1").await.unwrap();
@@ -302,6 +306,8 @@ async fn an_event_processed_but_not_forwarded_goes_out_later_with_its_conversati
         blobs: S3Blobs::new(wa_infra::aws::s3_client(&p.stack.aws), p.stack.bucket.clone()),
         keywords: OptOutKeywords::default(),
         media: None,
+        portfolios: Default::default(),
+        numbers_seen: Default::default(),
     };
     p.post(&message("wamid.late", "hello", 1_750_000_000)).await;
     let sqs = aws_sdk_sqs::Client::new(&p.stack.aws);

@@ -609,6 +609,47 @@ impl wa_core::ports::HoldStore for SlowThrottle {
     }
 }
 
+impl wa_core::ports::LimitStore for SlowThrottle {
+    async fn limit_facts(
+        &self,
+        numbers: &[&str],
+        portfolios: &[&str],
+    ) -> Result<wa_core::ports::LimitFacts, wa_core::ports::StoreError> {
+        self.inner.limit_facts(numbers, portfolios).await
+    }
+
+    async fn count_user(
+        &self,
+        portfolio: &str,
+        user: &str,
+        count: &wa_core::limit::Count,
+    ) -> Result<wa_core::limit::Counted, wa_core::ports::StoreError> {
+        self.inner.count_user(portfolio, user, count).await
+    }
+
+    async fn reached_at(&self, portfolio: &str, user: &str) -> Result<Option<u64>, wa_core::ports::StoreError> {
+        self.inner.reached_at(portfolio, user).await
+    }
+
+    async fn record_tier(
+        &self,
+        portfolio: &str,
+        tier: wa_core::limit::Tier,
+        at_s: u64,
+    ) -> Result<(), wa_core::ports::StoreError> {
+        self.inner.record_tier(portfolio, tier, at_s).await
+    }
+
+    async fn record_number(
+        &self,
+        display: &str,
+        phone_number_id: Option<&str>,
+        rate: Option<u32>,
+    ) -> Result<(), wa_core::ports::StoreError> {
+        self.inner.record_number(display, phone_number_id, rate).await
+    }
+}
+
 #[tokio::test]
 async fn a_slow_table_lengthens_the_slot_lead_instead_of_failing_every_send() {
     let stack = SendStack::new(SimConfig::default()).await;

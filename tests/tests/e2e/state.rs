@@ -186,3 +186,83 @@ async fn concurrent_conditional_writes_to_one_item_never_both_succeed() {
         assert_eq!(table.message_status(wamid).await.unwrap().as_deref(), Some("read"), "{wamid} was downgraded");
     }
 }
+
+/// Meta's messaging limit in DynamoDB (#26): 40 senders counting 40 new users at once under a
+/// limit of 25 count exactly 25 (the transaction's conditions, on moto); a user counted once is
+/// `Already` after; an expired bucket goes with the next count; an older tier announcement does
+/// not undo a newer one; a throughput upgrade reaches the number whichever fact came first.
+#[tokio::test]
+async fn the_messaging_limit_counts_each_user_once_and_never_past_the_limit() {
+    use wa_core::limit::{BUCKET_S, Counted, Tier, count};
+    use wa_core::ports::LimitStore;
+    let table = table().await;
+    let now = now_s();
+    let hour = now / BUCKET_S;
+    let portfolio = wa_tests::unique("p");
+    // An old bucket, outside the window, to be removed.
+    let old = wa_core::limit::Count {
+        hour: hour - 30,
+        cap: 10,
+        neighbours: [(hour - 31, 0), (hour - 29, 0)],
+        expired: vec![],
+        user_cutoff_s: 0,
+        at_s: now - 30 * BUCKET_S,
+    };
+    assert_eq!(table.count_user(&portfolio, "old-user", &old).await.unwrap(), Counted::New);
+
+    // Each sender: read the window, count, and on Full read again (as the sender does), 8 times.
+    let sender = |i: usize| {
+        let table = table.clone();
+        let portfolio = portfolio.clone();
+        async move {
+            for _ in 0..8 {
+                let window = table.limit_facts(&[], &[&portfolio]).await.unwrap().windows.remove(&portfolio).unwrap();
+                match table
+                    .count_user(&portfolio, &format!("1650555{i:04}"), &count(25, &window.buckets, now))
+                    .await
+                    .unwrap()
+                {
+                    Counted::Full => tokio::time::sleep(std::time::Duration::from_millis(5 * i as u64 % 40)).await,
+                    other => return other,
+                }
+            }
+            Counted::Full
+        }
+    };
+    let results = futures_util::future::join_all((0..40).map(sender)).await;
+    assert_eq!(results.iter().filter(|r| **r == Counted::New).count(), 25, "{results:?}");
+    let window = table.limit_facts(&[], &[&portfolio]).await.unwrap().windows.remove(&portfolio).unwrap();
+    assert_eq!(window.usage(Some(Tier::Limited(25)), now), (25, Some(25)));
+    assert!(!window.buckets.contains_key(&(hour - 30)), "the expired bucket was removed: {:?}", window.buckets);
+    let counted: Vec<usize> = (0..40).filter(|i| results[*i] == Counted::New).collect();
+    let again = format!("1650555{:04}", counted[0]);
+    assert_eq!(
+        table.count_user(&portfolio, &again, &count(100, &window.buckets, now)).await.unwrap(),
+        Counted::Already
+    );
+    assert_eq!(table.reached_at(&portfolio, &again).await.unwrap(), Some(now));
+
+    table.record_tier(&portfolio, Tier::Limited(250), 10).await.unwrap();
+    table.record_tier(&portfolio, Tier::Limited(2000), 5).await.unwrap();
+    let tier = |t: &StateTable| {
+        let t = t.clone();
+        let p = portfolio.clone();
+        async move { t.limit_facts(&[], &[&p]).await.unwrap().windows.remove(&p).unwrap().tier }
+    };
+    assert_eq!(tier(&table).await, Some(Tier::Limited(250)), "an older announcement came late");
+    table.record_tier(&portfolio, Tier::Unlimited, 11).await.unwrap();
+    assert_eq!(tier(&table).await, Some(Tier::Unlimited));
+
+    let number = wa_tests::unique("N");
+    table.record_number("+1 555 000 7777", None, Some(1000)).await.unwrap();
+    assert!(table.limit_facts(&[&number], &[]).await.unwrap().rates.is_empty());
+    table.record_number("15550007777", Some(&number), None).await.unwrap();
+    assert_eq!(table.limit_facts(&[&number], &[]).await.unwrap().rates[&number], 1000);
+    let view = wa_cli::LimitView {
+        portfolios: wa_core::limit::Portfolios::parse(&format!("{number}={portfolio}")).unwrap(),
+        configured: Some(Tier::Limited(250)),
+    };
+    let lines = wa_cli::limit_lines(&table, &number, &view, now).await.unwrap();
+    assert!(lines.contains("send rate: 1000 messages/s"), "{lines}");
+    assert!(lines.contains(&format!("portfolio {portfolio}): unlimited (announced by Meta)")), "{lines}");
+}

@@ -23,6 +23,7 @@ pub fn main(args: &[String]) -> ExitCode {
         webhook_only: args.get(2).map(String::as_str) != Some("--pipeline"),
         max_event_age_s: wa_bench::MAX_EVENT_AGE_S,
         quiet_outbox: true,
+        messaging_limit: None,
     };
     wa_infra::telemetry::silence_metrics();
     wa_cli::runtime().unwrap().block_on(wa_cli::run_dev(options, false))

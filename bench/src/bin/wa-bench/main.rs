@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+mod campaign;
 mod coldstart;
 mod dev;
 mod ingest_cpu;
@@ -13,7 +14,8 @@ mod payload;
 mod receiver;
 mod sqs_cpu;
 
-const USAGE: &str = "usage: wa-bench coldstart <label> <command> [args...]
+const USAGE: &str = "usage: wa-bench campaign [recipients]
+       wa-bench coldstart <label> <command> [args...]
        wa-bench dev <listen address> <data dir> [--pipeline]
        wa-bench ingest-cpu [criterion output directory]
        wa-bench media <media-fetcher binary> [megabytes]
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
+        Some("campaign") => campaign::main(rest),
         Some("coldstart") => coldstart::main(rest),
         Some("dev") => return dev::main(rest),
         Some("ingest-cpu") => ingest_cpu::main(rest),
