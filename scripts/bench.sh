@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with peers, in one run on this machine; writes BENCHMARKS.md.
 # Installs the peers on demand (npm: Express in bench/peers/node; pip: pywa + FastAPI + uvicorn in
-# .venv-bench; wrk from the system's packages when missing). Measuring takes under 2 minutes on
-# 2 cores; the release build before it about 7.3 more on a clean tree (BENCHMARKS.md says how long).
+# .venv-bench; wrk from the system's packages when missing; moto in .venv for the cost run).
+# Measuring takes about 12 minutes on 2 cores (the campaigns and the cost run most of it); the
+# release build before it about 7.3 more on a clean tree (BENCHMARKS.md says how long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
@@ -108,6 +109,17 @@ target/release/wa-bench pacing | tee "$out/pacing.json" >&2
 
 log "5. media fetcher: a 100 MB document streamed from the simulator into S3 (multipart)"
 target/release/wa-bench media target/release/media-fetcher 100 | tee "$out/media.json" >&2
+
+log "6. campaigns on wa dev: 20,000 recipients on 4 numbers at 80/s, then one number upgraded to 1,000/s (commits flushed, then not)"
+: > "$out/campaign.jsonl"
+target/release/wa-bench campaign 20000 >> "$out/campaign.jsonl"
+target/release/wa-bench campaign 20000 --no-flush >> "$out/campaign.jsonl"
+target/release/wa-bench campaign-sqs 20000 | tee "$out/campaign_sqs.json" >&2
+
+log "7. what a million messages cost: the release functions against moto, every AWS call counted at the proxies"
+source scripts/venv.sh
+cargo build --locked -p wa-tests --bin wa-faults
+WA_FAULTS_BIN_DIR=target/release target/debug/wa-faults cost --items 1000 --out "$out/cost.md" > /dev/null
 
 echo "{\"setup_and_build_s\": $((built - start)), \"measuring_s\": $((SECONDS - built)), \"clean_tree\": $clean, \"wrk_warmup_s\": $wrk_warmup, \"wrk_s\": $wrk_seconds, \"wrk_rounds\": $wrk_rounds}" > "$out/timings.json"
 python3 bench/report.py "$out" > BENCHMARKS.md

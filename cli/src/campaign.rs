@@ -28,8 +28,8 @@ pub struct SendOptions {
     pub audience: PathBuf,
     /// The variants.
     pub variants: Vec<Variant>,
-    /// The business number.
-    pub phone_number_id: String,
+    /// The business numbers (one or more; recipients are spread over them).
+    pub phone_number_ids: Vec<String>,
     /// The language of rows without one.
     pub language: String,
     /// The declared category (marketing: opted-out recipients are suppressed).
@@ -121,7 +121,7 @@ pub fn plan_requests(options: &SendOptions, text: &str) -> Result<Vec<(SendReque
     let rows = campaign::parse_audience(text).map_err(|e| e.to_string())?;
     let plan = Plan {
         campaign: &options.campaign,
-        phone_number_id: &options.phone_number_id,
+        phone_number_ids: &options.phone_number_ids,
         variants: &options.variants,
         default_language: &options.language,
         category: options.category,
@@ -130,7 +130,7 @@ pub fn plan_requests(options: &SendOptions, text: &str) -> Result<Vec<(SendReque
     let mut out = Vec::with_capacity(rows.len());
     for (index, row) in rows.iter().enumerate() {
         let (request, variant) =
-            campaign::request(&plan, row).map_err(|e| format!("audience row {}: {e}", index + 1))?;
+            campaign::request(&plan, row, index).map_err(|e| format!("audience row {}: {e}", index + 1))?;
         // A recipient twice in the file is one request (the same key): kept once.
         if seen.insert(request.idempotency_key.clone()) {
             out.push((request, variant.name.clone()));

@@ -59,7 +59,7 @@ pub const FALLBACK: &str = "fallback";
 
 const MAX_BYTES: usize = 1_048_576;
 /// Concurrent sender invocations, as `SenderMaxConcurrency` defaults to in the template.
-const SENDER_POLLERS: usize = 5;
+pub const DEFAULT_SENDER_POLLERS: usize = 5;
 const VISIBILITY: Duration = Duration::from_secs(10);
 
 /// The real Graph API instead of the simulator.
@@ -98,6 +98,11 @@ pub struct DevOptions {
     /// The messaging-limit tier until the simulator (or Meta) announces one: the sender defers
     /// templates to new users beyond it, and the simulator enforces it (`--messaging-limit`).
     pub messaging_limit: Option<wa_core::limit::Tier>,
+    /// Concurrent sender invocations (the template's `SenderMaxConcurrency`; `--sender-concurrency`).
+    pub sender_pollers: usize,
+    /// Flush every commit to the disk (default); `false` (`--no-flush`): survive a crash of the
+    /// process but not a power cut, and send several times faster ([`LocalDb::flush_every_commit`]).
+    pub flush: bool,
 }
 
 /// The queues of a local database.
@@ -234,6 +239,7 @@ impl DevStack {
     /// Starts every part; returns once the webhook server listens.
     pub async fn start(options: &DevOptions) -> Result<Self, String> {
         let db = open(&options.data_dir)?;
+        db.flush_every_commit(options.flush).map_err(|e| e.to_string())?;
         let queues = Queues::of(&db);
         let state = LocalState::new(&db);
         let secrets = LocalSecrets(Arc::new(dev_secrets(options.real_graph.as_ref())));
@@ -322,9 +328,9 @@ impl DevStack {
             lead: sender::SlotLead::default(),
         });
         if !options.webhook_only {
-            // As many pollers as the template's event source mapping runs senders by default
+            // As many pollers as the template's event source mapping runs senders
             // (`SenderMaxConcurrency`); the FIFO queue keeps each recipient's messages in order.
-            for _ in 0..SENDER_POLLERS {
+            for _ in 0..options.sender_pollers.max(1) {
                 let sender = sender.clone();
                 tasks.push(tokio::spawn(consume(queues.outbound.clone(), stopped.clone(), move |event, deadline| {
                     let sender = sender.clone();

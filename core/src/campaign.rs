@@ -237,8 +237,11 @@ fn fields(line: &str) -> Result<Vec<String>, String> {
 pub struct Plan<'a> {
     /// The campaign id.
     pub campaign: &'a str,
-    /// The business number.
-    pub phone_number_id: &'a str,
+    /// The business numbers the campaign goes out from (at least one), in turn by audience row
+    /// (the same file gives each row the same number again; a request's key does not depend on
+    /// it, so nobody is messaged twice whatever number a re-run picks), so that the numbers'
+    /// send rates add up.
+    pub phone_number_ids: &'a [String],
     /// The variants.
     pub variants: &'a [Variant],
     /// The language of rows without one.
@@ -248,7 +251,7 @@ pub struct Plan<'a> {
 }
 
 /// The SendRequest of one row, and its variant.
-pub fn request<'a>(plan: &Plan<'a>, row: &Row) -> Result<(SendRequest, &'a Variant), CampaignError> {
+pub fn request<'a>(plan: &Plan<'a>, row: &Row, ordinal: usize) -> Result<(SendRequest, &'a Variant), CampaignError> {
     let variant = assign(plan.campaign, &row.to, plan.variants);
     let parameters: Vec<Value> = row
         .parameters
@@ -269,7 +272,11 @@ pub fn request<'a>(plan: &Plan<'a>, row: &Row) -> Result<(SendRequest, &'a Varia
     }
     let message = json!({"type": "template", "template": template});
     let request = SendRequest {
-        phone_number_id: plan.phone_number_id.to_owned(),
+        phone_number_id: plan
+            .phone_number_ids
+            .get(ordinal % plan.phone_number_ids.len().max(1))
+            .cloned()
+            .unwrap_or_default(),
         to: Some(row.to.clone()),
         message: message.as_object().cloned().unwrap_or_default(),
         idempotency_key: Some(key(plan.campaign, &row.to)),
@@ -503,15 +510,16 @@ mod tests {
     #[test]
     fn a_row_becomes_a_valid_template_request() {
         let v = variants();
+        let numbers = vec!["106540352242922".to_owned()];
         let plan = Plan {
             campaign: "spring",
-            phone_number_id: "106540352242922",
+            phone_number_ids: &numbers,
             variants: &v,
             default_language: "en",
             category: Some(Category::Marketing),
         };
         let rows = parse_audience("to,1,first_name\n16505551234,10:30,Ana").unwrap();
-        let (request, variant) = request(&plan, &rows[0]).unwrap();
+        let (request, variant) = request(&plan, &rows[0], 0).unwrap();
         assert_eq!(request.idempotency_key.as_deref(), Some(key("spring", "16505551234").as_str()));
         let callback: Value = serde_json::from_str(request.callback_data.as_deref().unwrap()).unwrap();
         assert_eq!(callback, json!({"campaign": "spring", "variant": variant.name}));
@@ -529,5 +537,22 @@ mod tests {
             (fields.campaign.as_deref(), fields.variant.as_deref()),
             (Some("spring"), Some(variant.name.as_str()))
         );
+    }
+
+    #[test]
+    fn rows_take_the_numbers_in_turn() {
+        let v = variants();
+        let numbers: Vec<String> = ["1", "2", "3"].iter().map(|n| (*n).to_owned()).collect();
+        let plan = Plan {
+            campaign: "spread",
+            phone_number_ids: &numbers,
+            variants: &v,
+            default_language: "en",
+            category: None,
+        };
+        let rows = parse_audience("to\n16505550001\n16505550002\n16505550003\n16505550004").unwrap();
+        let picked: Vec<String> =
+            rows.iter().enumerate().map(|(i, row)| request(&plan, row, i).unwrap().0.phone_number_id).collect();
+        assert_eq!(picked, ["1", "2", "3", "1"]);
     }
 }

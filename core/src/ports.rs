@@ -402,6 +402,16 @@ pub trait IdempotencyStore: Send + Sync {
     /// Marks the outcome published.
     fn mark_published(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Records the outcome as completed and published in one write (for a claim whose outcome
+    /// was published before it was recorded: a redelivery after a crash in between finds the
+    /// claim expired, does the work again and publishes again).
+    fn complete_published(
+        &self,
+        key: &str,
+        outcome: &str,
+        expires_at_s: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Drops a claim so that a retry can proceed at once (only when nothing was sent).
     fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -492,11 +502,13 @@ pub trait ConversationStore: Send + Sync {
         at_s: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// A status of a message we sent; only a forward move applies. Returns whether it applied.
+    /// A status of a message we sent; only a forward move applies (its pricing is kept whatever
+    /// the order). Returns whether it applied, and whether the message is in the cost ledger
+    /// already. One write when statuses come in order.
     fn apply_status(
         &self,
         update: &crate::conversation::StatusUpdate<'_>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<StatusApplied, StoreError>> + Send;
 
     /// The stored records of `ids` (each id's own record with its links; ids never seen are
     /// absent). [`crate::identity::resolve`] follows the links and merges them into one person.
@@ -762,6 +774,15 @@ pub trait CampaignStore: Send + Sync {
         &self,
         campaign: &str,
     ) -> impl Future<Output = Result<Vec<(String, Option<String>)>, StoreError>> + Send;
+}
+
+/// What applying a status did ([`ConversationStore::apply_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusApplied {
+    /// The status moved the message forward.
+    pub advanced: bool,
+    /// The message was counted in the cost ledger already (the ledger's write can be skipped).
+    pub costed: bool,
 }
 
 /// What the sender reads of Meta's limits once per batch ([`LimitStore::limit_facts`]).

@@ -31,7 +31,8 @@ use wa_core::conversation::StatusUpdate;
 use wa_core::hold::Hold;
 use wa_core::identity::ConversationRecord;
 use wa_core::ports::{
-    CampaignStore, Claim, ConversationStore, HoldStore, IdempotencyStore, MediaIdCache, StoreError, ThrottleStore,
+    CampaignStore, Claim, ConversationStore, HoldStore, IdempotencyStore, MediaIdCache, StatusApplied, StoreError,
+    ThrottleStore,
 };
 use wa_core::ratelimit::{Reservation, reserve};
 
@@ -69,6 +70,10 @@ pub struct MessageRecord {
 pub struct StateTable {
     pub(crate) client: aws_sdk_dynamodb::Client,
     pub(crate) table: String,
+    /// The send-slot pointer (`tat_us`) each number had after this process's last reservation:
+    /// a number whose pointer is behind now is tried as idle first (one conditional write where
+    /// trying it as busy first costs two).
+    slot_hints: std::sync::Arc<std::sync::Mutex<HashMap<String, u64>>>,
 }
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
@@ -111,7 +116,7 @@ impl StateTable {
     /// The table named `table`.
     #[must_use]
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), slot_hints: std::sync::Arc::default() }
     }
 
     pub(crate) async fn get(
@@ -189,28 +194,17 @@ fn claim_from(item: &HashMap<String, AttributeValue>) -> Claim {
 
 impl StateTable {
     /// Applies a status if it moves the message forward (see
-    /// [`wa_core::conversation::status_advances`]), atomically against concurrent updates; returns
-    /// whether it was applied. Pricing is kept whatever the order of arrival.
-    pub async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
-        let Some(rank) = wa_core::conversation::status_rank(update.status) else { return Ok(false) };
+    /// [`wa_core::conversation::status_advances`]), atomically against concurrent updates, its
+    /// pricing in the same write; a status that does not apply still leaves its pricing when the
+    /// message has none yet (a second write, only out of order). Says whether the message is in
+    /// the cost ledger already, from the item as it was.
+    pub async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<StatusApplied, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        let Some(rank) = wa_core::conversation::status_rank(update.status) else {
+            return Ok(StatusApplied::default());
+        };
         let pk = format!("MSG#{}", update.wamid);
-        if let Some((category, kind, billable)) = update.pricing {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(pk.clone(), "MSG")))
-                .update_expression(
-                    "SET pricing_category = :c, pricing_type = :t, billable = :b, pricing_model = :m, expires_at = if_not_exists(expires_at, :e)",
-                )
-                .expression_attribute_values(":m", s(update.pricing_model.unwrap_or("")))
-                .expression_attribute_values(":c", s(category))
-                .expression_attribute_values(":t", s(kind))
-                .expression_attribute_values(":b", AttributeValue::Bool(billable))
-                .expression_attribute_values(":e", n(now_seconds() + 90 * 86_400))
-                .send()
-                .await
-                .map_err(|e| store_error(&e))?;
-        }
+        let expires = n(now_seconds() + 90 * 86_400);
         // failed (rank 9) applies only below read (3); anything else only above the stored rank.
         let ceiling = if *update.status == wa_core::webhook::StatusKind::Failed { 3 } else { rank };
         let mut assignments =
@@ -219,7 +213,7 @@ impl StateTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(pk, "MSG")))
+            .set_key(Some(key(pk.clone(), "MSG")))
             .condition_expression("attribute_not_exists(#rank) OR #rank < :ceiling")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#rank", "rank")
@@ -227,7 +221,9 @@ impl StateTable {
             .expression_attribute_values(":rank", n(rank))
             .expression_attribute_values(":ceiling", n(ceiling))
             .expression_attribute_values(":at", n(update.at.unwrap_or(0)))
-            .expression_attribute_values(":e", n(now_seconds() + 90 * 86_400));
+            .expression_attribute_values(":e", expires.clone())
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(recipient) = update.recipient {
             assignments.push("recipient = :r");
             request = request.expression_attribute_values(":r", s(recipient));
@@ -236,8 +232,46 @@ impl StateTable {
             assignments.push("callback_data = :cb");
             request = request.expression_attribute_values(":cb", s(callback));
         }
+        if let Some((category, kind, billable)) = update.pricing {
+            assignments.extend(["pricing_category = :c", "pricing_type = :t", "billable = :b", "pricing_model = :m"]);
+            request = request
+                .expression_attribute_values(":m", s(update.pricing_model.unwrap_or("")))
+                .expression_attribute_values(":c", s(category))
+                .expression_attribute_values(":t", s(kind))
+                .expression_attribute_values(":b", AttributeValue::Bool(billable));
+        }
         let request = request.update_expression(format!("SET {}", assignments.join(", ")));
-        conditional(request.send().await)
+        let costed = |item: Option<&HashMap<String, AttributeValue>>| {
+            item.and_then(|i| i.get("costed")).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false)
+        };
+        let old = match request.send().await {
+            Ok(out) => return Ok(StatusApplied { advanced: true, costed: costed(out.attributes.as_ref()) }),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
+                _ => return Err(store_error(&e)),
+            },
+        };
+        // An older status: its pricing only, if the message has none yet.
+        if let Some((category, kind, billable)) =
+            update.pricing.filter(|_| old.as_ref().is_none_or(|i| !i.contains_key("pricing_category")))
+        {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, "MSG")))
+                .update_expression(
+                    "SET pricing_category = :c, pricing_type = :t, billable = :b, pricing_model = :m, expires_at = if_not_exists(expires_at, :e)",
+                )
+                .expression_attribute_values(":m", s(update.pricing_model.unwrap_or("")))
+                .expression_attribute_values(":c", s(category))
+                .expression_attribute_values(":t", s(kind))
+                .expression_attribute_values(":b", AttributeValue::Bool(billable))
+                .expression_attribute_values(":e", expires)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        Ok(StatusApplied { advanced: false, costed: costed(old.as_ref()) })
     }
 
     /// Records an inbound message from a user: `last_inbound_at` only moves forward (an old,
@@ -707,7 +741,7 @@ impl ConversationStore for StateTable {
         StateTable::set_marketing_opt_out(self, phone, user, opted_out, at_s).await
     }
 
-    async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
+    async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<StatusApplied, StoreError> {
         StateTable::apply_status(self, update).await
     }
 
@@ -825,6 +859,23 @@ impl IdempotencyStore for StateTable {
         Ok(item.and_then(|item| item.get("request").and_then(|v| v.as_s().ok()).cloned()))
     }
 
+    async fn complete_published(&self, key_text: &str, outcome: &str, expires_at_s: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(Self::send_pk(key_text), "SEND")))
+            .update_expression("SET #state = :completed, outcome = :outcome, published = :true, expires_at = :expires")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":outcome", s(outcome))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":expires", n(expires_at_s))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(&e))
+    }
+
     async fn mark_published(&self, key_text: &str) -> Result<(), StoreError> {
         self.client
             .update_item()
@@ -865,7 +916,33 @@ impl ThrottleStore for StateTable {
         let pk = format!("RATE#{phone_number_id}");
         let span = u64::from(count) * interval_us;
         let horizon_end = now_us.saturating_add(horizon_us);
+        let hint = |tat: u64| {
+            if let Ok(mut hints) = self.slot_hints.lock() {
+                hints.insert(phone_number_id.to_owned(), tat);
+            }
+        };
+        let mut idle_first =
+            self.slot_hints.lock().ok().and_then(|h| h.get(phone_number_id).copied()).is_none_or(|tat| tat < now_us);
         for _ in 0..20 {
+            if idle_first {
+                // Idle number (or first use): start now.
+                let idle = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(pk.clone(), "RATE")))
+                    .update_expression("SET tat_us = :new_tat")
+                    .condition_expression("attribute_not_exists(tat_us) OR tat_us < :now")
+                    .expression_attribute_values(":new_tat", n(now_us + span))
+                    .expression_attribute_values(":now", n(now_us))
+                    .send()
+                    .await;
+                if conditional(idle)? {
+                    hint(now_us + span);
+                    return Ok(reserve(None, now_us, count, interval_us, horizon_us));
+                }
+            }
+            idle_first = true;
             // Busy number: append to the reserved time (one conditional write, no read).
             let busy = self
                 .client
@@ -884,6 +961,7 @@ impl ThrottleStore for StateTable {
             let old = match busy {
                 Ok(out) => {
                     let new_tat = out.attributes.as_ref().and_then(|a| number(a, "tat_us")).unwrap_or(now_us + span);
+                    hint(new_tat);
                     return Ok(Some(Reservation { start_us: new_tat - span, interval_us, count, new_tat_us: new_tat }));
                 }
                 Err(e) => match e.as_service_error() {
@@ -896,22 +974,7 @@ impl ThrottleStore for StateTable {
             if old.is_some_and(|tat| tat > horizon_end) {
                 return Ok(None);
             }
-            // Idle number (or first use): start now.
-            let idle = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key(pk.clone(), "RATE")))
-                .update_expression("SET tat_us = :new_tat")
-                .condition_expression("attribute_not_exists(tat_us) OR tat_us < :now")
-                .expression_attribute_values(":new_tat", n(now_us + span))
-                .expression_attribute_values(":now", n(now_us))
-                .send()
-                .await;
-            if conditional(idle)? {
-                return Ok(reserve(None, now_us, count, interval_us, horizon_us));
-            }
-            // Another sender moved the pointer meanwhile: go round again.
+            // Idle (or another sender moved the pointer meanwhile): go round again, idle first.
         }
         Err(StoreError("rate slot pointer kept changing; try again".into()))
     }

@@ -71,12 +71,14 @@ where
     /// an upgrade, which names only that, reaches the senders.
     async fn learn_limits(&self, event: &InboundEvent<'_>) -> Result<(), String> {
         if let (Some(phone), Some(display)) = (&event.phone_number_id, &event.display_phone_number) {
-            let seen = self.numbers_seen.lock().is_ok_and(|seen| seen.contains(phone));
-            if !seen {
-                self.state.record_number(display, Some(phone), None).await.map_err(|e| e.to_string())?;
+            // Taken before the write, so that the records of one batch (handled concurrently)
+            // write it once; given back when the write fails.
+            let first = self.numbers_seen.lock().is_ok_and(|mut seen| seen.insert(phone.clone()));
+            if first && let Err(error) = self.state.record_number(display, Some(phone), None).await {
                 if let Ok(mut seen) = self.numbers_seen.lock() {
-                    seen.insert(phone.clone());
+                    seen.remove(phone);
                 }
+                return Err(error.to_string());
             }
         }
         if event.field != "phone_number_quality_update" && event.field != "business_capability_update" {
@@ -136,6 +138,19 @@ const SPLICED: &str = "spliced_conversation";
 const FAILURE: &str = "delivery_failure";
 /// The key of a processed event's record that says it goes to the media fetcher.
 const MEDIA: &str = "media";
+
+/// How a forwarded event is recorded.
+enum Done<'a> {
+    /// Its record is complete already: mark it forwarded.
+    Mark,
+    /// Record it processed (`stored`, living until `expires`) and forwarded, in one write.
+    Complete {
+        /// What the record keeps ([`recorded`] reads it).
+        stored: &'a str,
+        /// Unix seconds.
+        expires: u64,
+    },
+}
 
 /// What applying an event decided to forward.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -232,7 +247,14 @@ where
         };
         let key = format!("event:{}", event.event_id);
         match self.dedupe.claim(&key, now_ms(), deadline_ms).await {
-            Ok(Claim::Acquired | Claim::Reclaimed) => {}
+            Ok(Claim::Acquired) => {}
+            Ok(Claim::Reclaimed) => {
+                // An earlier attempt stopped after its claim: it may have forwarded the event
+                // before it could record that, so consumers may see it twice (they dedupe on
+                // event_id).
+                tracing::warn!("taking over an event whose earlier attempt stopped; it may have been forwarded");
+                telemetry::emit(FUNCTION, None, &[("UnconfirmedForwards", 1.0)]);
+            }
             Ok(Claim::Completed { published: true, .. }) => {
                 telemetry::emit(FUNCTION, None, &[("DuplicateEvents", 1.0)]);
                 return true;
@@ -246,8 +268,8 @@ where
                 tracing::warn!("forwarding an event whose earlier forward is unconfirmed");
                 telemetry::emit(FUNCTION, None, &[("UnconfirmedForwards", 1.0)]);
                 return match recorded(&outcome) {
-                    Recorded::Applied(applied) => self.forward(&key, &event, body, &applied).await,
-                    Recorded::Message(message) => self.publish(&self.events, &key, vec![message]).await,
+                    Recorded::Applied(applied) => self.forward(&key, &event, body, &applied, Done::Mark).await,
+                    Recorded::Message(message) => self.publish(&self.events, &key, vec![message], Done::Mark).await,
                 };
             }
             Ok(Claim::InProgress) => return false,
@@ -275,12 +297,13 @@ where
         }
         let stored = stored.to_string();
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
-        if let Err(error) = self.dedupe.complete(&key, &stored, None, None, expires).await {
-            tracing::warn!(%error, "cannot record the processed event; retrying");
-            return false;
+        // Forwarded first, then recorded as processed and forwarded in one write (one write unit
+        // less per event than recording, forwarding and marking).
+        let done = self.forward(&key, &event, body, &applied, Done::Complete { stored: &stored, expires }).await;
+        if done {
+            telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
         }
-        telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
-        self.forward(&key, &event, body, &applied).await
+        done
     }
 
     /// Forwards the queue message as it came (inline, or the claim-check reference), with the
@@ -290,7 +313,14 @@ where
     /// as ingest does, with the conversation spliced in front of it too: the queue message always
     /// carries the conversation, and `resolve_event` reads the event either way.
     /// A delivery failure goes in the same publish, after the event.
-    async fn forward(&self, key: &str, event: &InboundEvent<'_>, body: &str, applied: &Applied) -> bool {
+    async fn forward(
+        &self,
+        key: &str,
+        event: &InboundEvent<'_>,
+        body: &str,
+        applied: &Applied,
+        done: Done<'_>,
+    ) -> bool {
         let conversation = applied.conversation.as_ref();
         let forwarded = enrich(body, conversation);
         let with_failure = |message: String| {
@@ -303,31 +333,56 @@ where
             _ => &self.events,
         };
         if sqs_safe(&forwarded).len() <= queue.max_message_bytes() {
-            return self.publish(queue, key, with_failure(forwarded)).await;
+            return self.publish(queue, key, with_failure(forwarded), done).await;
         }
         match claim_check(&self.blobs, event, forwarded).await {
             Ok(pointer) => {
                 telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
-                self.publish(queue, key, with_failure(enrich(&pointer, conversation))).await
+                self.publish(queue, key, with_failure(enrich(&pointer, conversation)), done).await
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot claim-check an event too large for the events queue; retrying");
+                self.give_back(key, &done).await;
                 false
             }
         }
     }
 
-    /// Publishes an event's messages to `queue` (the events queue, or the media fetcher's) and
-    /// marks the event forwarded.
-    async fn publish(&self, queue: &Q, key: &str, messages: Vec<String>) -> bool {
+    /// An event processed but not forwarded is recorded so (processed, with the conversation it
+    /// was processed with, not forwarded): its redelivery forwards that, whenever it comes. The
+    /// write only a failed forward costs.
+    async fn give_back(&self, key: &str, done: &Done<'_>) {
+        if let Done::Complete { stored, expires } = done
+            && let Err(error) = self.dedupe.complete(key, stored, None, None, *expires).await
+        {
+            tracing::warn!(%error, "cannot record the processed event; its redelivery processes it again");
+        }
+    }
+
+    /// Publishes an event's messages to `queue` (the events queue, or the media fetcher's), then
+    /// records the event forwarded ([`Done`]).
+    async fn publish(&self, queue: &Q, key: &str, messages: Vec<String>, done: Done<'_>) -> bool {
         if let Err(error) = queue.publish(&messages).await {
             tracing::warn!(%error, "cannot forward the event; retrying");
+            self.give_back(key, &done).await;
             return false;
         }
-        if let Err(error) = self.dedupe.mark_published(key).await {
-            tracing::warn!(%error, "event forwarded but not marked; a redelivery may forward it again");
+        match done {
+            Done::Mark => {
+                if let Err(error) = self.dedupe.mark_published(key).await {
+                    tracing::warn!(%error, "event forwarded but not marked; a redelivery may forward it again");
+                }
+                true
+            }
+            Done::Complete { stored, expires } => match self.dedupe.complete_published(key, stored, expires).await {
+                Ok(()) => true,
+                Err(error) => {
+                    // The claim expires and the redelivery forwards it again (consumers dedupe).
+                    tracing::warn!(%error, "event forwarded but not recorded; a redelivery will forward it again");
+                    false
+                }
+            },
         }
-        true
     }
 
     /// Links the ids a payload dated `at` names together, unless their records already say so
@@ -472,13 +527,18 @@ where
             }),
             pricing_model: status.pricing.as_ref().and_then(|p| p.pricing_model.as_deref()),
         };
-        let applied = self.state.apply_status(&update).await.map_err(|e| e.to_string())?;
+        let written = self.state.apply_status(&update).await.map_err(|e| e.to_string())?;
+        let applied = written.advanced;
         let received = i64::try_from(event.received_at / 1000).unwrap_or(0);
         let month = month_of(at.unwrap_or(received));
         if applied {
             self.state.count_status(phone, &month, status.status.as_str()).await.map_err(|e| e.to_string())?;
         }
+        // The ledger's mark and counter (a transaction: four write units) only while the message
+        // is not in it yet; concurrent statuses of one message are still counted once by its
+        // condition.
         if let Some((category, kind, true)) = update.pricing
+            && !written.costed
             && self.state.count_cost_once(&status.id, phone, &month, category, kind).await.map_err(|e| e.to_string())?
         {
             telemetry::emit(FUNCTION, Some(("Category", category)), &[("BillableMessages", 1.0)]);

@@ -293,19 +293,21 @@ async fn serialize<Q: EventQueue, B: BlobStore>(
 
 fn record_events(events: &[InboundEvent<'_>], claim_checked: usize) {
     let count = |kind: EventKind| events.iter().filter(|e| e.kind == kind).count() as f64;
-    telemetry::emit(
-        FUNCTION,
-        None,
-        &[
-            ("EventsIn", events.len() as f64),
-            ("MessagesIn", count(EventKind::Message)),
-            ("StatusesIn", count(EventKind::Status)),
-            ("ErrorsIn", count(EventKind::Error)),
-            ("TemplateEventsIn", count(EventKind::Template)),
-            ("AccountEventsIn", count(EventKind::Account)),
-            ("OtherEventsIn", count(EventKind::Other)),
-            ("ClaimChecked", claim_checked as f64),
-        ],
-    );
+    // Only the counts that are not zero: CloudWatch sums what it gets, and a webhook's log line
+    // is half as long (CloudWatch Logs bills by the byte, once per webhook).
+    let counts: Vec<(&str, f64)> = [
+        ("EventsIn", events.len() as f64),
+        ("MessagesIn", count(EventKind::Message)),
+        ("StatusesIn", count(EventKind::Status)),
+        ("ErrorsIn", count(EventKind::Error)),
+        ("TemplateEventsIn", count(EventKind::Template)),
+        ("AccountEventsIn", count(EventKind::Account)),
+        ("OtherEventsIn", count(EventKind::Other)),
+        ("ClaimChecked", claim_checked as f64),
+    ]
+    .into_iter()
+    .filter(|(name, n)| *n > 0.0 || *name == "EventsIn")
+    .collect();
+    telemetry::emit(FUNCTION, None, &counts);
     tracing::info!(events = events.len(), claim_checked, "webhook_enqueued");
 }

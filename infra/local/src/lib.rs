@@ -93,6 +93,15 @@ impl LocalDb {
         Self::init(conn)
     }
 
+    /// `false`: commits reach the operating system but are not flushed to the disk one by one
+    /// (SQLite's `synchronous=NORMAL` in WAL mode): nothing is lost when the process crashes, the
+    /// last commits may be lost in a power cut, and every commit costs no flush (a send's five
+    /// state writes were the local stack's limit: `BENCHMARKS.md`). `true` (the default): each
+    /// commit is flushed.
+    pub fn flush_every_commit(&self, on: bool) -> Result<(), StoreError> {
+        self.lock().pragma_update(None, "synchronous", if on { "FULL" } else { "NORMAL" }).map_err(|e| db_error(&e))
+    }
+
     /// A database in memory (tests).
     pub fn memory() -> Result<Self, StoreError> {
         Self::init(Connection::open_in_memory().map_err(|e| db_error(&e))?)

@@ -8,8 +8,8 @@ use wa_core::conversation::{StatusUpdate, status_rank};
 use wa_core::hold::Hold;
 use wa_core::identity::ConversationRecord;
 use wa_core::ports::{
-    BlobError, BlobStore, Claim, ConversationStore, HoldStore, IdempotencyStore, SecretError, SecretSource, StoreError,
-    ThrottleStore,
+    BlobError, BlobStore, Claim, ConversationStore, HoldStore, IdempotencyStore, SecretError, SecretSource,
+    StatusApplied, StoreError, ThrottleStore,
 };
 use wa_core::ratelimit::{Reservation, reserve};
 use wa_core::secrets::{AppSecrets, SecretStage};
@@ -408,6 +408,17 @@ impl IdempotencyStore for LocalState {
             .map_err(|e| db_error(&e))
     }
 
+    async fn complete_published(&self, key: &str, outcome: &str, expires_at_s: u64) -> Result<(), StoreError> {
+        self.db
+            .lock()
+            .exec(
+                "UPDATE sends SET state = ?1, outcome = ?2, published = 1, expires_at = ?3 WHERE key = ?4",
+                params![COMPLETED, outcome, i64::try_from(expires_at_s).unwrap_or(i64::MAX), key],
+            )
+            .map(|_| ())
+            .map_err(|e| db_error(&e))
+    }
+
     async fn mark_published(&self, key: &str) -> Result<(), StoreError> {
         self.db
             .lock()
@@ -716,14 +727,18 @@ impl ConversationStore for LocalState {
         Ok(changed > 0)
     }
 
-    async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<bool, StoreError> {
-        let Some(rank) = status_rank(update.status) else { return Ok(false) };
+    async fn apply_status(&self, update: &StatusUpdate<'_>) -> Result<StatusApplied, StoreError> {
+        let Some(rank) = status_rank(update.status) else { return Ok(StatusApplied::default()) };
         let conn = self.db.lock();
         conn.exec(
             "INSERT OR IGNORE INTO statuses(wamid, expires_at) VALUES (?1, ?2)",
             params![update.wamid, status_expiry()],
         )
         .map_err(|e| db_error(&e))?;
+        let costed: bool = conn
+            .row("SELECT costed FROM statuses WHERE wamid = ?1", params![update.wamid], |r| r.get::<_, i64>(0))
+            .map(|c| c != 0)
+            .map_err(|e| db_error(&e))?;
         if let Some((category, kind, billable)) = update.pricing {
             conn.exec(
                 "UPDATE statuses SET pricing_category = ?1, pricing_type = ?2, billable = ?3,
@@ -750,7 +765,7 @@ impl ConversationStore for LocalState {
                 ],
             )
             .map_err(|e| db_error(&e))?;
-        Ok(applied > 0)
+        Ok(StatusApplied { advanced: applied > 0, costed })
     }
 
     async fn records(&self, phone: &str, ids: &[String]) -> Result<Vec<ConversationRecord>, StoreError> {
@@ -1054,8 +1069,8 @@ mod tests {
             pricing_model: Some("PMP"),
         };
         let sent = StatusUpdate { status: &StatusKind::Sent, ..read.clone() };
-        assert!(state.apply_status(&read).await.unwrap());
-        assert!(!state.apply_status(&sent).await.unwrap(), "never downgraded");
+        assert!(state.apply_status(&read).await.unwrap().advanced);
+        assert!(!state.apply_status(&sent).await.unwrap().advanced, "never downgraded");
         let record = state.message("wamid.1").unwrap().unwrap();
         assert_eq!(record.status.as_deref(), Some("read"));
         assert_eq!(record.idempotency_key.as_deref(), Some("k"));
@@ -1104,7 +1119,7 @@ mod tests {
             pricing: None,
             pricing_model: None,
         };
-        assert!(state.apply_status(&update).await.unwrap());
+        assert!(state.apply_status(&update).await.unwrap().advanced);
         assert!(state.count_cost_once("wamid.2", "p", "2026-11", "marketing", "regular").await.unwrap());
         let now_s = u64::try_from(crate::now_ms() / 1000).unwrap();
         let day = 86_400;

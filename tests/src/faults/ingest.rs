@@ -47,9 +47,32 @@ pub struct Plan {
     pub processor_instances: usize,
     /// Give up after this long.
     pub limit: Duration,
+    /// The share of items that are users' messages (the rest statuses).
+    pub messages: f64,
+    /// The share of messages over the claim-check size.
+    pub large: f64,
+    /// Every delivery carries one item (as Meta sends most).
+    pub one_item: bool,
 }
 
 impl Plan {
+    /// No faults, no duplicates, one item per delivery, `messages` of them users' messages: the
+    /// cost run ([`crate::faults::cost`]).
+    #[must_use]
+    pub fn clean(deliveries: usize, seed: u64, messages: f64) -> Self {
+        Self {
+            sqs: 0.0,
+            dynamodb: 0.0,
+            ingest_kills: 0.0,
+            processor_kills: 0.0,
+            duplicates: 0.0,
+            messages,
+            large: 0.0,
+            one_item: true,
+            ..Self::new(deliveries, seed)
+        }
+    }
+
     /// The rates at `deliveries` deliveries.
     #[must_use]
     pub fn new(deliveries: usize, seed: u64) -> Self {
@@ -64,6 +87,9 @@ impl Plan {
             ingest_instances: 2,
             processor_instances: 8,
             limit: Duration::from_secs(900),
+            messages: 0.5,
+            large: 0.02,
+            one_item: false,
         }
     }
 }
@@ -88,7 +114,7 @@ fn deliveries(plan: &Plan, rng: &mut Rng) -> Vec<Delivery> {
     let now = now_s();
     (0..plan.deliveries)
         .map(|i| {
-            let items = match rng.below(100) {
+            let items = match if plan.one_item { 99 } else { rng.below(100) } {
                 0 => 6 + rng.below(95),
                 1..=9 => 2 + rng.below(4),
                 _ => 1,
@@ -100,9 +126,9 @@ fn deliveries(plan: &Plan, rng: &mut Rng) -> Vec<Delivery> {
                 let user = format!("1650555{:04}", rng.below(300));
                 let contacts = json!([{"profile": {"name": "Fault Run"}, "wa_id": user}]);
                 let metadata = json!({"display_phone_number": "15550001111", "phone_number_id": PHONE});
-                let value = if rng.chance(0.5) {
+                let value = if rng.chance(plan.messages) {
                     let wamid = format!("wamid.in.{i}.{j}");
-                    let text = if rng.chance(0.02) { "x".repeat(6000) } else { format!("hello {i}.{j}") };
+                    let text = if rng.chance(plan.large) { "x".repeat(6000) } else { format!("hello {i}.{j}") };
                     event_ids.push(wamid.clone());
                     json!({"messaging_product": "whatsapp", "metadata": metadata, "contacts": contacts,
                            "messages": [{"from": user, "id": wamid, "timestamp": now.to_string(), "type": "text",
@@ -178,6 +204,7 @@ pub async fn run(plan: &Plan) -> Report {
 
     let mut ingests = Vec::new();
     let mut processors = Vec::new();
+    let (mut ingest_proxies, mut processor_proxies) = (Vec::new(), Vec::new());
     for i in 0..plan.ingest_instances.max(plan.processor_instances) {
         let rates = Rates { sqs: plan.sqs, dynamodb: 0.0, s3: plan.sqs / 2.0 };
         let proxy = Proxy::start(&moto.endpoint, &dynamodb.endpoint, rates, rng.next_u64(), ingest_tally.clone()).await;
@@ -193,6 +220,7 @@ pub async fn run(plan: &Plan) -> Report {
         proxy.attach(&function);
         if i < plan.ingest_instances {
             ingests.push(function);
+            ingest_proxies.push(proxy);
         }
 
         let rates = Rates { sqs: plan.sqs, dynamodb: plan.dynamodb, s3: plan.sqs / 2.0 };
@@ -209,6 +237,7 @@ pub async fn run(plan: &Plan) -> Report {
         proxy.attach(&function);
         if i < plan.processor_instances {
             processors.push(function);
+            processor_proxies.push(proxy);
         }
     }
 
@@ -414,6 +443,8 @@ pub async fn run(plan: &Plan) -> Report {
     report.lost = lost.len() as u64;
     report.duplicated = duplicated;
     report.seconds = started.elapsed().as_secs_f64();
+    report.usage.push(super::Usage::of("webhook-ingest", &ingests, &ingest_proxies));
+    report.usage.push(super::Usage::of("event-processor", &processors, &processor_proxies));
     report.figure("deliveries (with Meta's duplicates)", sent_deliveries);
     report.figure("webhook POSTs (with redeliveries)", attempts.load(Ordering::SeqCst));
     report.figure("ingest finished after (s)", format!("{ingest_seconds:.1}"));

@@ -85,6 +85,11 @@ struct Inner {
     sequence: AtomicU64,
     kills: AtomicU64,
     starts: AtomicU64,
+    /// When the runtime took the invocation in flight (`/next`), for its billed duration.
+    taken_at: Mutex<Option<Instant>>,
+    /// Each answered invocation's duration, from `/next` to its answer, in microseconds: what
+    /// Lambda bills (rounded up to the millisecond).
+    durations_us: Mutex<Vec<u64>>,
 }
 
 /// One function instance (one process at a time, one invocation at a time, as a Lambda
@@ -117,6 +122,8 @@ impl Function {
                 sequence: AtomicU64::new(0),
                 kills: AtomicU64::new(0),
                 starts: AtomicU64::new(0),
+                taken_at: Mutex::new(None),
+                durations_us: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -137,6 +144,12 @@ impl Function {
     #[must_use]
     pub fn log(&self) -> &std::path::Path {
         &self.inner.log
+    }
+
+    /// The answered invocations' durations (µs), from the runtime taking the event to its answer.
+    #[must_use]
+    pub fn durations_us(&self) -> Vec<u64> {
+        lock(&self.inner.durations_us).clone()
     }
 
     /// Invokes the function with `event`; the invocation's deadline is `timeout` from now, and the
@@ -294,6 +307,7 @@ async fn runtime_api(State(state): State<Arc<RuntimeState>>, method: Method, uri
     if method == Method::GET && path.ends_with("/invocation/next") {
         let next = state.invocations.lock().await.recv().await;
         let Some(invocation) = next else { return StatusCode::GONE.into_response() };
+        *lock(&state.function.inner.taken_at) = Some(Instant::now());
         return Response::builder()
             .status(200)
             .header("lambda-runtime-aws-request-id", invocation.id)
@@ -305,6 +319,10 @@ async fn runtime_api(State(state): State<Arc<RuntimeState>>, method: Method, uri
             .unwrap_or_default();
     }
     let function = &state.function;
+    if let Some(taken) = lock(&function.inner.taken_at).take() {
+        let us = u64::try_from(taken.elapsed().as_micros()).unwrap_or(u64::MAX);
+        lock(&function.inner.durations_us).push(us);
+    }
     if path.ends_with("/response") {
         if std::mem::take(&mut *lock(&function.inner.kill_at_answer)) {
             function.kill_now("killed after its work, before its answer");

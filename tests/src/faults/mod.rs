@@ -16,6 +16,7 @@
 //! versions in the suite. Deterministic from a seed: the plan (which items, which faults, which
 //! kills) is; the timing of concurrent processes is not.
 
+pub mod cost;
 pub mod ingest;
 pub mod lambda;
 pub mod proxy;
@@ -65,6 +66,60 @@ impl Rng {
     }
 }
 
+/// What one function role used in a run: its invocations, the AWS calls its processes made
+/// (counted at the proxies, by operation), their billed durations and the bytes they logged.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    /// `webhook-ingest`, `event-processor`, `sender`.
+    pub role: String,
+    /// Answered invocations.
+    pub invocations: u64,
+    /// AWS calls by operation.
+    pub calls: BTreeMap<String, u64>,
+    /// Each answered invocation's duration, µs.
+    pub durations_us: Vec<u64>,
+    /// Bytes written to the logs (JSON logs and EMF metric lines, what CloudWatch Logs ingests).
+    pub log_bytes: u64,
+    /// DynamoDB request units and SQS batch entries ([`proxy::units`]).
+    pub units: BTreeMap<String, f64>,
+}
+
+impl Usage {
+    /// The usage of `functions` behind `proxies`, logging into `logs` files named `<prefix>*`.
+    #[must_use]
+    pub fn of(role: &str, functions: &[lambda::Function], proxies: &[proxy::Proxy]) -> Self {
+        let mut usage = Self { role: role.to_owned(), ..Self::default() };
+        for function in functions {
+            usage.durations_us.extend(function.durations_us());
+            usage.log_bytes += std::fs::metadata(function.log()).map_or(0, |m| m.len());
+        }
+        usage.invocations = usage.durations_us.len() as u64;
+        for proxy in proxies {
+            for (op, n) in proxy.calls() {
+                *usage.calls.entry(op).or_default() += n;
+            }
+            for (unit, n) in proxy.units() {
+                *usage.units.entry(unit).or_default() += n;
+            }
+        }
+        usage
+    }
+
+    /// As JSON: invocations, calls, billed milliseconds (each duration rounded up, Lambda's
+    /// rule) in total and at the median, log bytes.
+    #[must_use]
+    pub fn json(&self) -> serde_json::Value {
+        let mut sorted = self.durations_us.clone();
+        sorted.sort_unstable();
+        let billed_ms: u64 = sorted.iter().map(|us| us.div_ceil(1000)).sum();
+        serde_json::json!({
+            "role": self.role, "invocations": self.invocations, "calls": self.calls,
+            "billed_ms_total": billed_ms, "duration_ms_p50": sorted.get(sorted.len() / 2).map_or(0.0, |us| *us as f64 / 1000.0),
+            "log_bytes": self.log_bytes, "units": self.units,
+        })
+    }
+}
+
 /// One run's figures, printed as a table row and checked against the goals.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -88,6 +143,8 @@ pub struct Report {
     pub figures: Vec<(String, String)>,
     /// The goals, each with whether it held.
     pub checks: Vec<(String, bool)>,
+    /// What each function role used (the cost run reads it).
+    pub usage: Vec<Usage>,
 }
 
 impl Report {

@@ -59,6 +59,10 @@ struct Shared {
     rng: Mutex<Rng>,
     tally: Tally,
     function: Mutex<Option<Function>>,
+    /// Every call forwarded or failed, by operation (what AWS would bill).
+    calls: Mutex<BTreeMap<String, u64>>,
+    /// What the calls consume where AWS bills by more than the call ([`units`]).
+    units: Mutex<BTreeMap<String, f64>>,
 }
 
 /// A running proxy.
@@ -80,6 +84,8 @@ impl Proxy {
             rng: Mutex::new(Rng::new(seed)),
             tally,
             function: Mutex::new(None),
+            calls: Mutex::new(BTreeMap::new()),
+            units: Mutex::new(BTreeMap::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the AWS proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy address"));
@@ -88,6 +94,18 @@ impl Proxy {
             let _ = axum::serve(listener, app).await;
         });
         Self { endpoint, shared }
+    }
+
+    /// The calls this proxy saw, by operation (`AmazonSQS.SendMessageBatch`, `S3.PUT`, ...).
+    #[must_use]
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        super::lock(&self.shared.calls).clone()
+    }
+
+    /// What the calls consumed: DynamoDB read and write request units, SQS batch entries.
+    #[must_use]
+    pub fn units(&self) -> BTreeMap<String, f64> {
+        super::lock(&self.shared.units).clone()
     }
 
     /// The function whose calls this proxy sees (for kills at a call).
@@ -121,6 +139,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let op = operation(&headers, &method, &uri);
+    *super::lock(&shared.calls).entry(op.clone()).or_default() += 1;
+    for (unit, n) in units(&op, &body) {
+        *super::lock(&shared.units).entry(unit).or_default() += n;
+    }
     let function = super::lock(&shared.function).clone();
     let action = function.as_ref().map_or(CallAction::Forward, |f| f.on_aws_call(&op));
     if action == CallAction::KillBefore {
@@ -157,6 +179,66 @@ async fn handle(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     answer
+}
+
+/// DynamoDB's on-demand request units of one call (items up to 1 KB written, 4 KB read: the
+/// state table's are), and the entries of an SQS batch. A strongly consistent read of an item is
+/// one read unit, an eventually consistent one half; a write one write unit; in a transaction
+/// each item counts twice (DynamoDB's pricing).
+pub(crate) fn units(op: &str, body: &[u8]) -> Vec<(String, f64)> {
+    let Some(action) = op.strip_prefix("DynamoDB_20120810.") else {
+        if op == "AmazonSQS.SendMessageBatch" {
+            let json: Value = serde_json::from_slice(body).unwrap_or_default();
+            let entries = json["Entries"].as_array().map_or(0, Vec::len);
+            return vec![("SQS batch entries".to_owned(), entries as f64)];
+        }
+        return Vec::new();
+    };
+    let json: Value = serde_json::from_slice(body).unwrap_or_default();
+    let read = |consistent: &Value| if consistent.as_bool() == Some(true) { 1.0 } else { 0.5 };
+    let mut out: Vec<(String, f64)> =
+        units_of(action, &json, read).into_iter().map(|(u, n)| (u.to_owned(), n)).collect();
+    // Which items: the key's kind (`SEND`, `CONV`, `LIMIT`, ...), for where the units go.
+    let kind = |item: &Value| {
+        let pk = item["Key"]["pk"]["S"].as_str().or(item["Item"]["pk"]["S"].as_str()).unwrap_or("?");
+        pk.split('#').next().unwrap_or("?").to_owned()
+    };
+    let kinds: Vec<String> = match action {
+        "TransactWriteItems" => json["TransactItems"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|i| i.as_object()?.values().next().map(kind)).collect())
+            .unwrap_or_default(),
+        "BatchGetItem" | "BatchWriteItem" => vec!["batch".to_owned()],
+        _ => vec![kind(&json)],
+    };
+    out.push((format!("DynamoDB {action} {}", kinds.join("+")), 1.0));
+    out
+}
+
+fn units_of(action: &str, json: &Value, read: impl Fn(&Value) -> f64) -> Vec<(&'static str, f64)> {
+    match action {
+        "GetItem" | "Query" => vec![("DynamoDB read units", read(&json["ConsistentRead"]))],
+        "BatchGetItem" => {
+            let units = json["RequestItems"].as_object().map_or(0.0, |tables| {
+                tables
+                    .values()
+                    .map(|t| t["Keys"].as_array().map_or(0, Vec::len) as f64 * read(&t["ConsistentRead"]))
+                    .sum()
+            });
+            vec![("DynamoDB read units", units)]
+        }
+        "PutItem" | "UpdateItem" | "DeleteItem" => vec![("DynamoDB write units", 1.0)],
+        "TransactWriteItems" => {
+            vec![("DynamoDB write units", 2.0 * json["TransactItems"].as_array().map_or(0, Vec::len) as f64)]
+        }
+        "BatchWriteItem" => {
+            let n = json["RequestItems"]
+                .as_object()
+                .map_or(0, |t| t.values().map(|v| v.as_array().map_or(0, Vec::len)).sum());
+            vec![("DynamoDB write units", n as f64)]
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn service(op: &str) -> &'static str {

@@ -49,9 +49,28 @@ pub struct Plan {
     pub instances: usize,
     /// Give up after this long.
     pub limit: Duration,
+    /// The messaging-limit tier the senders apply (`MESSAGING_LIMIT`), when any.
+    pub messaging_limit: Option<&'static str>,
 }
 
 impl Plan {
+    /// No faults, no kills, every request `at_least_once`, the senders counting each recipient
+    /// against a `TIER_100K` messaging limit: the cost run ([`crate::faults::cost`]).
+    #[must_use]
+    pub fn clean(requests: usize, seed: u64) -> Self {
+        Self {
+            graph_5xx: 0.0,
+            timeouts_after_accept: 0.0,
+            throttles: 0.0,
+            kills: 0.0,
+            at_most_once: 0.0,
+            sqs: 0.0,
+            dynamodb: 0.0,
+            messaging_limit: Some("TIER_100K"),
+            ..Self::new(requests, seed)
+        }
+    }
+
     /// The rates at `requests` requests.
     #[must_use]
     pub fn new(requests: usize, seed: u64) -> Self {
@@ -70,6 +89,7 @@ impl Plan {
             // take some 37 minutes; the limit is 0.3 s a request (15 minutes at least, for the
             // small runs' slow starts).
             limit: Duration::from_secs(900.max(u64::try_from(requests).unwrap_or(u64::MAX).saturating_mul(3) / 10)),
+            messaging_limit: None,
         }
     }
 }
@@ -182,10 +202,11 @@ pub async fn run(plan: &Plan) -> Report {
     let requests = Arc::new(requests);
 
     let mut senders = Vec::new();
+    let mut proxies = Vec::new();
     for i in 0..plan.instances {
         let rates = Rates { sqs: plan.sqs, dynamodb: plan.dynamodb, s3: 0.0 };
         let proxy = Proxy::start(&moto.endpoint, &dynamodb.endpoint, rates, rng.next_u64(), tally.clone()).await;
-        let env = vec![
+        let mut env = vec![
             ("AWS_ENDPOINT_URL".to_owned(), proxy.endpoint.clone()),
             ("WHATSAPP_SECRET_ID".to_owned(), secret_id.clone()),
             ("STATE_TABLE".to_owned(), table.clone()),
@@ -194,9 +215,13 @@ pub async fn run(plan: &Plan) -> Report {
             ("GRAPH_API_BASE".to_owned(), sim.base_url()),
             ("GRAPH_TIMEOUT_MS".to_owned(), GRAPH_TIMEOUT_MS.to_string()),
         ];
+        if let Some(tier) = plan.messaging_limit {
+            env.push(("MESSAGING_LIMIT".to_owned(), tier.to_owned()));
+        }
         let function = Function::new("sender", binary("sender"), env, logs.join(format!("sender-{i}.log")));
         proxy.attach(&function);
         senders.push(function);
+        proxies.push(proxy);
     }
 
     let give_up = started + plan.limit;
@@ -382,6 +407,7 @@ pub async fn run(plan: &Plan) -> Report {
     report.lost = lost;
     report.duplicated = duplicated;
     report.seconds = started.elapsed().as_secs_f64();
+    report.usage.push(super::Usage::of("sender", &senders, &proxies));
     report.figure("outcomes by status", format!("{status_counts:?}"));
     report.figure("sender invocations", invocations);
     report.figure(

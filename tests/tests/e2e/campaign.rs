@@ -37,6 +37,8 @@ async fn an_interrupted_campaign_resumed_messages_everyone_once_and_reports_its_
         max_event_age_s: None,
         quiet_outbox: true,
         messaging_limit: None,
+        sender_pollers: 5,
+        flush: true,
     })
     .await
     .unwrap();
@@ -50,7 +52,7 @@ async fn an_interrupted_campaign_resumed_messages_everyone_once_and_reports_its_
         campaign: "spring-sale".into(),
         audience: audience(&dir, n),
         variants: vec![Variant::parse("a=reminder_v1:50").unwrap(), Variant::parse("b=reminder_v2:50").unwrap()],
-        phone_number_id: DEV_PHONE_NUMBER_ID.into(),
+        phone_number_ids: vec![DEV_PHONE_NUMBER_ID.into()],
         language: "en".into(),
         category: Some(Category::Marketing),
         progress: false,
@@ -138,6 +140,8 @@ async fn a_tier_250_campaign_reaches_250_people_and_defers_the_rest() {
         max_event_age_s: None,
         quiet_outbox: true,
         messaging_limit: None,
+        sender_pollers: 5,
+        flush: true,
     })
     .await
     .unwrap();
@@ -157,7 +161,7 @@ async fn a_tier_250_campaign_reaches_250_people_and_defers_the_rest() {
         campaign: "limited".into(),
         audience: audience(&dir, n),
         variants: vec![Variant::parse("a=reminder_v1:50").unwrap(), Variant::parse("b=reminder_v2:50").unwrap()],
-        phone_number_id: DEV_PHONE_NUMBER_ID.into(),
+        phone_number_ids: vec![DEV_PHONE_NUMBER_ID.into()],
         language: "en".into(),
         category: Some(Category::Utility),
         progress: false,

@@ -24,6 +24,8 @@ pub fn main(args: &[String]) -> ExitCode {
         max_event_age_s: wa_bench::MAX_EVENT_AGE_S,
         quiet_outbox: true,
         messaging_limit: None,
+        sender_pollers: wa_cli::dev::DEFAULT_SENDER_POLLERS,
+        flush: true,
     };
     wa_infra::telemetry::silence_metrics();
     wa_cli::runtime().unwrap().block_on(wa_cli::run_dev(options, false))

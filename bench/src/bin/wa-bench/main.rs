@@ -14,7 +14,8 @@ mod payload;
 mod receiver;
 mod sqs_cpu;
 
-const USAGE: &str = "usage: wa-bench campaign [recipients]
+const USAGE: &str = "usage: wa-bench campaign [recipients] [--no-flush]
+       wa-bench campaign-sqs [recipients]
        wa-bench coldstart <label> <command> [args...]
        wa-bench dev <listen address> <data dir> [--pipeline]
        wa-bench ingest-cpu [criterion output directory]
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("campaign") => campaign::main(rest),
+        Some("campaign-sqs") => campaign::sqs(rest),
         Some("coldstart") => coldstart::main(rest),
         Some("dev") => return dev::main(rest),
         Some("ingest-cpu") => ingest_cpu::main(rest),
