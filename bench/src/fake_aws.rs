@@ -48,6 +48,17 @@ fn s3(method: &axum::http::Method, uri: &axum::http::Uri, body: &[u8]) -> axum::
     }
 }
 
+/// The AWS SDK's configuration for the stand-in at `endpoint` (fixed region and credentials,
+/// nothing read from the environment).
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    wa_infra::aws::loader_with(|_| None)
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new("bench", "bench", None, None, "bench"))
+        .load()
+        .await
+}
+
 /// Starts it; returns its URL (use as `AWS_ENDPOINT_URL`).
 pub fn start() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

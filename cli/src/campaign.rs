@@ -214,6 +214,19 @@ async fn opted_out<S: ConversationStore>(state: &S, request: &SendRequest) -> Re
 pub type MessageLookup<'a> =
     Box<dyn Fn(String) -> futures_util::future::BoxFuture<'a, Result<(Option<String>, Option<String>), String>> + 'a>;
 
+/// The lookup of the local stack's message records (`wa campaign report` without `--table`).
+#[must_use]
+pub fn local_lookup(state: &wa_infra_local::LocalState) -> MessageLookup<'static> {
+    let state = state.clone();
+    Box::new(move |wamid: String| {
+        let record = state.message(&wamid);
+        Box::pin(async move {
+            let record = record.map_err(|e| e.to_string())?;
+            Ok(record.map_or((None, None), |r| (r.status, r.pricing_category)))
+        })
+    })
+}
+
 /// Each variant's funnel, from the state: the counters `wa campaign send` recorded, every send
 /// record of the campaign, each accepted message's status (`message`), and each person's last
 /// inbound message.

@@ -105,6 +105,27 @@ pub struct DevOptions {
     pub flush: bool,
 }
 
+impl DevOptions {
+    /// The local stack on loopback ports of the system's choosing, with the simulator, in
+    /// `data_dir`, quiet (tests and benchmarks): the defaults of `wa dev`.
+    #[must_use]
+    pub fn loopback(data_dir: PathBuf) -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            simulator_listen: "127.0.0.1:0".into(),
+            data_dir,
+            real_graph: None,
+            messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            webhook_only: false,
+            max_event_age_s: None,
+            quiet_outbox: true,
+            messaging_limit: None,
+            sender_pollers: DEFAULT_SENDER_POLLERS,
+            flush: true,
+        }
+    }
+}
+
 /// The queues of a local database.
 pub struct Queues {
     /// Inbound events.

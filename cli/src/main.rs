@@ -1051,15 +1051,7 @@ async fn campaign(action: CampaignAction) -> Result<String, String> {
                 None => {
                     let db = wa_cli::dev::open(&data_dir)?;
                     let state = wa_infra_local::LocalState::new(&db);
-                    let lookup_state = state.clone();
-                    let lookup: campaign::MessageLookup<'_> = Box::new(move |wamid: String| {
-                        let record = lookup_state.message(&wamid);
-                        Box::pin(async move {
-                            let record = record.map_err(|e| e.to_string())?;
-                            Ok(record.map_or((None, None), |r| (r.status, r.pricing_category)))
-                        })
-                    });
-                    campaign::report(&state, &lookup, &id, window).await?
+                    campaign::report(&state, &campaign::local_lookup(&state), &id, window).await?
                 }
             };
             let text = match format {

@@ -155,6 +155,12 @@ pub fn counts(request: &crate::send::SendRequest) -> bool {
     request.to.is_some() && request.message.get("type").and_then(Value::as_str) == Some("template")
 }
 
+/// A display number as a key: its digits only (`+1 555-078 3881` and `15550783881` are one).
+#[must_use]
+pub fn display_key(display_phone_number: &str) -> String {
+    display_phone_number.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// The longest a send is deferred at once: SQS's longest visibility timeout (12 hours). A
 /// longer wait is deferred again when it comes back.
 pub const MAX_DEFER_S: u64 = 12 * 3600;

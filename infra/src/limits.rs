@@ -170,7 +170,7 @@ impl LimitStore for StateTable {
         phone_number_id: Option<&str>,
         upgraded_rate: Option<u32>,
     ) -> Result<(), StoreError> {
-        let display: String = display_phone_number.chars().filter(char::is_ascii_digit).collect();
+        let display = wa_core::limit::display_key(display_phone_number);
         let mut sets = Vec::new();
         let mut update = self
             .client

@@ -139,7 +139,7 @@ impl LimitStore for LocalState {
         phone_number_id: Option<&str>,
         upgraded_rate: Option<u32>,
     ) -> Result<(), StoreError> {
-        let display: String = display_phone_number.chars().filter(char::is_ascii_digit).collect();
+        let display = wa_core::limit::display_key(display_phone_number);
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(|e| db_error(&e))?;
         tx.exec(

@@ -27,21 +27,8 @@ async fn an_interrupted_campaign_resumed_messages_everyone_once_and_reports_its_
     let dir = std::env::temp_dir().join(wa_tests::unique("wa-campaign"));
     std::fs::create_dir_all(&dir).unwrap();
     let n = 600;
-    let stack = DevStack::start(&DevOptions {
-        listen: "127.0.0.1:0".into(),
-        simulator_listen: "127.0.0.1:0".into(),
-        data_dir: dir.clone(),
-        real_graph: None,
-        messages_per_second: 400,
-        webhook_only: false,
-        max_event_age_s: None,
-        quiet_outbox: true,
-        messaging_limit: None,
-        sender_pollers: 5,
-        flush: true,
-    })
-    .await
-    .unwrap();
+    let stack =
+        DevStack::start(&DevOptions { messages_per_second: 400, ..DevOptions::loopback(dir.clone()) }).await.unwrap();
     // Two recipients wrote STOP before the campaign.
     for i in [7, 8] {
         assert!(
@@ -93,14 +80,7 @@ async fn an_interrupted_campaign_resumed_messages_everyone_once_and_reports_its_
 
     // Let the statuses come back (the simulator sends sent, delivered, read), then report.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let lookup_state = stack.state.clone();
-    let lookup: wa_cli::campaign::MessageLookup<'_> = Box::new(move |wamid: String| {
-        let record = lookup_state.message(&wamid);
-        Box::pin(async move {
-            let record = record.map_err(|e| e.to_string())?;
-            Ok(record.map_or((None, None), |r| (r.status, r.pricing_category)))
-        })
-    });
+    let lookup = wa_cli::campaign::local_lookup(&stack.state);
     let funnels =
         wa_cli::campaign::report(&stack.state, &lookup, "spring-sale", Duration::from_secs(86_400)).await.unwrap();
     let names: Vec<&str> = funnels.iter().map(|f| f.variant.as_str()).collect();
@@ -130,21 +110,8 @@ async fn a_tier_250_campaign_reaches_250_people_and_defers_the_rest() {
     let dir = std::env::temp_dir().join(wa_tests::unique("wa-campaign-limit"));
     std::fs::create_dir_all(&dir).unwrap();
     let n = 600;
-    let stack = DevStack::start(&DevOptions {
-        listen: "127.0.0.1:0".into(),
-        simulator_listen: "127.0.0.1:0".into(),
-        data_dir: dir.clone(),
-        real_graph: None,
-        messages_per_second: 400,
-        webhook_only: false,
-        max_event_age_s: None,
-        quiet_outbox: true,
-        messaging_limit: None,
-        sender_pollers: 5,
-        flush: true,
-    })
-    .await
-    .unwrap();
+    let stack =
+        DevStack::start(&DevOptions { messages_per_second: 400, ..DevOptions::loopback(dir.clone()) }).await.unwrap();
     let simulator = stack.simulator.as_ref().unwrap();
     simulator.announce_quality(DEV_PHONE_NUMBER_ID, "ONBOARDING", "TIER_250").await.unwrap();
     let portfolio = wa_core::limit::DEFAULT_PORTFOLIO;

@@ -146,17 +146,10 @@ pub fn main(args: &[String]) {
         let dir = std::env::temp_dir().join(format!("wa-bench-campaign-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let stack = DevStack::start(&DevOptions {
-            listen: "127.0.0.1:0".into(),
-            simulator_listen: "127.0.0.1:0".into(),
-            data_dir: dir.clone(),
-            real_graph: None,
             messages_per_second: RATE,
-            webhook_only: false,
-            max_event_age_s: None,
-            quiet_outbox: true,
-            messaging_limit: None,
             sender_pollers: POLLERS,
             flush,
+            ..DevOptions::loopback(dir.clone())
         })
         .await
         .unwrap();
@@ -168,14 +161,7 @@ pub fn main(args: &[String]) {
         eprintln!("four numbers: {four}");
         // Its report and funnel picture, once the statuses are in.
         idle(&stack).await;
-        let state = stack.state.clone();
-        let lookup: wa_cli::campaign::MessageLookup<'_> = Box::new(move |wamid: String| {
-            let record = state.message(&wamid);
-            Box::pin(async move {
-                let record = record.map_err(|e| e.to_string())?;
-                Ok(record.map_or((None, None), |r| (r.status, r.pricing_category)))
-            })
-        });
+        let lookup = wa_cli::campaign::local_lookup(&stack.state);
         let funnels =
             wa_cli::campaign::report(&stack.state, &lookup, "bench-four", Duration::from_secs(86_400)).await.unwrap();
         let svg = wa_cli::campaign::svg("bench-four", &funnels).unwrap();
@@ -239,17 +225,10 @@ pub fn main(args: &[String]) {
 /// (and DynamoDB) stand-in answering at once: the rate the command queues requests at with
 /// `SendMessageBatch`, 32 batches in flight (the goal: ≥ 5,000 requests/s). Prints one JSON line.
 pub fn sqs(args: &[String]) {
-    use aws_config::Region;
-    use aws_credential_types::Credentials;
     let n: usize = args.first().map_or(20_000, |a| a.parse().expect("recipients"));
     let endpoint = wa_bench::fake_aws::start();
     wa_cli::runtime().unwrap().block_on(async move {
-        let config = wa_infra::aws::loader_with(|_| None)
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-            .load()
-            .await;
+        let config = wa_bench::fake_aws::sdk_config(&endpoint).await;
         let dir = std::env::temp_dir().join(format!("wa-bench-campaign-sqs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let plan = options("bench-sqs", audience(&dir, "sqs", "1670", n), &NUMBERS);

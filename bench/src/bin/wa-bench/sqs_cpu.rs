@@ -7,8 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_config::Region;
-use aws_credential_types::Credentials;
 use serde_json::{Value, json};
 use wa_core::ports::EventQueue;
 use wa_infra::sqs::{Sqs, SqsQueue};
@@ -27,12 +25,7 @@ pub fn main() {
     let endpoint = wa_bench::fake_aws::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
-        let config = wa_infra::aws::loader_with(|_| None)
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-            .load()
-            .await;
+        let config = wa_bench::fake_aws::sdk_config(&endpoint).await;
         let sqs = Sqs::new(&config).unwrap();
         let queue_url = format!("{endpoint}/000000000000/inbound");
         let queue = SqsQueue::new(&sqs, queue_url.clone(), 262_144);
