@@ -1,5 +1,6 @@
-//! Campaigns on the local stack (#26): `wa dev`'s own stack (ingest, processor and 25 sender
-//! pollers on SQLite, the simulator as Meta, statuses and all) in this process.
+//! Campaigns on the local stack (#26): `wa dev`'s own stack (ingest, processor and sender pollers
+//! on SQLite, the simulator as Meta, statuses and all) in this process: five pollers (the
+//! template's default `SenderMaxConcurrency`) for the four numbers, 25 for the upgraded one.
 //!
 //! 1. One campaign of `n` recipients over four business numbers (`--phone-number-id` four
 //!    times), queued with `wa campaign send`'s code; the simulator allows 80 messages/s per number. Wall time from
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wa_cli::campaign::{Outbound, SendOptions};
-use wa_cli::dev::{DevOptions, DevStack};
+use wa_cli::dev::{DEFAULT_SENDER_POLLERS, DevOptions, DevStack};
 use wa_core::campaign::Variant;
 use wa_core::ports::LimitStore;
 use wa_simulator::Simulator;
@@ -147,14 +148,13 @@ pub fn main(args: &[String]) {
         std::fs::create_dir_all(&dir).unwrap();
         let stack = DevStack::start(&DevOptions {
             messages_per_second: RATE,
-            sender_pollers: POLLERS,
+            sender_pollers: DEFAULT_SENDER_POLLERS,
             flush,
-            ..DevOptions::loopback(dir.clone())
+            ..DevOptions::loopback(dir.join("four"))
         })
         .await
         .unwrap();
         let sim = stack.simulator.as_ref().unwrap();
-        let outbound = Outbound::Local(stack.queues.outbound.clone());
         // 1. One campaign over four numbers at 80/s, statuses and all; then again with the
         //    statuses not posted (the sender alone, as part 2 measures it).
         let mut four = four_numbers(&stack, &dir, n, "four", "1650").await;
@@ -177,11 +177,25 @@ pub fn main(args: &[String]) {
         idle(&stack).await;
         let four_alone = four_numbers(&stack, &dir, n, "four-alone", "1640").await;
         eprintln!("four numbers, no statuses: {four_alone}");
-        let calls_a = sim.seen().len();
-        sim.configure(|c| c.webhook_url = Some(stack.webhook_url.clone()));
+        stack.stop().await;
 
-        // 2. THROUGHPUT_UPGRADE for the first number, learned from Meta's webhook.
+        // 2. THROUGHPUT_UPGRADE for the first number, learned from Meta's webhook, on a stack
+        //    running as many senders as 1,000/s takes. A user's message first: its webhook's
+        //    metadata tells the processor the number's display number, which the upgrade names.
+        let stack = DevStack::start(&DevOptions {
+            messages_per_second: RATE,
+            sender_pollers: POLLERS,
+            flush,
+            ..DevOptions::loopback(dir.join("upgraded"))
+        })
+        .await
+        .unwrap();
+        let sim = stack.simulator.as_ref().unwrap();
+        let outbound = Outbound::Local(stack.queues.outbound.clone());
         let number = NUMBERS[0];
+        sim.user_writes(number, "16500000001", "Ana", "hello").await.unwrap();
+        idle(&stack).await;
+        let calls_a = sim.seen().len();
         let announced = Instant::now();
         sim.announce_quality(number, "THROUGHPUT_UPGRADE", "TIER_UNLIMITED").await.unwrap();
         loop {
@@ -213,7 +227,7 @@ pub fn main(args: &[String]) {
         eprintln!("upgraded number: {upgraded}");
         println!(
             "{}",
-            json!({"flush_every_commit": flush, "pollers": POLLERS, "four_numbers": four,
+            json!({"flush_every_commit": flush, "pollers_four": DEFAULT_SENDER_POLLERS, "pollers_upgraded": POLLERS, "four_numbers": four,
             "four_numbers_no_statuses": four_alone, "upgraded": upgraded})
         );
         stack.stop().await;
