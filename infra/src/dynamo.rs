@@ -112,6 +112,19 @@ where
     }
 }
 
+/// The reasons DynamoDB gives, item by item, for a cancelled transaction (`None`: not cancelled).
+pub(crate) fn cancellation_codes(
+    error: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+) -> Option<Vec<&str>> {
+    let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
+        cancelled,
+    ) = error
+    else {
+        return None;
+    };
+    Some(cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect())
+}
+
 impl StateTable {
     /// The table named `table`.
     #[must_use]
@@ -452,17 +465,8 @@ impl StateTable {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(
-                    cancelled,
-                )) if cancelled
-                    .cancellation_reasons()
-                    .first()
-                    .and_then(|r| r.code())
-                    .is_some_and(|code| code == "ConditionalCheckFailed") =>
-                {
-                    Ok(false)
-                }
+            Err(e) => match e.as_service_error().and_then(cancellation_codes) {
+                Some(codes) if codes.first() == Some(&"ConditionalCheckFailed") => Ok(false),
                 _ => Err(store_error(&e)),
             },
         }

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteIte
 use wa_core::limit::{Count, Counted, Tier, Window};
 use wa_core::ports::{LimitFacts, LimitStore, StoreError};
 
-use crate::dynamo::{StateTable, key, n, number, s, store_error};
+use crate::dynamo::{StateTable, cancellation_codes, key, n, number, s, store_error};
 
 /// How long a user's record outlives the window (DynamoDB's TTL deletes it later).
 const REACH_TTL_S: u64 = 2 * wa_core::limit::WINDOW_S;
@@ -77,9 +77,7 @@ fn window_update(table: &str, portfolio: &str, count: &Count) -> Result<Update, 
 
 /// Which of the transaction's two writes failed its condition (user record first).
 fn cancelled(error: &TransactWriteItemsError) -> Option<Counted> {
-    let TransactWriteItemsError::TransactionCanceledException(cancel) = error else { return None };
-    let codes: Vec<&str> = cancel.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
-    match codes.as_slice() {
+    match cancellation_codes(error)?.as_slice() {
         ["ConditionalCheckFailed", ..] => Some(Counted::Already),
         // The window's condition, or a concurrent transaction on one of the items: read again.
         _ => Some(Counted::Full),

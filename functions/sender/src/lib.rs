@@ -401,7 +401,7 @@ where
         let requests = || prepared.iter().filter_map(|r| r.request.as_ref());
         let numbers: BTreeSet<&str> = requests().map(|r| r.phone_number_id.as_str()).collect();
         let portfolios: BTreeSet<&str> = requests()
-            .filter(|r| limit::counts(r) || (r.fallback.is_some() && r.to.is_some()))
+            .filter(|r| limit::counts_send(r, r.fallback.is_some(), None))
             .map(|r| self.config.portfolios.of(&r.phone_number_id))
             .collect();
         let numbers: Vec<&str> = numbers.into_iter().collect();
@@ -514,7 +514,7 @@ where
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
         let mut slots = HashMap::new();
         for (number, indices) in per_number {
-            let interval = paced_interval_us(self.config.rate(number, &run.rates), self.config.pacing);
+            let interval = self.interval_us(number, run);
             let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
             match self.reserve(number, count, interval, horizon).await {
                 Ok(Some(reservation)) => {
@@ -828,8 +828,9 @@ where
         if !ids.contains(&user) {
             ids.push(user);
         }
-        let lock = |windows: &std::sync::Mutex<HashMap<String, Window>>| {
-            windows.lock().map_or_else(|poisoned| poisoned.into_inner().clone(), |w| w.clone())
+        let window_of = |windows: &std::sync::Mutex<HashMap<String, Window>>| {
+            let all = windows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.get(portfolio).cloned().unwrap_or_default()
         };
         let Some(windows) = &run.windows else {
             self.release(&record.key).await;
@@ -837,7 +838,7 @@ where
         };
         for _ in 0..4 {
             let now = now_ms() / 1000;
-            let current = lock(windows).get(portfolio).cloned().unwrap_or_default();
+            let current = window_of(windows);
             let tier = current.tier_or(self.config.messaging_limit);
             let counted = match limit::gate(tier, &current.buckets, now) {
                 Gate::Open => return None,
@@ -1032,6 +1033,12 @@ where
         }
     }
 
+    /// The time between two send slots of the number: its rate (configured, else learned, else
+    /// the default) at the pacing factor.
+    fn interval_us(&self, phone_number_id: &str, run: &Run) -> u64 {
+        paced_interval_us(self.config.rate(phone_number_id, &run.rates), self.config.pacing)
+    }
+
     /// Reserves `count` slots starting at least the current lead from now, and records how long
     /// the reservation took (see [`SlotLead`]).
     async fn reserve(
@@ -1056,7 +1063,7 @@ where
     /// never bunch up: each goes out within `MAX_LATENESS` of a slot of its own. False when no
     /// slot can be had within the horizon (the record is retried later).
     async fn wait_for_slot(&self, phone_number_id: &str, run: &Run) -> bool {
-        let interval = paced_interval_us(self.config.rate(phone_number_id, &run.rates), self.config.pacing);
+        let interval = self.interval_us(phone_number_id, run);
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
         for _ in 0..5 {
             let reservation = match self.reserve(phone_number_id, 1, interval, horizon).await {
@@ -1099,10 +1106,7 @@ where
         // Everything that may take time happens before the slot, so that the send itself is on time.
         let token = self.token(phone, false).await?;
         let on_time = match slot_us {
-            Some(slot) => {
-                let interval = paced_interval_us(self.config.rate(phone, &run.rates), self.config.pacing);
-                wait_until(slot, max_lateness_us(interval)).await
-            }
+            Some(slot) => wait_until(slot, max_lateness_us(self.interval_us(phone, run))).await,
             None => false,
         };
         if !on_time && !self.wait_for_slot(phone, run).await {
