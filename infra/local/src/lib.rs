@@ -9,7 +9,7 @@ mod queue;
 mod state;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use rusqlite::Connection;
 use wa_core::ports::StoreError;
@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS displays(display TEXT PRIMARY KEY, phone TEXT, rate I
 CREATE TABLE IF NOT EXISTS number_rates(phone TEXT PRIMARY KEY, rate INTEGER NOT NULL);
 ";
 
+/// How often the WAL is copied into the database file (see `LocalDb::open`).
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// One SQLite database shared by every embedded adapter of a process.
 #[derive(Clone)]
 pub struct LocalDb {
@@ -90,7 +93,26 @@ impl LocalDb {
             std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(|e| db_error(&e))?;
-        Self::init(conn)
+        let db = Self::init(conn)?;
+        // Checkpoints on a thread and a connection of their own: SQLite's automatic checkpoint runs
+        // inside the commit that crosses its threshold, holding the connection (and every poller
+        // waiting for it) through the copy and its flush.
+        if let Ok(checkpoints) = Connection::open(path) {
+            db.lock().pragma_update(None, "wal_autocheckpoint", 0).map_err(|e| db_error(&e))?;
+            let conn = Arc::downgrade(&db.conn);
+            let started = std::thread::Builder::new().name("wa-local-checkpoints".into()).spawn(move || {
+                // Ends once the last handle on the database is dropped.
+                while conn.strong_count() > 0 {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    // PASSIVE: copies what no reader needs, never waits for a writer.
+                    let _ = checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            });
+            if started.is_err() {
+                db.lock().pragma_update(None, "wal_autocheckpoint", 1000).map_err(|e| db_error(&e))?;
+            }
+        }
+        Ok(db)
     }
 
     /// `false`: commits reach the operating system but are not flushed to the disk one by one
@@ -124,8 +146,17 @@ impl LocalDb {
         Ok(Self { conn, commits })
     }
 
+    /// The connection. When another holds it (the group commit, a sweep, another poller), the
+    /// wait happens in `block_in_place` on a multi-thread runtime: the worker's other tasks (a
+    /// send waiting for its slot, an HTTP answer) move to another thread instead of waiting
+    /// behind the database.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        match self.conn.try_lock() {
+            Ok(guard) => return guard,
+            Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        blocking(|| self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Runs `delete(connection, chunk)`, a DELETE of at most `chunk` rows, one commit at a time
@@ -144,6 +175,17 @@ impl LocalDb {
                 return Ok(deleted);
             }
         }
+    }
+}
+
+/// Runs `f`, which may block, in `block_in_place` when on a multi-thread runtime's worker, else
+/// as it is (a current-thread runtime, a plain thread).
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -226,6 +268,8 @@ pub(crate) fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::params;
+
     use super::*;
 
     #[test]
@@ -240,6 +284,57 @@ mod tests {
             )
         };
         assert_eq!((mode.as_str(), sync), ("wal", 2), "WAL, synchronous=FULL");
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_worker_waiting_for_the_database_lets_its_other_tasks_run() {
+        let db = LocalDb::memory().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let held = db.clone();
+        let (locked, wait_locked) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let _guard = held.lock();
+            locked.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        });
+        wait_locked.recv().unwrap();
+        let late_ms = runtime.block_on(async move {
+            // The only worker waits for the database; a timer on the same runtime still fires.
+            let waiter = tokio::spawn(async move { drop(db.lock()) });
+            let started = std::time::Instant::now();
+            let timer = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                started.elapsed().as_millis()
+            });
+            let fired = timer.await.unwrap();
+            waiter.await.unwrap();
+            fired
+        });
+        holder.join().unwrap();
+        assert!(late_ms < 250, "the timer fired after {late_ms} ms, behind the database wait");
+    }
+
+    #[test]
+    fn the_log_is_copied_into_the_database_by_its_own_thread() {
+        let dir = std::env::temp_dir().join(format!("wa-local-checkpoint-{}", std::process::id()));
+        let path = dir.join("state.sqlite3");
+        let db = LocalDb::open(&path).unwrap();
+        let auto: i64 = db.lock().query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0)).unwrap();
+        assert_eq!(auto, 0, "no checkpoint inside a commit");
+        let body = vec![7_u8; 64 * 1024];
+        for n in 0..32 {
+            db.lock()
+                .execute("INSERT INTO blobs(key, body, put_at) VALUES (?1, ?2, 0)", params![format!("k{n}"), body])
+                .unwrap();
+        }
+        // Two megabytes committed to the log; the checkpoint thread copies them into the file.
+        let started = std::time::Instant::now();
+        while std::fs::metadata(&path).unwrap().len() < 2 * 1024 * 1024 {
+            assert!(started.elapsed().as_secs() < 10, "the database file never received the log");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }

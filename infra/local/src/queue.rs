@@ -336,6 +336,41 @@ impl EventQueue for LocalQueue {
             committed.await.map_err(|_| QueueError::Unavailable("local queue: the writer has stopped".into()))?;
         result
     }
+
+    /// Every group in one commit: a group with a body larger than the queue takes fails alone.
+    async fn publish_groups(&self, groups: &[Vec<String>]) -> Vec<Result<(), QueueError>> {
+        let mut results: Vec<Result<(), QueueError>> = Vec::with_capacity(groups.len());
+        let mut bodies = Vec::new();
+        for group in groups {
+            results.push(match group.iter().find(|b| b.len() > self.max_bytes) {
+                Some(body) => Err(QueueError::TooLarge { size: body.len(), limit: self.max_bytes }),
+                None => {
+                    bodies.extend(group.iter().cloned());
+                    Ok(())
+                }
+            });
+        }
+        if bodies.is_empty() {
+            return results;
+        }
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let batch = Batch { queue: self.name.clone(), group: self.fifo.then_some("events"), bodies };
+        let stopped = || QueueError::Unavailable("local queue: the writer has stopped".into());
+        let outcome = match self.db.commits.submit(Publish { batch, done }) {
+            Ok(()) => committed.await.map_or_else(|_| Err(stopped()), |(_batch, result)| result),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            let reason = match error {
+                QueueError::Unavailable(reason) => reason,
+                other => other.to_string(),
+            };
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(QueueError::Unavailable(reason.clone()));
+            }
+        }
+        results
+    }
 }
 
 impl Redelivery for LocalQueue {
@@ -536,6 +571,28 @@ mod tests {
         assert!(q.publish(&[]).await.is_ok());
         assert!(matches!(q.publish(&["x".repeat(2000)]).await, Err(QueueError::TooLarge { .. })));
         assert_eq!(q.peek(0, 1000).unwrap().len(), 500);
+    }
+
+    #[tokio::test]
+    async fn groups_are_published_in_one_commit_and_fail_alone() {
+        let db = LocalDb::memory().unwrap();
+        let q = LocalQueue::new(&db, "events", false, 1024, 5);
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = commits.clone();
+        db.lock().commit_hook(Some(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            false
+        }));
+        let mut groups: Vec<Vec<String>> = (0..10).map(|g| vec![format!("{g}-a"), format!("{g}-b")]).collect();
+        groups[3] = vec!["x".repeat(2000)];
+        let results = q.publish_groups(&groups).await;
+        assert!(matches!(results[3], Err(QueueError::TooLarge { .. })), "{results:?}");
+        assert!(results.iter().enumerate().all(|(g, r)| g == 3 || r.is_ok()), "{results:?}");
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1, "nine groups, one commit");
+        let bodies: Vec<String> = q.peek(0, 100).unwrap().into_iter().map(|(_, body, _)| body).collect();
+        let expected: Vec<String> =
+            groups.iter().enumerate().filter(|(g, _)| *g != 3).flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(bodies, expected, "in order, the refused group left out");
     }
 
     #[tokio::test]

@@ -132,6 +132,12 @@ async fn four_numbers(
     );
     let seen = sim.seen();
     let throttled = seen[seen_before..].iter().filter(|s| s.code == Some(130_429)).count();
+    // `WA_BENCH_SEEN=DIR`: every Graph call of the run as the simulator saw it (number, answer,
+    // time), to study where 130429 answers come from.
+    if let Some(out) = std::env::var_os("WA_BENCH_SEEN") {
+        let lines: Vec<String> = seen[seen_before..].iter().map(|s| json!(s).to_string()).collect();
+        std::fs::write(std::path::Path::new(&out).join(format!("{name}.jsonl")), lines.join("\n")).unwrap();
+    }
     json!({"recipients": queued, "interrupted_after_queueing": summary.repeated, "messaged_twice": 0,
         "numbers": NUMBERS.len(), "rate_per_number": RATE,
         "queued_s": queued_s, "wall_s": wall_s, "theoretical_s": theoretical_s,
