@@ -88,6 +88,20 @@ pub trait EventQueue: Send + Sync {
 
     /// Publishes all bodies (in batches as the queue allows); `Ok` means every one was accepted.
     fn publish(&self, bodies: &[String]) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Publishes several groups of bodies (each group one caller's: an event and what goes with
+    /// it), with one answer per group, in order: `Ok` when the queue accepted each of that group's
+    /// bodies. A queue that can put several groups in one call overrides this (SQS: ten messages
+    /// a request, whoever they belong to); by default each group is one [`publish`](Self::publish).
+    fn publish_groups(&self, groups: &[Vec<String>]) -> impl Future<Output = Vec<Result<(), QueueError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(groups.len());
+            for group in groups {
+                results.push(self.publish(group).await);
+            }
+            results
+        }
+    }
 }
 
 /// A blob store failure.

@@ -75,10 +75,17 @@ impl SqsQueue {
     }
 
     async fn send_batch(&self, batch: &[(usize, &String)]) -> Result<(), QueueError> {
+        self.send_entries(batch).await.map_err(|(_, error)| error)
+    }
+
+    /// One `SendMessageBatch` with its retries; on failure, the indexes of the entries SQS did not
+    /// accept (all of them when the call itself failed) and why.
+    async fn send_entries(&self, batch: &[(usize, &String)]) -> Result<(), (Vec<usize>, QueueError)> {
         let mut pending: Vec<(usize, &String)> = batch.to_vec();
         // Entries SQS failed as the sender's fault (invalid contents or attributes): a retry
         // cannot succeed, so they are not offered again.
         let mut refused = 0;
+        let mut refused_indexes = Vec::new();
         let mut last_reason = String::new();
         for attempt in 0..self.max_attempts {
             if pending.is_empty() {
@@ -90,12 +97,9 @@ impl SqsQueue {
             let ids: Vec<String> = pending.iter().map(|(index, _)| format!("m{index}")).collect();
             let entries: Vec<(&str, &str)> =
                 ids.iter().zip(&pending).map(|(id, (_, body))| (id.as_str(), body.as_str())).collect();
-            let failed = self
-                .sqs
-                .batch
-                .send_message_batch(&self.queue_url, &entries)
-                .await
-                .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+            let failed = self.sqs.batch.send_message_batch(&self.queue_url, &entries).await.map_err(|e| {
+                (pending.iter().map(|(index, _)| *index).collect(), QueueError::Unavailable(e.to_string()))
+            })?;
             if failed.is_empty() {
                 pending.clear();
                 break;
@@ -108,25 +112,32 @@ impl SqsQueue {
             let retried = failed.iter().filter(|f| !f.sender_fault).count();
             refused += failed.len() - retried;
             tracing::warn!(attempt = attempt + 1, failed = failed.len(), retried, reason = %last_reason, "sqs entries failed");
+            refused_indexes.extend(
+                ids.iter()
+                    .zip(&pending)
+                    .filter(|(id, _)| failed.iter().any(|f| &f.id == *id && f.sender_fault))
+                    .map(|(_, (index, _))| *index),
+            );
             let mut keep = ids.iter().map(|id| failed.iter().any(|f| &f.id == id && !f.sender_fault));
             pending.retain(|_| keep.next().unwrap_or(true));
         }
         if pending.is_empty() && refused == 0 {
             return Ok(());
         }
+        let mut indexes = refused_indexes;
+        indexes.extend(pending.iter().map(|(index, _)| *index));
         if refused > 0 {
-            return Err(QueueError::Refused {
-                failed: pending.len() + refused,
-                total: batch.len(),
-                reason: last_reason,
-            });
+            let error =
+                QueueError::Refused { failed: pending.len() + refused, total: batch.len(), reason: last_reason };
+            return Err((indexes, error));
         }
-        Err(QueueError::Rejected {
+        let error = QueueError::Rejected {
             failed: pending.len() + refused,
             total: batch.len(),
             attempts: self.max_attempts,
             reason: last_reason,
-        })
+        };
+        Err((indexes, error))
     }
 }
 
@@ -189,6 +200,62 @@ impl EventQueue for SqsQueue {
         let sends: Vec<_> = groups.iter().map(|group| self.send_batch(group)).collect();
         let results: Vec<Result<(), QueueError>> = stream::iter(sends).buffered(self.concurrency).collect().await;
         combine_calls(groups.iter().map(Vec::len).zip(results), bodies.len(), self.max_attempts)
+    }
+
+    /// All groups' bodies in as few `SendMessageBatch` calls as they fit (ten a call, whoever they
+    /// belong to); a group fails only for its own bodies SQS did not accept.
+    async fn publish_groups(&self, groups: &[Vec<String>]) -> Vec<Result<(), QueueError>> {
+        let mut owners = Vec::new();
+        let mut bodies = Vec::new();
+        let mut results: Vec<Result<(), QueueError>> = groups.iter().map(|_| Ok(())).collect();
+        for (owner, group) in groups.iter().enumerate() {
+            for body in group {
+                let body = sqs_safe(body).into_owned();
+                if body.len() > self.max_message_bytes {
+                    results[owner] = Err(QueueError::TooLarge { size: body.len(), limit: self.max_message_bytes });
+                } else {
+                    owners.push(owner);
+                    bodies.push(body);
+                }
+            }
+        }
+        let calls = batches(&bodies);
+        let sends: Vec<_> = calls.iter().map(|call| self.send_entries(call)).collect();
+        let answers: Vec<_> = stream::iter(sends).buffered(self.concurrency).collect().await;
+        // Per group: how many of its bodies were not accepted, and the first call's error.
+        let mut failures: Vec<(usize, Option<QueueError>)> = groups.iter().map(|_| (0, None)).collect();
+        for (indexes, error) in answers.into_iter().filter_map(Result::err) {
+            for index in indexes {
+                let (failed, first) = &mut failures[owners[index]];
+                *failed += 1;
+                if first.is_none() {
+                    *first = Some(match &error {
+                        QueueError::Refused { reason, .. } => {
+                            QueueError::Refused { failed: 0, total: 0, reason: reason.clone() }
+                        }
+                        QueueError::Unavailable(reason) => QueueError::Unavailable(reason.clone()),
+                        other => QueueError::Rejected {
+                            failed: 0,
+                            total: 0,
+                            attempts: self.max_attempts,
+                            reason: other.to_string(),
+                        },
+                    });
+                }
+            }
+        }
+        for ((result, (failed, error)), group) in results.iter_mut().zip(failures).zip(groups) {
+            let total = group.len();
+            *result = match (result.is_ok(), error) {
+                (true, Some(QueueError::Refused { reason, .. })) => Err(QueueError::Refused { failed, total, reason }),
+                (true, Some(QueueError::Rejected { attempts, reason, .. })) => {
+                    Err(QueueError::Rejected { failed, total, attempts, reason })
+                }
+                (true, Some(other)) => Err(other),
+                _ => std::mem::replace(result, Ok(())),
+            };
+        }
+        results
     }
 }
 

@@ -25,7 +25,7 @@ use wa_core::graph_error;
 use wa_core::identity::{self, Ids};
 use wa_core::limit::Portfolios;
 use wa_core::outcome::{DeliveryFailure, FailedStatus};
-use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore, LimitStore};
+use wa_core::ports::{BlobStore, Claim, ConversationStore, EventQueue, IdempotencyStore, LimitStore, QueueError};
 use wa_core::queue_text::sqs_safe;
 use wa_core::webhook::{Message, Status, StatusKind, UserPreferencesValue};
 use wa_infra::telemetry;
@@ -140,16 +140,37 @@ const FAILURE: &str = "delivery_failure";
 const MEDIA: &str = "media";
 
 /// How a forwarded event is recorded.
-enum Done<'a> {
+enum Done {
     /// Its record is complete already: mark it forwarded.
     Mark,
     /// Record it processed (`stored`, living until `expires`) and forwarded, in one write.
     Complete {
         /// What the record keeps ([`recorded`] reads it).
-        stored: &'a str,
+        stored: String,
         /// Unix seconds.
         expires: u64,
+        /// The event's kind, for the `EventsProcessed` metric.
+        kind: &'static str,
     },
+}
+
+/// An event ready to go: its messages for one queue, and how it is recorded once they are in.
+struct Forward {
+    /// Its dedupe key.
+    key: String,
+    /// To the media fetcher's queue rather than the events queue.
+    media: bool,
+    /// The event (or its claim-check reference) and what goes with it.
+    messages: Vec<String>,
+    done: Done,
+}
+
+/// Where a record stands after its state is written.
+enum Step {
+    /// Finished: true when done (processed or a duplicate), false to retry.
+    Finished(bool),
+    /// To forward with the batch's others.
+    Forward(Forward),
 }
 
 /// What applying an event decided to forward.
@@ -213,9 +234,14 @@ where
     B: BlobStore,
 {
     /// Handles one SQS batch of inbound events; failed records are reported for retry.
+    ///
+    /// The records are processed concurrently; then the events of the whole batch are forwarded
+    /// together (ten to an SQS request), and each is recorded forwarded once its own messages are
+    /// in.
     pub async fn handle(&self, event: &SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
         let runs = event.records.iter().map(|record| self.process(record, deadline_ms));
-        let results = futures_util::future::join_all(runs).await;
+        let steps = futures_util::future::join_all(runs).await;
+        let results = self.forward_all(steps).await;
         let mut response = SqsBatchResponse::default();
         for (record, ok) in event.records.iter().zip(results) {
             if let (false, Some(id)) = (ok, record.message_id.as_deref().filter(|id| !id.is_empty())) {
@@ -227,22 +253,62 @@ where
         response
     }
 
-    /// True when the record is done (processed or a duplicate).
-    async fn process(&self, record: &SqsMessage, deadline_ms: u64) -> bool {
+    /// Forwards the batch's ready events, one `publish_groups` per queue, then records each
+    /// forwarded (or, when its messages were not all accepted, processed but not forwarded); one
+    /// answer per record, in order: true when done.
+    async fn forward_all(&self, steps: Vec<Step>) -> Vec<bool> {
+        let mut results: Vec<Option<bool>> = Vec::with_capacity(steps.len());
+        let (mut to_events, mut to_media) = (Vec::new(), Vec::new());
+        for (index, step) in steps.into_iter().enumerate() {
+            match step {
+                Step::Finished(done) => results.push(Some(done)),
+                Step::Forward(forward) => {
+                    results.push(None);
+                    let media = forward.media && self.media.is_some();
+                    if media { &mut to_media } else { &mut to_events }.push((index, forward));
+                }
+            }
+        }
+        let mut finishing = Vec::new();
+        for (queue, forwards) in [(Some(&self.events), to_events), (self.media.as_ref(), to_media)] {
+            let Some(queue) = queue.filter(|_| !forwards.is_empty()) else { continue };
+            let groups: Vec<Vec<String>> = forwards.iter().map(|(_, f)| f.messages.clone()).collect();
+            let published = queue.publish_groups(&groups).await;
+            for ((index, forward), result) in forwards.into_iter().zip(published) {
+                finishing.push(async move { (index, self.record_forward(forward, result).await) });
+            }
+        }
+        for (index, done) in futures_util::future::join_all(finishing).await {
+            results[index] = Some(done);
+        }
+        results.into_iter().map(|done| done.unwrap_or(false)).collect()
+    }
+
+    /// Where a record stands after its state is written.
+    async fn process(&self, record: &SqsMessage, deadline_ms: u64) -> Step {
+        match self.prepare(record, deadline_ms).await {
+            Ok(forward) => Step::Forward(forward),
+            Err(done) => Step::Finished(done),
+        }
+    }
+
+    /// The record's event, processed and ready to forward; `Err(true)` when there is nothing to
+    /// forward (a duplicate), `Err(false)` to retry it.
+    async fn prepare(&self, record: &SqsMessage, deadline_ms: u64) -> Result<Forward, bool> {
         let body = record.body.as_deref().unwrap_or_default();
         let full = match resolve_event(&self.blobs, body).await {
             Ok(full) => full,
             Err(error) => {
                 tracing::error!(%error, "cannot read an inbound event; it will reach the DLQ");
                 telemetry::emit(FUNCTION, None, &[("UnreadableEvents", 1.0)]);
-                return false;
+                return Err(false);
             }
         };
         let event: InboundEvent<'_> = match serde_json::from_str(&full) {
             Ok(event) => event,
             Err(error) => {
                 tracing::error!(%error, "not an inbound event; it will reach the DLQ");
-                return false;
+                return Err(false);
             }
         };
         let key = format!("event:{}", event.event_id);
@@ -257,11 +323,11 @@ where
             }
             Ok(Claim::Completed { published: true, .. }) => {
                 telemetry::emit(FUNCTION, None, &[("DuplicateEvents", 1.0)]);
-                return true;
+                return Err(true);
             }
             Ok(Claim::Completed { outcome, published: false, owner_until_ms }) => {
                 if now_ms() <= owner_until_ms {
-                    return false;
+                    return Err(false);
                 }
                 // The attempt that recorded it stopped before marking it forwarded: it may or may
                 // not have forwarded it, so consumers may see it twice (they dedupe on event_id).
@@ -269,13 +335,15 @@ where
                 telemetry::emit(FUNCTION, None, &[("UnconfirmedForwards", 1.0)]);
                 return match recorded(&outcome) {
                     Recorded::Applied(applied) => self.forward(&key, &event, body, &applied, Done::Mark).await,
-                    Recorded::Message(message) => self.publish(&self.events, &key, vec![message], Done::Mark).await,
+                    Recorded::Message(message) => {
+                        Ok(Forward { key, media: false, messages: vec![message], done: Done::Mark })
+                    }
                 };
             }
-            Ok(Claim::InProgress) => return false,
+            Ok(Claim::InProgress) => return Err(false),
             Err(error) => {
                 tracing::warn!(%error, "cannot claim the event; retrying");
-                return false;
+                return Err(false);
             }
         }
         let applied = match self.apply(&event).await {
@@ -283,7 +351,7 @@ where
             Err(error) => {
                 tracing::warn!(%error, kind = event.kind.as_str(), "cannot record the event's facts; retrying");
                 let _ = self.dedupe.release(&key).await;
-                return false;
+                return Err(false);
             }
         };
         // The record keeps only the conversation: the message itself comes with any redelivery,
@@ -299,51 +367,48 @@ where
         let expires = now_ms() / 1000 + DEDUPE_SECONDS;
         // Forwarded first, then recorded as processed and forwarded in one write (one write unit
         // less per event than recording, forwarding and marking).
-        let done = self.forward(&key, &event, body, &applied, Done::Complete { stored: &stored, expires }).await;
-        if done {
-            telemetry::emit(FUNCTION, Some(("Kind", event.kind.as_str())), &[("EventsProcessed", 1.0)]);
-        }
-        done
+        let done = Done::Complete { stored, expires, kind: event.kind.as_str() };
+        self.forward(&key, &event, body, &applied, done).await
     }
 
-    /// Forwards the queue message as it came (inline, or the claim-check reference), with the
+    /// The queue message to forward as it came (inline, or the claim-check reference), with the
     /// conversation spliced in front so that the payload's bytes stay untouched. When that is
     /// larger than a message of the events queue (the inbound queue may take 1 MiB, the events
     /// queue 256 KiB), it is stored whole in the bucket and a claim-check reference goes instead,
     /// as ingest does, with the conversation spliced in front of it too: the queue message always
     /// carries the conversation, and `resolve_event` reads the event either way.
-    /// A delivery failure goes in the same publish, after the event.
+    /// A delivery failure goes in the same group, after the event.
     async fn forward(
         &self,
         key: &str,
         event: &InboundEvent<'_>,
         body: &str,
         applied: &Applied,
-        done: Done<'_>,
-    ) -> bool {
+        done: Done,
+    ) -> Result<Forward, bool> {
         let conversation = applied.conversation.as_ref();
         let forwarded = enrich(body, conversation);
-        let with_failure = |message: String| {
+        let ready = |message: String, done: Done| {
             let mut messages = vec![message];
             messages.extend(applied.failure.clone());
-            messages
+            Forward { key: key.to_owned(), media: applied.media, messages, done }
         };
         let queue = match (&self.media, applied.media) {
             (Some(media), true) => media,
             _ => &self.events,
         };
         if sqs_safe(&forwarded).len() <= queue.max_message_bytes() {
-            return self.publish(queue, key, with_failure(forwarded), done).await;
+            return Ok(ready(forwarded, done));
         }
         match claim_check(&self.blobs, event, forwarded).await {
             Ok(pointer) => {
                 telemetry::emit(FUNCTION, None, &[("ClaimChecked", 1.0)]);
-                self.publish(queue, key, with_failure(enrich(&pointer, conversation)), done).await
+                Ok(ready(enrich(&pointer, conversation), done))
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot claim-check an event too large for the events queue; retrying");
                 self.give_back(key, &done).await;
-                false
+                Err(false)
             }
         }
     }
@@ -351,37 +416,43 @@ where
     /// An event processed but not forwarded is recorded so (processed, with the conversation it
     /// was processed with, not forwarded): its redelivery forwards that, whenever it comes. The
     /// write only a failed forward costs.
-    async fn give_back(&self, key: &str, done: &Done<'_>) {
-        if let Done::Complete { stored, expires } = done
+    async fn give_back(&self, key: &str, done: &Done) {
+        if let Done::Complete { stored, expires, .. } = done
             && let Err(error) = self.dedupe.complete(key, stored, None, None, *expires).await
         {
             tracing::warn!(%error, "cannot record the processed event; its redelivery processes it again");
         }
     }
 
-    /// Publishes an event's messages to `queue` (the events queue, or the media fetcher's), then
-    /// records the event forwarded ([`Done`]).
-    async fn publish(&self, queue: &Q, key: &str, messages: Vec<String>, done: Done<'_>) -> bool {
-        if let Err(error) = queue.publish(&messages).await {
+    /// Records an event forwarded once the queue accepted its messages (`published`), or processed
+    /// but not forwarded when it did not; true when done.
+    async fn record_forward(&self, forward: Forward, published: Result<(), QueueError>) -> bool {
+        let Forward { key, done, .. } = forward;
+        if let Err(error) = published {
             tracing::warn!(%error, "cannot forward the event; retrying");
-            self.give_back(key, &done).await;
+            self.give_back(&key, &done).await;
             return false;
         }
         match done {
             Done::Mark => {
-                if let Err(error) = self.dedupe.mark_published(key).await {
+                if let Err(error) = self.dedupe.mark_published(&key).await {
                     tracing::warn!(%error, "event forwarded but not marked; a redelivery may forward it again");
                 }
                 true
             }
-            Done::Complete { stored, expires } => match self.dedupe.complete_published(key, stored, expires).await {
-                Ok(()) => true,
-                Err(error) => {
-                    // The claim expires and the redelivery forwards it again (consumers dedupe).
-                    tracing::warn!(%error, "event forwarded but not recorded; a redelivery will forward it again");
-                    false
+            Done::Complete { stored, expires, kind } => {
+                match self.dedupe.complete_published(&key, &stored, expires).await {
+                    Ok(()) => {
+                        telemetry::emit(FUNCTION, Some(("Kind", kind)), &[("EventsProcessed", 1.0)]);
+                        true
+                    }
+                    Err(error) => {
+                        // The claim expires and the redelivery forwards it again (consumers dedupe).
+                        tracing::warn!(%error, "event forwarded but not recorded; a redelivery will forward it again");
+                        false
+                    }
                 }
-            },
+            }
         }
     }
 

@@ -339,3 +339,47 @@ async fn an_event_processed_but_not_forwarded_goes_out_later_with_its_conversati
     assert!(processor.handle(&batch.event, now_ms() + 30_000).await.batch_item_failures.is_empty());
     assert!(p.forwarded().await.is_empty());
 }
+
+#[tokio::test]
+async fn a_batchs_events_go_out_together_and_each_is_retried_alone() {
+    use wa_tests::fault_proxy::{FaultPlan, FaultProxy};
+    let p = Pipeline::new().await;
+    // The events queue fails the first entry of every request, retries included.
+    let proxy = FaultProxy::start(&wa_tests::moto().endpoint, FaultPlan::FailFirstEntryAlways).await;
+    let via_proxy = wa_tests::sdk_config(&proxy.endpoint).await;
+    let processor = event_processor::Processor {
+        dedupe: p.table.clone(),
+        state: p.table.clone(),
+        events: SqsQueue::new(&Sqs::new(&via_proxy).expect("SQS clients"), p.events.clone(), 262_144),
+        blobs: S3Blobs::new(wa_infra::aws::s3_client(&p.stack.aws), p.stack.bucket.clone()),
+        keywords: OptOutKeywords::default(),
+        media: None,
+        portfolios: Default::default(),
+        numbers_seen: Default::default(),
+    };
+    for n in 0..10 {
+        p.post(&message(&format!("wamid.batch{n}"), "hello", 1_750_000_000 + n)).await;
+    }
+    let sqs = aws_sdk_sqs::Client::new(&p.stack.aws);
+    let batch = esm::receive(&sqs, &p.stack.queue_url).await.expect("the events");
+    let records = batch.event.records.len();
+    assert!(records >= 2, "a batch of several: {records}");
+    let deadline = now_ms() + 1000;
+    let response = processor.handle(&batch.event, deadline).await;
+    assert_eq!(proxy.batch_calls(), 4, "one request for the whole batch, then its failed entry three times");
+    assert_eq!(response.batch_item_failures.len(), 1, "only the event whose message was not accepted: {response:?}");
+    let failed = response.batch_item_failures[0].item_identifier.clone();
+    assert_eq!(Some(failed.as_str()), batch.event.records[0].message_id.as_deref(), "the first entry's");
+    let forwarded = p.forwarded().await;
+    assert_eq!(forwarded.len(), records - 1, "the others, once each");
+    // Its redelivery after the first attempt's deadline forwards it; the others are duplicates.
+    while now_ms() <= deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let response = p.processor.handle(&batch.event, now_ms() + 30_000).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let again = p.forwarded().await;
+    assert_eq!(again.len(), 1, "{again:#?}");
+    let first: Value = serde_json::from_str(batch.event.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(again[0]["event_id"], first["event_id"]);
+}

@@ -152,6 +152,51 @@ async fn entries_refused_as_the_senders_fault_are_not_retried() {
 }
 
 #[tokio::test]
+async fn groups_share_calls_and_fail_only_for_their_own_bodies() {
+    use wa_core::ports::QueueError;
+    let aws = moto_config().await;
+    let queue_url = create_queue(&aws, 262_144).await;
+    // Twelve bodies in seven groups: two calls (ten, then two). The proxy fails the first entry of
+    // every call, retries included: group 0's body, and the first of group 6's two.
+    let sizes = [1, 2, 1, 3, 1, 2, 2];
+    let mut n = 0;
+    let groups: Vec<Vec<String>> = sizes
+        .iter()
+        .map(|&size| {
+            (0..size)
+                .map(|_| {
+                    n += 1;
+                    format!("{{\"n\":{n}}}")
+                })
+                .collect()
+        })
+        .collect();
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::FailFirstEntryAlways).await;
+    let sqs = Sqs::new(&config(&proxy.endpoint, None).await).unwrap();
+    let results = SqsQueue::new(&sqs, queue_url.clone(), 262_144).publish_groups(&groups).await;
+    assert_eq!(results.len(), 7);
+    assert!(matches!(&results[0], Err(QueueError::Rejected { failed: 1, total: 1, attempts: 4, .. })), "{results:?}");
+    assert!(results[1..6].iter().all(Result::is_ok), "{results:?}");
+    assert!(matches!(&results[6], Err(QueueError::Rejected { failed: 1, total: 2, .. })), "{results:?}");
+    assert_eq!(proxy.batch_calls(), 8, "two calls of up to ten, each offered four times");
+    let mut received = drain_queue(&aws, &queue_url).await;
+    received.sort();
+    let mut expected: Vec<String> = groups.concat();
+    expected.retain(|b| b != "{\"n\":1}" && b != "{\"n\":11}");
+    expected.sort();
+    assert_eq!(received, expected, "every other body queued once");
+
+    // A refusal for good fails its group as such, and is not offered again.
+    let proxy = FaultProxy::start(&moto().endpoint, FaultPlan::RefuseFirstEntryAlways).await;
+    let sqs = Sqs::new(&config(&proxy.endpoint, None).await).unwrap();
+    let results = SqsQueue::new(&sqs, queue_url.clone(), 262_144).publish_groups(&groups[..2]).await;
+    assert!(matches!(&results[0], Err(QueueError::Refused { failed: 1, total: 1, .. })), "{results:?}");
+    assert!(results[1].is_ok(), "{results:?}");
+    assert_eq!(proxy.batch_calls(), 1);
+    assert_eq!(drain_queue(&aws, &queue_url).await.len(), 2);
+}
+
+#[tokio::test]
 async fn characters_sqs_refuses_are_sent_as_json_escapes() {
     let aws = moto_config().await;
     let queue_url = create_queue(&aws, 262_144).await;
