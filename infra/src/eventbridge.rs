@@ -198,29 +198,56 @@ pub enum Events {
     Bus(EventBus),
     /// The queue.
     Queue(SqsQueue),
+    /// The events queue, with the events the fallback function wants
+    /// ([`wa_core::fallback::wants`]) also on its queue: a stack without a bus routes as the bus's
+    /// `FallbackRule` would.
+    Routed {
+        /// Every event.
+        events: SqsQueue,
+        /// The fallback function's queue.
+        fallback: SqsQueue,
+    },
 }
 
 /// The environment variable naming the pipeline's bus.
 pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
 /// The environment variable naming the events queue.
 pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
+/// The environment variable naming the fallback function's queue, for a stack without a bus.
+pub const FALLBACK_QUEUE_URL: &str = "FALLBACK_QUEUE_URL";
+
+/// Which of `bodies` the fallback function wants.
+fn wanted_by_fallback(bodies: &[String]) -> Vec<String> {
+    bodies
+        .iter()
+        .filter(|body| {
+            serde_json::from_str::<serde_json::Value>(body)
+                .is_ok_and(|event| wa_core::fallback::wants(&wa_core::fanout::fields(&event)))
+        })
+        .cloned()
+        .collect()
+}
 
 impl Events {
-    /// The bus when `bus` is given (not empty), else the events queue `queue_url`; an error
+    /// The bus when `bus` is given (not empty), else the events queue `queue_url` (and, when
+    /// `fallback_url` is given, the fallback function's queue for the events it wants); an error
     /// naming both when neither is.
     pub fn new(
         config: &SdkConfig,
         sqs: &crate::sqs::Sqs,
         bus: Option<&str>,
         queue_url: Option<&str>,
+        fallback_url: Option<&str>,
     ) -> Result<Self, String> {
         fn set(v: Option<&str>) -> Option<&str> {
             v.map(str::trim).filter(|v| !v.is_empty())
         }
-        match (set(bus), set(queue_url)) {
-            (Some(bus), _) => Ok(Self::Bus(EventBus::new(config, bus))),
-            (None, Some(url)) => Ok(Self::Queue(SqsQueue::new(sqs, url, crate::sqs::DEFAULT_MAX_MESSAGE_BYTES))),
-            (None, None) => Err(format!(
+        let queue = |url: &str| SqsQueue::new(sqs, url, crate::sqs::DEFAULT_MAX_MESSAGE_BYTES);
+        match (set(bus), set(queue_url), set(fallback_url)) {
+            (Some(bus), _, _) => Ok(Self::Bus(EventBus::new(config, bus))),
+            (None, Some(url), None) => Ok(Self::Queue(queue(url))),
+            (None, Some(url), Some(fallback)) => Ok(Self::Routed { events: queue(url), fallback: queue(fallback) }),
+            (None, None, _) => Err(format!(
                 "set {EVENT_BUS_NAME} (the pipeline's EventBridge bus) or {EVENTS_QUEUE_URL} (the events SQS queue)"
             )),
         }
@@ -232,7 +259,7 @@ impl Events {
 impl Redelivery for Events {
     async fn delay(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError> {
         match self {
-            Self::Queue(queue) => queue.delay(receipt_handle, seconds).await,
+            Self::Queue(queue) | Self::Routed { events: queue, .. } => queue.delay(receipt_handle, seconds).await,
             Self::Bus(bus) => Err(QueueError::Unavailable(format!("the bus {} cannot delay a message", bus.bus()))),
         }
     }
@@ -242,7 +269,7 @@ impl EventQueue for Events {
     fn max_message_bytes(&self) -> usize {
         match self {
             Self::Bus(bus) => bus.max_message_bytes(),
-            Self::Queue(queue) => queue.max_message_bytes(),
+            Self::Queue(queue) | Self::Routed { events: queue, .. } => queue.max_message_bytes(),
         }
     }
 
@@ -250,6 +277,30 @@ impl EventQueue for Events {
         match self {
             Self::Bus(bus) => bus.publish(bodies).await,
             Self::Queue(queue) => queue.publish(bodies).await,
+            Self::Routed { events, fallback } => {
+                events.publish(bodies).await?;
+                fallback.publish(&wanted_by_fallback(bodies)).await
+            }
+        }
+    }
+
+    /// A group is published when each of its events is on the events queue and each the fallback
+    /// function wants is on its queue too.
+    async fn publish_groups(&self, groups: &[Vec<String>]) -> Vec<Result<(), QueueError>> {
+        match self {
+            Self::Bus(bus) => bus.publish_groups(groups).await,
+            Self::Queue(queue) => queue.publish_groups(groups).await,
+            Self::Routed { events, fallback } => {
+                let wanted: Vec<Vec<String>> = groups.iter().map(|group| wanted_by_fallback(group)).collect();
+                let (mut results, routed) =
+                    futures_util::join!(events.publish_groups(groups), fallback.publish_groups(&wanted));
+                for (result, routed) in results.iter_mut().zip(routed) {
+                    if result.is_ok() {
+                        *result = routed;
+                    }
+                }
+                results
+            }
         }
     }
 }

@@ -52,6 +52,17 @@ async fn each_message_status_and_send_costs_what_the_cost_table_says() {
         "one SQS call a webhook"
     );
     assert_eq!(per_item(&messages, "event-processor", "SQS batch entries"), 1.0, "one published entry a message");
+    // A batch's events go out together: one request per processor batch, not one per event.
+    for report in [&messages, &statuses] {
+        let processor = report.usage.iter().find(|u| u.role == "event-processor").unwrap();
+        let requests = processor.calls.get("AmazonSQS.SendMessageBatch").copied().unwrap_or(0);
+        assert!(
+            requests <= processor.invocations && requests < report.items,
+            "{requests} requests for {} events in {} batches",
+            report.items,
+            processor.invocations
+        );
+    }
     assert_eq!(per_item(&sent, "sender", "SQS batch entries"), 1.0, "one outcome a send");
     // A user's message: claim, record, inbound window (a number's display once per process).
     let message_writes = per_item(&messages, "event-processor", "DynamoDB write units");
@@ -63,8 +74,9 @@ async fn each_message_status_and_send_costs_what_the_cost_table_says() {
     let send_writes = per_item(&sent, "sender", "DynamoDB write units");
     assert!(send_writes <= 12.0, "write units per send: {send_writes}");
     let (markdown, json) = cost::report(&messages, &statuses, &sent);
-    assert!(markdown.contains("users' messages in"), "{markdown}");
-    for key in ["message_per_million", "status_per_million", "send_per_million"] {
+    assert!(markdown.contains("users' messages in") && markdown.contains("lean (FunctionUrl, Queue)"), "{markdown}");
+    assert!(json["lean_message_per_million"].as_f64() < json["message_per_million"].as_f64(), "{json}");
+    for key in ["message_per_million", "status_per_million", "send_per_million", "lean_message_per_million"] {
         let dollars = json[key].as_f64().unwrap();
         assert!(dollars > 1.0 && dollars < 100.0, "{key}: {dollars}");
     }

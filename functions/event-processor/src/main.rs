@@ -29,7 +29,13 @@ async fn main() -> Result<(), Error> {
     let processor = Processor {
         dedupe: state.clone(),
         state,
-        events: Events::new(&sdk, &sqs, bus.as_deref(), events.as_deref())?,
+        events: Events::new(
+            &sdk,
+            &sqs,
+            bus.as_deref(),
+            events.as_deref(),
+            std::env::var(wa_infra::eventbridge::FALLBACK_QUEUE_URL).ok().as_deref(),
+        )?,
         media: media.map(|url| Events::Queue(SqsQueue::new(&sqs, url, DEFAULT_MAX_MESSAGE_BYTES))),
         blobs: S3Blobs::new(aws::s3_client(&sdk), bucket),
         keywords,

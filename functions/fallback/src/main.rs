@@ -20,7 +20,8 @@ async fn main() -> Result<(), Error> {
     let sqs = Sqs::new(&sdk)?;
     let handler = Fallback {
         state: StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table),
-        events: Events::new(&sdk, &sqs, var(EVENT_BUS_NAME).as_deref(), var(EVENTS_QUEUE_URL).as_deref())?,
+        // Its own events (fallback_*) are none the fallback wants: no fallback queue.
+        events: Events::new(&sdk, &sqs, var(EVENT_BUS_NAME).as_deref(), var(EVENTS_QUEUE_URL).as_deref(), None)?,
         notifier: AwsNotifier::new(
             &sdk,
             Senders {

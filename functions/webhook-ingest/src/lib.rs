@@ -113,6 +113,19 @@ pub async fn handle<Q: EventQueue, B: BlobStore, S: AppRouting>(
     response
 }
 
+/// Every webhook request, where nothing routes GET and POST apart (a Lambda function URL,
+/// template.yaml's `WebhookEndpoint: FunctionUrl`): Meta's verification GET is answered as
+/// webhook-verify answers it, anything else as [`handle`] answers it.
+pub async fn serve<Q: EventQueue, B: BlobStore, S: AppRouting>(
+    deps: &Ingest<Q, B, S>,
+    request: &Request,
+) -> Response<Body> {
+    if request.method() == Method::GET {
+        return webhook_verify::handle(&deps.secrets, request).await;
+    }
+    handle(deps, request).await
+}
+
 /// Verifies, splits and enqueues; returns what happened.
 pub async fn process<Q: EventQueue, B: BlobStore, S: AppRouting>(
     deps: &Ingest<Q, B, S>,

@@ -20,7 +20,8 @@ async fn main() -> Result<(), Error> {
     };
     let deps = &deps;
     lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, std::convert::Infallible>(webhook_ingest::handle(deps, &request).await)
+        // Behind the HTTP API only POSTs arrive; behind a function URL, the verification GET too.
+        Ok::<_, std::convert::Infallible>(webhook_ingest::serve(deps, &request).await)
     }))
     .await
 }

@@ -4,12 +4,14 @@
 //! every invocation as Lambda bills it; this module prices them at AWS's public on-demand prices
 //! for arm64 in us-east-1 and sets them beside a managed service's fee per message.
 //!
-//! What the harness does differently from the template, and how it is priced instead: the
-//! functions publish to the events queue (`EVENTS_QUEUE_URL`) where the template puts events on
-//! the bus, so each published entry is priced as one `PutEvents` entry and the bus's delivery to
-//! the events queue (an SQS request); Lambda's event source mapping is the harness here, priced
-//! as one `ReceiveMessage` and one `DeleteMessageBatch` per batch; API Gateway is not in the loop,
-//! priced as one request per webhook with its access-log line.
+//! Two deployments are priced ([`Deployment`]): the template's defaults (`WebhookEndpoint:
+//! HttpApi`, `EventsDelivery: Bus`) and the lean one (`FunctionUrl`, `Queue`). What the harness
+//! does differently from the template, and how it is priced instead: the functions publish to the
+//! events queue (`EVENTS_QUEUE_URL`), as the lean deployment does; for the default one each
+//! published entry is priced as one `PutEvents` entry and the bus's delivery to the events queue
+//! (an SQS request). Lambda's event source mapping is the harness here, priced as one
+//! `ReceiveMessage` and one `DeleteMessageBatch` per batch; API Gateway is not in the loop, priced
+//! (default deployment) as one request per webhook with its access-log line.
 
 use std::fmt::Write as _;
 
@@ -54,6 +56,27 @@ pub const ACCESS_LOG_BYTES: f64 = 300.0;
 pub const STATUSES_PER_SEND: f64 = 3.0;
 /// The functions' memory in template.yaml (MB).
 pub const MEMORY_MB: f64 = 256.0;
+
+/// Which of template.yaml's choices are priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// The defaults: Meta calls the HTTP API, events go to the bus.
+    Default,
+    /// `WebhookEndpoint: FunctionUrl` and `EventsDelivery: Queue`: Meta calls ingest's function URL,
+    /// events go to the events queue ten to a request.
+    Lean,
+}
+
+impl Deployment {
+    /// As the cost table names it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default (HttpApi, Bus)",
+            Self::Lean => "lean (FunctionUrl, Queue)",
+        }
+    }
+}
 
 /// One priced line: what, how many per item, dollars per million items.
 #[derive(Debug, Clone)]
@@ -132,12 +155,21 @@ impl PathCost {
         }
     }
 
-    /// Events published for consumers: one bus entry each, and the bus's delivery to the events
-    /// queue.
-    fn events(&mut self, usage: &Usage) {
+    /// Events published for consumers: on the bus, one entry each and the bus's delivery to the
+    /// events queue; on the queue, the `SendMessageBatch` requests measured.
+    fn events(&mut self, usage: &Usage, deployment: Deployment) {
         let entries = usage.units.get("SQS batch entries").copied().unwrap_or(0.0);
-        self.add(format!("{}: EventBridge PutEvents entries", usage.role), entries, "entries", BUS_EVENT);
-        self.add("the bus delivering to the events queue (SQS)", entries, "requests", SQS_STANDARD);
+        match deployment {
+            Deployment::Default => {
+                self.add(format!("{}: EventBridge PutEvents entries", usage.role), entries, "entries", BUS_EVENT);
+                self.add("the bus delivering to the events queue (SQS)", entries, "requests", SQS_STANDARD);
+            }
+            Deployment::Lean => {
+                let requests = usage.calls.get("AmazonSQS.SendMessageBatch").copied().unwrap_or(0);
+                let what = format!("{}: SendMessageBatch to the events queue", usage.role);
+                self.add(what, requests as f64, "requests", SQS_STANDARD);
+            }
+        }
     }
 }
 
@@ -148,12 +180,14 @@ fn usage<'a>(report: &'a Report, role: &str) -> &'a Usage {
 /// An inbound path (users' messages, or statuses): API Gateway, ingest, the inbound queue, the
 /// processor, the bus.
 #[must_use]
-pub fn inbound(name: &str, report: &Report) -> PathCost {
+pub fn inbound(name: &str, report: &Report, deployment: Deployment) -> PathCost {
     let ingest = usage(report, "webhook-ingest");
     let processor = usage(report, "event-processor");
     let mut cost = PathCost { name: name.to_owned(), items: report.items, ..PathCost::default() };
-    cost.add("API Gateway HTTP API", ingest.invocations as f64, "requests", HTTP_API_REQUEST);
-    cost.add("API Gateway access logs", ingest.invocations as f64 * ACCESS_LOG_BYTES, "bytes", LOG_GB / 1e9);
+    if deployment == Deployment::Default {
+        cost.add("API Gateway HTTP API", ingest.invocations as f64, "requests", HTTP_API_REQUEST);
+        cost.add("API Gateway access logs", ingest.invocations as f64 * ACCESS_LOG_BYTES, "bytes", LOG_GB / 1e9);
+    }
     cost.lambda(ingest);
     let sends: u64 = ingest.calls.iter().filter(|(op, _)| op.starts_with("AmazonSQS.Send")).map(|(_, n)| n).sum();
     cost.add("webhook-ingest: SQS sends to the inbound queue", sends as f64, "requests", SQS_STANDARD);
@@ -162,13 +196,13 @@ pub fn inbound(name: &str, report: &Report) -> PathCost {
     cost.add("event source mapping: ReceiveMessage + DeleteMessageBatch", 2.0 * batches, "requests", SQS_STANDARD);
     cost.lambda(processor);
     cost.state(processor);
-    cost.events(processor);
+    cost.events(processor, deployment);
     cost
 }
 
 /// The send path: the producer's request on the FIFO queue, the sender, the bus.
 #[must_use]
-pub fn sends(report: &Report) -> PathCost {
+pub fn sends(report: &Report, deployment: Deployment) -> PathCost {
     let sender = usage(report, "sender");
     let mut cost = PathCost { name: "a template send".into(), items: report.items, ..PathCost::default() };
     cost.add("the producer's SendMessage (FIFO; a tenth when batched)", report.items as f64, "requests", SQS_FIFO);
@@ -178,7 +212,7 @@ pub fn sends(report: &Report) -> PathCost {
     cost.add("sender: ChangeMessageVisibility (retries, deferrals)", visibility as f64, "requests", SQS_FIFO);
     cost.lambda(sender);
     cost.state(sender);
-    cost.events(sender);
+    cost.events(sender, deployment);
     cost
 }
 
@@ -190,15 +224,22 @@ pub async fn run(items: usize, seed: u64) -> (Report, Report, Report) {
     (messages, statuses, sent)
 }
 
-/// The priced paths as Markdown and JSON.
+/// The priced paths as Markdown and JSON: each line of the default deployment, then both
+/// deployments against the managed fee.
 #[must_use]
 pub fn report(messages: &Report, statuses: &Report, sent: &Report) -> (String, Value) {
-    let paths = [inbound("a user's message", messages), inbound("a status", statuses), sends(sent)];
-    let [message, status, send] = &paths;
-    let send_with_statuses = send.per_million() + STATUSES_PER_SEND * status.per_million();
+    let priced = |deployment| {
+        [
+            inbound("a user's message", messages, deployment),
+            inbound("a status", statuses, deployment),
+            sends(sent, deployment),
+        ]
+    };
     let fee = MANAGED_FEE * 1e6;
     let mut out = String::new();
-    for path in &paths {
+    let mut json = serde_json::Map::new();
+    let defaults = priced(Deployment::Default);
+    for path in &defaults {
         let _ =
             writeln!(out, "\n**{}** ({} measured): ${:.2} per million\n", path.name, path.items, path.per_million());
         let _ = writeln!(out, "| item | per {} | $ per million |\n|---|---:|---:|", path.name);
@@ -208,26 +249,38 @@ pub fn report(messages: &Report, statuses: &Report, sent: &Report) -> (String, V
     }
     let _ = writeln!(
         out,
-        "\n| per million | ours | managed fee (${MANAGED_FEE}/message) | ours / fee | goal < 1/1000 |\n|---|---:|---:|---:|---|"
+        "\n| per million | deployment | ours | managed fee (${MANAGED_FEE}/message) | ours / fee | goal < 1/1000 |\n|---|---|---:|---:|---:|---|"
     );
-    let row = |what: &str, ours: f64| {
-        format!(
-            "| {what} | ${ours:.2} | ${fee:.0} | 1/{:.0} | {} |\n",
-            fee / ours,
-            if ours < fee / 1000.0 { "met" } else { "missed" }
-        )
-    };
-    out.push_str(&row("users' messages in", message.per_million()));
-    out.push_str(&row("template sends out, each with its 3 statuses", send_with_statuses));
-    out.push_str(&row("template sends out, the send alone", send.per_million()));
-    let json = json!({
-        "message_per_million": message.per_million(),
-        "status_per_million": status.per_million(),
-        "send_per_million": send.per_million(),
-        "send_with_statuses_per_million": send_with_statuses,
-        "usage": [messages.usage.iter().map(Usage::json).collect::<Vec<_>>(),
-                  statuses.usage.iter().map(Usage::json).collect::<Vec<_>>(),
-                  sent.usage.iter().map(Usage::json).collect::<Vec<_>>()],
-    });
-    (out, json)
+    for deployment in [Deployment::Default, Deployment::Lean] {
+        let [message, status, send] = priced(deployment);
+        let send_with_statuses = send.per_million() + STATUSES_PER_SEND * status.per_million();
+        let row = |what: &str, ours: f64| {
+            format!(
+                "| {what} | {} | ${ours:.2} | ${fee:.0} | 1/{:.0} | {} |\n",
+                deployment.name(),
+                fee / ours,
+                if ours < fee / 1000.0 { "met" } else { "missed" }
+            )
+        };
+        out.push_str(&row("users' messages in", message.per_million()));
+        out.push_str(&row("template sends out, each with its 3 statuses", send_with_statuses));
+        out.push_str(&row("template sends out, the send alone", send.per_million()));
+        let key = match deployment {
+            Deployment::Default => "",
+            Deployment::Lean => "lean_",
+        };
+        json.insert(format!("{key}message_per_million"), json!(message.per_million()));
+        json.insert(format!("{key}status_per_million"), json!(status.per_million()));
+        json.insert(format!("{key}send_per_million"), json!(send.per_million()));
+        json.insert(format!("{key}send_with_statuses_per_million"), json!(send_with_statuses));
+    }
+    json.insert(
+        "usage".into(),
+        json!([
+            messages.usage.iter().map(Usage::json).collect::<Vec<_>>(),
+            statuses.usage.iter().map(Usage::json).collect::<Vec<_>>(),
+            sent.usage.iter().map(Usage::json).collect::<Vec<_>>()
+        ]),
+    );
+    (out, Value::Object(json))
 }

@@ -168,6 +168,44 @@ async fn the_templates_fallback_rule_selects_what_the_fallback_function_wants() 
     assert_eq!(routed, wanted, "template.yaml's FallbackRule and wa_core::fallback::wants agree");
 }
 
+#[tokio::test]
+async fn without_a_bus_events_go_to_the_events_queue_and_the_fallbacks_to_its_queue() {
+    let aws = wa_tests::moto_config().await;
+    let events_queue = create_queue(&aws, 262_144).await;
+    let fallback_queue = create_queue(&aws, 262_144).await;
+    let sqs = wa_infra::sqs::Sqs::new(&aws).unwrap();
+    let publisher = Events::new(&aws, &sqs, None, Some(&events_queue), Some(&fallback_queue)).unwrap();
+    assert!(matches!(publisher, Events::Routed { .. }));
+    let mut events = Vec::new();
+    for (i, status) in ["accepted", "failed", "window_closed", "opted_out", "unknown"].iter().enumerate() {
+        events.push(json!({"kind": "send_result", "idempotency_key": format!("r{i}"), "status": status}));
+    }
+    events.push(json!({"kind": "delivery_failure", "idempotency_key": "d1", "error": {"code": 131_026}}));
+    events.push(json!({"kind": "fallback_failed", "idempotency_key": "f1", "status": "failed"}));
+    events.extend(golden_events());
+    // In groups of two, as a processor's batch forwards an event with its delivery failure.
+    let groups: Vec<Vec<String>> = events.chunks(2).map(|c| c.iter().map(Value::to_string).collect()).collect();
+    let results = publisher.publish_groups(&groups).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // Compared as values: characters SQS refuses travel as JSON escapes.
+    let mut on_queue: Vec<String> =
+        parse(&drain_queue(&aws, &events_queue).await).iter().map(Value::to_string).collect();
+    let mut expected: Vec<String> = events.iter().map(Value::to_string).collect();
+    on_queue.sort();
+    expected.sort();
+    assert!(
+        on_queue == expected,
+        "every event on the events queue, as published ({} of {})",
+        on_queue.len(),
+        expected.len()
+    );
+    let routed: BTreeSet<String> = parse(&drain_queue(&aws, &fallback_queue).await)
+        .iter()
+        .map(|e| e["idempotency_key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(routed, BTreeSet::from(["r1".into(), "r2".into(), "d1".into()]), "what the FallbackRule selects");
+}
+
 /// The fallback function on the stack's table and bus, with SNS and SES through `recorder`.
 fn fallback_fn(
     stack: &SendStack,

@@ -93,3 +93,55 @@ async fn secrets_manager_down_is_503_not_403() {
     let response = webhook_verify::handle(&secrets, &get(&query)).await;
     assert_eq!(response.status(), 503);
 }
+
+/// A request as a Lambda function URL delivers it (payload format 2.0, route `$default`).
+fn function_url_request(
+    method: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> lambda_http::Request {
+    let mut header_map: serde_json::Map<String, serde_json::Value> =
+        headers.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
+    header_map.insert("host".into(), "abcdefghij.lambda-url.us-east-1.on.aws".into());
+    let event = serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/webhook", "rawQueryString": query,
+        "headers": header_map,
+        "requestContext": {
+            "accountId": "anonymous", "apiId": "abcdefghij",
+            "domainName": "abcdefghij.lambda-url.us-east-1.on.aws", "domainPrefix": "abcdefghij",
+            "http": {"method": method, "path": "/webhook", "protocol": "HTTP/1.1",
+                     "sourceIp": "173.252.127.1", "userAgent": "facebookexternalua"},
+            "requestId": "req-url", "routeKey": "$default", "stage": "$default",
+            "time": "25/Nov/2026:01:00:00 +0000", "timeEpoch": 1_795_000_000_000u64
+        },
+        "body": body, "isBase64Encoded": false
+    });
+    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event).expect("a function URL event");
+    request.into()
+}
+
+#[tokio::test]
+async fn one_function_behind_a_function_url_answers_the_verification_and_the_webhooks() {
+    let stack = Stack::new(262_144).await;
+    let deps = stack.ingest();
+    let query = format!("hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444");
+    let response = webhook_ingest::serve(&deps, &function_url_request("GET", &query, &[], None)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(text(response.body()), "1158201444");
+    let wrong = "hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1158201444";
+    let response = webhook_ingest::serve(&deps, &function_url_request("GET", wrong, &[], None)).await;
+    assert_eq!(response.status(), 403);
+    assert!(!text(response.body()).contains("1158201444"), "never echoed");
+
+    let body = String::from_utf8(wa_tests::webhook_examples().into_iter().next().expect("an example").1).unwrap();
+    let signature = wa_core::signature::sign(crate::stack::APP_SECRET.as_bytes(), body.as_bytes());
+    let headers = [("x-hub-signature-256", signature.as_str()), ("content-type", "application/json")];
+    let response = webhook_ingest::serve(&deps, &function_url_request("POST", "", &headers, Some(&body))).await;
+    assert_eq!(response.status(), 200, "{}", text(response.body()));
+    assert!(!wa_tests::drain_queue(&stack.aws, &stack.queue_url).await.is_empty(), "its events queued");
+    let response = webhook_ingest::serve(&deps, &function_url_request("POST", "", &[], Some(&body))).await;
+    assert_eq!(response.status(), 401, "unsigned");
+    let response = webhook_ingest::serve(&deps, &function_url_request("PUT", "", &headers, Some(&body))).await;
+    assert_eq!(response.status(), 405);
+}
