@@ -293,7 +293,7 @@ impl EventQueue for Events {
             Self::Routed { events, fallback } => {
                 let wanted: Vec<Vec<String>> = groups.iter().map(|group| wanted_by_fallback(group)).collect();
                 let (mut results, routed) =
-                    futures_util::join!(events.publish_groups(groups), fallback.publish_groups(&wanted));
+                    futures_util::future::join(events.publish_groups(groups), fallback.publish_groups(&wanted)).await;
                 for (result, routed) in results.iter_mut().zip(routed) {
                     if result.is_ok() {
                         *result = routed;

@@ -241,6 +241,20 @@ async fn the_messaging_limit_counts_each_user_once_and_never_past_the_limit() {
         Counted::Already
     );
     assert_eq!(table.reached_at(&portfolio, &again).await.unwrap(), Some(now));
+    let window = table.limit_facts(&[], &[&portfolio]).await.unwrap().windows.remove(&portfolio).unwrap();
+    assert_eq!(window.usage(Some(Tier::Limited(100)), now).0, 25, "a repeat user's increment is taken back");
+    // One new user counted by ten senders at once: once.
+    let same = |_| {
+        let (table, portfolio, buckets) = (table.clone(), portfolio.clone(), window.buckets.clone());
+        async move { table.count_user(&portfolio, "16505559999", &count(100, &buckets, now)).await.unwrap() }
+    };
+    let results = futures_util::future::join_all((0..10).map(same)).await;
+    let new = results.iter().filter(|r| **r == Counted::New).count();
+    let already = results.iter().filter(|r| **r == Counted::Already).count();
+    assert_eq!(new, 1, "{results:?}");
+    let window = table.limit_facts(&[], &[&portfolio]).await.unwrap().windows.remove(&portfolio).unwrap();
+    assert_eq!(window.usage(Some(Tier::Limited(100)), now).0, 26, "counted once: {results:?}");
+    assert_eq!(new + already + results.iter().filter(|r| **r == Counted::Full).count(), 10);
 
     table.record_tier(&portfolio, Tier::Limited(250), 10).await.unwrap();
     table.record_tier(&portfolio, Tier::Limited(2000), 5).await.unwrap();
