@@ -21,6 +21,9 @@ pub struct SlotLead {
     /// The slowest recent round trip; each new one replaces it when slower, and otherwise it
     /// decays by an eighth, so a single spike is forgotten after a few dozen reservations.
     slowest_us: AtomicU64,
+    /// The latest recent arrival of a record at its batch slot (the reads and writes a record
+    /// makes between the batch's reservation and its send), kept as `slowest_us` is.
+    latest_us: AtomicU64,
 }
 
 impl SlotLead {
@@ -37,6 +40,23 @@ impl SlotLead {
     pub fn lead_us(&self, configured_us: u64) -> u64 {
         let adaptive = self.slowest_us.load(Ordering::Relaxed).saturating_mul(3) / 2;
         configured_us.max(adaptive.min(MAX_LEAD_US))
+    }
+
+    /// Records how late a record reached the slot its batch reserved for it (0 when in time).
+    pub fn observe_arrival(&self, late_us: u64) {
+        let decay = |old: u64| Some(late_us.max(old - old.div_ceil(8)));
+        let _ = self.latest_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, decay);
+    }
+
+    /// The lead for a batch's slots: [`lead_us`](Self::lead_us), plus 1.5× the latest recent
+    /// arrival at a batch slot, so that a batch whose records take longer to get ready than the
+    /// slots allow reserves them far enough ahead to send in them instead of each record
+    /// reserving again (a write each); at most [`MAX_LEAD_US`] together.
+    #[must_use]
+    pub fn batch_lead_us(&self, configured_us: u64) -> u64 {
+        let arrival = self.latest_us.load(Ordering::Relaxed).saturating_mul(3) / 2;
+        let lead = self.lead_us(configured_us);
+        lead.max(lead.saturating_add(arrival).min(MAX_LEAD_US))
     }
 }
 
@@ -65,6 +85,22 @@ mod tests {
             lead.observe(5_000);
         }
         assert_eq!(lead.lead_us(30_000), 30_000, "back to the configured lead once the table is fast again");
+    }
+
+    #[test]
+    fn late_arrivals_at_batch_slots_lengthen_only_the_batch_lead() {
+        let lead = SlotLead::default();
+        assert_eq!(lead.batch_lead_us(30_000), 30_000);
+        lead.observe_arrival(100_000);
+        assert_eq!(lead.batch_lead_us(30_000), 180_000, "the configured lead plus 1.5x the late arrival");
+        assert_eq!(lead.lead_us(30_000), 30_000, "a record's own slot is not reserved further ahead");
+        for _ in 0..120 {
+            lead.observe_arrival(0);
+        }
+        assert_eq!(lead.batch_lead_us(30_000), 30_000, "records in time again: back to the lead");
+        lead.observe_arrival(60_000_000);
+        assert_eq!(lead.batch_lead_us(30_000), MAX_LEAD_US, "capped");
+        assert_eq!(lead.batch_lead_us(3_000_000), 3_000_000, "a configured lead above the cap is kept");
     }
 
     #[test]

@@ -516,7 +516,7 @@ where
         for (number, indices) in per_number {
             let interval = self.interval_us(number, run);
             let count = u32::try_from(indices.len()).unwrap_or(u32::MAX);
-            match self.reserve(number, count, interval, horizon).await {
+            match self.reserve(number, count, interval, horizon, true).await {
                 Ok(Some(reservation)) => {
                     for (i, index) in indices.into_iter().enumerate() {
                         slots.insert(index, reservation.slot_us(u32::try_from(i).unwrap_or(u32::MAX)));
@@ -1039,21 +1039,21 @@ where
         paced_interval_us(self.config.rate(phone_number_id, &run.rates), self.config.pacing)
     }
 
-    /// Reserves `count` slots starting at least the current lead from now, and records how long
-    /// the reservation took (see [`SlotLead`]).
+    /// Reserves `count` slots starting at least the current lead from now (a batch's: the lead
+    /// its records need to get ready too), and records how long the reservation took (see
+    /// [`SlotLead`]).
     async fn reserve(
         &self,
         phone_number_id: &str,
         count: u32,
         interval_us: u64,
         horizon_us: u64,
+        batch: bool,
     ) -> Result<Option<wa_core::ratelimit::Reservation>, StoreError> {
         let configured = u64::try_from(self.config.slot_lead.as_micros()).unwrap_or(0);
+        let lead = if batch { self.lead.batch_lead_us(configured) } else { self.lead.lead_us(configured) };
         let started = now_us();
-        let result = self
-            .throttle
-            .reserve(phone_number_id, count, interval_us, started + self.lead.lead_us(configured), horizon_us)
-            .await;
+        let result = self.throttle.reserve(phone_number_id, count, interval_us, started + lead, horizon_us).await;
         self.lead.observe(now_us().saturating_sub(started));
         result
     }
@@ -1066,7 +1066,7 @@ where
         let interval = self.interval_us(phone_number_id, run);
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
         for _ in 0..5 {
-            let reservation = match self.reserve(phone_number_id, 1, interval, horizon).await {
+            let reservation = match self.reserve(phone_number_id, 1, interval, horizon, false).await {
                 Ok(Some(reservation)) => reservation,
                 Ok(None) => return false,
                 Err(error) => {
@@ -1106,7 +1106,10 @@ where
         // Everything that may take time happens before the slot, so that the send itself is on time.
         let token = self.token(phone, false).await?;
         let on_time = match slot_us {
-            Some(slot) => wait_until(slot, max_lateness_us(self.interval_us(phone, run))).await,
+            Some(slot) => {
+                self.lead.observe_arrival(now_us().saturating_sub(slot));
+                wait_until(slot, max_lateness_us(self.interval_us(phone, run))).await
+            }
             None => false,
         };
         if !on_time && !self.wait_for_slot(phone, run).await {
