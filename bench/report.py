@@ -281,6 +281,18 @@ say(f"The first campaign of each run was interrupted 50 ms into queueing (as Ctr
     "statuses in): " + "; ".join(f"variant {v['variant']}: {v['queued']:,} queued, {v['sent']:,} sent, "
     f"{v['delivered']:,} delivered, {v['read']:,} read" for v in first["report"]) + "; the funnel picture was drawn.")
 say("")
+for r in runs:
+    t = r.get("tier_250")
+    if not t:
+        continue
+    mode = "flushed" if r["flush_every_commit"] else "not flushed"
+    say(f"TIER_250 ({mode}): Meta's quality webhook announced the tier to a fresh stack, then a two-variant campaign "
+        f"of {t['recipients']:,} recipients was interrupted 50 ms into queueing and run again: {t['sent']} people "
+        f"messaged, each once, {t['deferred_on_queue']:,} requests deferred on the outbound queue (none failed, "
+        f"{t['dlq']} in the DLQ, {t['simulator_131048']} refusals of the simulator's own count of the limit), settled "
+        f"{fmt(t['settled_s'])} s after the first request was queued; the report: "
+        + "; ".join(f"variant {v['variant']}: {v['queued']:,} queued, {v['sent']} sent" for v in t["report"]) + ".")
+    say("")
 nf = [r for r in runs if not r["flush_every_commit"]]
 thr = [x["throttled_130429"] for r in nf for x in (r["four_numbers"], r["four_numbers_no_statuses"])]
 say("The sender paces at 97 % of each number's rate, so 103 % of the theoretical time is the floor of the four-number "

@@ -11,6 +11,11 @@
 //!    of `n` recipients on that number alone, its statuses not posted (in AWS other functions
 //!    take them): the achieved rate against 1,000/s.
 //!
+//! 3. Meta announces TIER_250 for a fresh stack's portfolio: a two-variant campaign of `n`
+//!    recipients, interrupted and resumed, reaches exactly 250 people and defers the rest (on the
+//!    outbound queue, none failed, none in the DLQ, the simulator never refusing a send for its
+//!    own count of the limit); the report shows both variants.
+//!
 //! Usage: `wa-bench campaign [recipients] [--no-flush]` (default 20,000; `--no-flush` is
 //! `wa dev --no-flush`: commits not flushed to the disk one by one). Prints one JSON line.
 
@@ -145,6 +150,65 @@ async fn four_numbers(
         "throttled_130429": throttled, "per_number": numbers})
 }
 
+/// Part 3: a TIER_250 portfolio and a campaign of `n`, interrupted and resumed.
+async fn limited(dir: &std::path::Path, n: usize, flush: bool) -> serde_json::Value {
+    let stack = DevStack::start(&DevOptions {
+        messages_per_second: RATE,
+        sender_pollers: DEFAULT_SENDER_POLLERS,
+        flush,
+        ..DevOptions::loopback(dir.join("limited"))
+    })
+    .await
+    .unwrap();
+    let sim = stack.simulator.as_ref().unwrap();
+    let portfolio = wa_core::limit::DEFAULT_PORTFOLIO;
+    sim.announce_quality(NUMBERS[0], "ONBOARDING", "TIER_250").await.unwrap();
+    let announced = Instant::now();
+    while stack.state.limit_facts(&[], &[portfolio]).await.unwrap().windows[portfolio].tier
+        != Some(wa_core::limit::Tier::Limited(250))
+    {
+        assert!(announced.elapsed() < Duration::from_secs(30), "the tier was never learned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outbound = Outbound::Local(stack.queues.outbound.clone());
+    let plan = options("bench-limited", audience(dir, "limited", "1670", n), &NUMBERS);
+    let started = Instant::now();
+    let cut =
+        tokio::time::timeout(Duration::from_millis(50), wa_cli::campaign::send(&plan, &stack.state, &outbound)).await;
+    assert!(cut.is_err(), "the first run must be cut short");
+    let summary = wa_cli::campaign::send(&plan, &stack.state, &outbound).await.unwrap();
+    assert_eq!(summary.queued + summary.repeated, n);
+    let deferred = (n - 250) as u64;
+    loop {
+        let info = stack.queues.outbound.info().unwrap();
+        if sim.accepted().len() >= 250 && info.visible == 0 && info.in_flight == deferred {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(900), "sent {}, queue {info:?}", sim.accepted().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let accepted = sim.accepted();
+    let recipients: std::collections::HashSet<&str> = accepted.iter().filter_map(|a| a.body["to"].as_str()).collect();
+    assert_eq!((accepted.len(), recipients.len()), (250, 250), "exactly the limit, each once");
+    assert_eq!(sim.limit_refusals(), 0, "never past Meta's limit");
+    let dlq = stack.queues.outbound.dlq().info().unwrap().visible;
+    assert_eq!(dlq, 0, "deferred, not failed");
+    let lookup = wa_cli::campaign::local_lookup(&stack.state);
+    let funnels =
+        wa_cli::campaign::report(&stack.state, &lookup, "bench-limited", Duration::from_secs(86_400)).await.unwrap();
+    assert_eq!(funnels.iter().map(|f| f.sent).sum::<u64>(), 250);
+    let svg = wa_cli::campaign::svg("bench-limited", &funnels).unwrap();
+    assert!(svg.contains("variant a") && svg.contains("variant b"));
+    let in_flight = stack.queues.outbound.info().unwrap().in_flight;
+    stack.stop().await;
+    json!({"recipients": n, "tier": "TIER_250", "interrupted_after_queueing": summary.repeated,
+        "sent": accepted.len(), "messaged_twice": 0, "deferred_on_queue": in_flight, "dlq": dlq,
+        "simulator_131048": 0, "settled_s": settled_s,
+        "report": funnels.iter().map(|f| json!({"variant": f.variant, "queued": f.queued, "sent": f.sent})).collect::<Vec<_>>()})
+}
+
 pub fn main(args: &[String]) {
     let n: usize = args.first().map_or(20_000, |a| a.parse().expect("recipients"));
     let flush = !args.iter().any(|a| a == "--no-flush");
@@ -231,12 +295,15 @@ pub fn main(args: &[String]) {
             "queued_s": queued_s, "wall_s": wall_s, "rate_per_s": per_s, "pct_of_limit": per_s / 10.0,
             "busiest_1s": busiest, "throttled_130429": throttled});
         eprintln!("upgraded number: {upgraded}");
+        stack.stop().await;
+        // 3. TIER_250.
+        let limited = limited(&dir, n, flush).await;
+        eprintln!("TIER_250: {limited}");
         println!(
             "{}",
             json!({"flush_every_commit": flush, "pollers_four": DEFAULT_SENDER_POLLERS, "pollers_upgraded": POLLERS, "four_numbers": four,
-            "four_numbers_no_statuses": four_alone, "upgraded": upgraded})
+            "four_numbers_no_statuses": four_alone, "upgraded": upgraded, "tier_250": limited})
         );
-        stack.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
