@@ -286,6 +286,34 @@ pub async fn run(plan: &Plan) -> Report {
         })
     };
 
+    // The outcomes, collected while the run goes on: a queue left to grow slows moto's SQS down
+    // for every queue (its heap grows with the messages it keeps), until the harness's own
+    // requests time out.
+    let senders_done = Arc::new(AtomicBool::new(false));
+    let collector = {
+        let (sqs, events, senders_done) = (sqs.clone(), events.clone(), senders_done.clone());
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            // A batch whose delete failed comes back: each SQS message is collected once.
+            let mut seen = std::collections::HashSet::new();
+            loop {
+                let Some(batch) = super::poll(&sqs, &events).await else {
+                    if senders_done.load(Ordering::SeqCst) && super::backlog(&sqs, &events).await == 0 {
+                        return outcomes;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                for record in &batch.event.records {
+                    if seen.insert(record.message_id.clone()) {
+                        outcomes.push(record.body.clone().unwrap_or_default());
+                    }
+                }
+                super::settle(&sqs, &events, &batch, &SqsBatchResponse::default()).await;
+            }
+        })
+    };
+
     let mut workers = Vec::new();
     for function in &senders {
         let (function, sqs, outbound, producer_done) =
@@ -345,18 +373,9 @@ pub async fn run(plan: &Plan) -> Report {
     for function in &senders {
         function.stop();
     }
-    // Every outcome, deleted ten at a time (one delete per message takes minutes at this size).
-    let mut outcomes = Vec::new();
-    loop {
-        let Some(batch) = super::poll(&sqs, &events).await else {
-            if super::backlog(&sqs, &events).await == 0 {
-                break;
-            }
-            continue;
-        };
-        outcomes.extend(batch.event.records.iter().map(|r| r.body.clone().unwrap_or_default()));
-        super::settle(&sqs, &events, &batch, &SqsBatchResponse::default()).await;
-    }
+    // Every outcome (the collector deletes them ten at a time as they come).
+    senders_done.store(true, Ordering::SeqCst);
+    let outcomes = collector.await.expect("the outcome collector");
 
     // Outcomes per request; messages per request at Meta.
     let mut by_key: HashMap<String, Vec<Value>> = HashMap::new();
