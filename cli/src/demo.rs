@@ -82,14 +82,14 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     say("   accepted, by phone and by business-scoped user id");
 
     say(&format!("4. a free-form message to {}, who never wrote", mask(BEN)));
-    let calls = simulator.accepted().len();
+    let calls = simulator.accepted_count();
     let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": BEN, "idempotency_key": key("cold"),
         "message": {"type": "text", "text": {"body": "Hello there"}},
         "fallback_channels": {"sms": {"to": format!("+{BEN}"), "text": "Hello there (by SMS: WhatsApp could not reach you)"}}});
     let sms_before = stack.outbox.sent().len();
     enqueue(&stack.queues.outbound, &request)?;
     expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("cold"))).await?, "window_closed")?;
-    if simulator.accepted().len() != calls {
+    if simulator.accepted_count() != calls {
         return Err("step 4: a message outside the window reached the Graph API".into());
     }
     let fallback = wait_for(stack, start, |e| {
@@ -113,13 +113,13 @@ pub async fn run(stack: &DevStack, say: &(dyn Fn(&str) + Sync)) -> Result<(), St
     say("   opted out of marketing");
 
     say(&format!("6. a marketing template to {}", mask(ANA)));
-    let calls = simulator.accepted().len();
+    let calls = simulator.accepted_count();
     let request = json!({"phone_number_id": DEV_PHONE_NUMBER_ID, "to": ANA, "idempotency_key": key("promo"),
         "category": "marketing",
         "message": {"type": "template", "template": {"name": "spring_sale", "language": {"code": "en_US"}}}});
     enqueue(&stack.queues.outbound, &request)?;
     expect(&wait_for(stack, start, |e| e["idempotency_key"] == json!(key("promo"))).await?, "opted_out")?;
-    if simulator.accepted().len() != calls {
+    if simulator.accepted_count() != calls {
         return Err("step 6: a marketing message to an opted-out user reached the Graph API".into());
     }
     settle().await;

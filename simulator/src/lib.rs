@@ -363,6 +363,13 @@ impl Simulator {
         lock(&self.shared.counters).accepted.clone()
     }
 
+    /// How many messages were accepted so far ([`accepted`](Self::accepted) copies them all,
+    /// holding the lock the send handler needs: too slow to poll while sends are timed).
+    #[must_use]
+    pub fn accepted_count(&self) -> usize {
+        lock(&self.shared.counters).accepted.len()
+    }
+
     /// Every send request seen so far, in order, with its answer.
     #[must_use]
     pub fn seen(&self) -> Vec<Seen> {

@@ -32,7 +32,7 @@ use wa_core::ports::{
     Claim, ConversationStore, EventQueue, GraphAccepted, GraphApi, GraphFailure, HoldStore, IdempotencyStore,
     LimitFacts, LimitStore, MediaIdCache, ObjectSource, Redelivery, SecretSource, StoreError, ThrottleStore,
 };
-use wa_core::ratelimit::paced_interval_us;
+use wa_core::ratelimit::{max_lateness_us, paced_interval_us};
 use wa_core::secrets::SecretStage;
 use wa_core::send::{SendRequest, Violation};
 use wa_core::templates::TemplateFacts;
@@ -44,16 +44,6 @@ pub use lead::SlotLead;
 
 /// The function name used in metrics.
 pub const FUNCTION: &str = "sender";
-
-/// How late after its slot a send may still go out (see `wait_for_slot`): 20 ms, and at most ten
-/// slots' worth (1 % of a second at any rate), so that with pacing at 97 % of the limit the sends
-/// of any one second stay under the limit at 80/s and at 1,000/s alike.
-const MAX_LATENESS_US: u64 = 20_000;
-
-/// The lateness allowed at slots `interval_us` apart.
-fn max_lateness_us(interval_us: u64) -> u64 {
-    interval_us.saturating_mul(10).min(MAX_LATENESS_US)
-}
 
 /// The reason given when the line was stopped while a record waited for its slot.
 const STOPPED: &str = "the line was stopped";
@@ -1059,11 +1049,12 @@ where
     }
 
     /// Reserves a send slot for the number in the shared state and waits for it. A wake-up later
-    /// than `MAX_LATENESS` (a busy host) takes a fresh slot instead of sending late, so that sends
-    /// never bunch up: each goes out within `MAX_LATENESS` of a slot of its own. False when no
+    /// than [`max_lateness_us`] (a busy host) takes a fresh slot instead of sending late, so that
+    /// sends never bunch up: each goes out within that of a slot of its own. False when no
     /// slot can be had within the horizon (the record is retried later).
     async fn wait_for_slot(&self, phone_number_id: &str, run: &Run) -> bool {
         let interval = self.interval_us(phone_number_id, run);
+        let lateness = max_lateness_us(self.config.rate(phone_number_id, &run.rates), interval);
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
         for _ in 0..5 {
             let reservation = match self.reserve(phone_number_id, 1, interval, horizon, false).await {
@@ -1074,7 +1065,7 @@ where
                     return false;
                 }
             };
-            if wait_until(reservation.start_us, max_lateness_us(interval)).await {
+            if wait_until(reservation.start_us, lateness).await {
                 return true;
             }
         }
@@ -1108,7 +1099,8 @@ where
         let on_time = match slot_us {
             Some(slot) => {
                 self.lead.observe_arrival(now_us().saturating_sub(slot));
-                wait_until(slot, max_lateness_us(self.interval_us(phone, run))).await
+                let lateness = max_lateness_us(self.config.rate(phone, &run.rates), self.interval_us(phone, run));
+                wait_until(slot, lateness).await
             }
             None => false,
         };

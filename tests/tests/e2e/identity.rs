@@ -111,12 +111,12 @@ async fn replies_consent_and_a_number_change_follow_the_person_across_ids() {
         wa_cli::stats(&p.table, PHONE, Some(USER_PHONE), "2026-12", now, None, &Default::default()).await.unwrap();
     assert!(report.contains("known by 2 id(s): phone number, BSUID"), "{report}");
     assert!(report.contains("username: @sheena") && report.contains("marketing: opted out"), "{report}");
-    let calls = stack.sim.accepted().len();
+    let calls = stack.sim.accepted_count();
     let outcomes =
         send(&stack, &sender, &[marketing(USER_PHONE, "promo-phone"), marketing(&bsuid, "promo-bsuid")]).await;
     assert_eq!(outcomes[0]["status"], "opted_out", "{outcomes:?}");
     assert_eq!(outcomes[1]["status"], "opted_out", "{outcomes:?}");
-    assert_eq!(stack.sim.accepted().len(), calls, "no marketing reached the Graph API");
+    assert_eq!(stack.sim.accepted_count(), calls, "no marketing reached the Graph API");
 
     // The user changes number: Meta's system message, from the old phone.
     let new_phone = "12195555358";
@@ -193,10 +193,10 @@ async fn a_failed_status_after_accepted_is_exactly_one_delivery_failure() {
     p.process(1).await;
     let failure = p.forwarded().await.into_iter().find(|e| e["kind"] == "delivery_failure").unwrap();
     assert_eq!(failure["idempotency_key"], "late");
-    let calls = stack.sim.accepted().len();
+    let calls = stack.sim.accepted_count();
     let outcomes = send(&stack, &sender, &[text_request(&bsuid, "Still there?", "after-131047")]).await;
     assert_eq!(outcomes[0]["status"], "window_closed", "{outcomes:?}");
-    assert_eq!(stack.sim.accepted().len(), calls);
+    assert_eq!(stack.sim.accepted_count(), calls);
 }
 
 #[tokio::test]

@@ -177,7 +177,7 @@ async fn error_classes_end_as_they_should() {
     for code in [131_026, 130_429, 131_000, 131_056] {
         assert!(codes.contains(&Some(code)), "{code} was injected and seen");
     }
-    assert_eq!(stack.sim.accepted().len(), 4, "each retried request sent once more, nothing twice");
+    assert_eq!(stack.sim.accepted_count(), 4, "each retried request sent once more, nothing twice");
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
     let response = sender.handle(&batch.event, now_ms() + 30_000).await;
     // The first send meets the block; the records waiting for their slots do not send after it.
     // All are reported for retry and none ends with an outcome.
-    let sent_before_stop = stack.sim.accepted().len();
+    let sent_before_stop = stack.sim.accepted_count();
     assert!(sent_before_stop <= 1, "records waiting for their slots do not send after the stop: {sent_before_stop}");
     assert_eq!(response.batch_item_failures.len(), batch.event.records.len() - sent_before_stop);
     esm::settle(&stack.sqs, &stack.outbound, &batch, &response).await;
@@ -294,14 +294,14 @@ async fn account_blocks_and_dead_tokens_stop_the_line_and_lose_nothing() {
     make_visible(&stack, &batch).await;
     let batch = esm::receive(&stack.sqs, &stack.outbound).await.unwrap();
     let response = sender.handle(&batch.event, now_ms() + 30_000).await;
-    assert_eq!(stack.sim.accepted().len(), 1, "one probe, accepted");
+    assert_eq!(stack.sim.accepted_count(), 1, "one probe, accepted");
     assert_eq!(table.hold(PHONE).await.unwrap(), None, "cleared");
     assert_eq!(response.batch_item_failures.len(), batch.event.records.len() - 1, "the rest wait for the probe");
     esm::settle(&stack.sqs, &stack.outbound, &batch, &response).await;
     make_visible(&stack, &batch).await;
     stack.drain(&sender, 1, Duration::from_secs(30)).await;
     assert_eq!(stack.outcomes().await.len(), 5);
-    assert_eq!(stack.sim.accepted().len(), 5);
+    assert_eq!(stack.sim.accepted_count(), 5);
 
     // An operator clears a hold by hand.
     let manual = wa_core::hold::next_hold(None, 131_042, now_ms());
@@ -334,7 +334,7 @@ async fn duplicate_deliveries_make_one_graph_call_and_one_outcome() {
     assert!(retried <= 1, "the loser of the claim retries later");
     let again = sender.handle(&batch.event, deadline).await;
     assert!(again.batch_item_failures.is_empty());
-    assert_eq!(stack.sim.accepted().len(), 1, "one Graph call");
+    assert_eq!(stack.sim.accepted_count(), 1, "one Graph call");
     let outcomes = stack.outcomes().await;
     assert_eq!(outcomes.len(), 1, "one outcome");
 
@@ -370,14 +370,14 @@ async fn ambiguous_sends_are_counted_and_retried_only_after_the_claim_expires() 
     // A redelivery while the claim holds makes no Graph call.
     let response = sender.handle(&batch.event, now_ms() + 30_000).await;
     assert_eq!(response.batch_item_failures.len(), 1);
-    assert_eq!(stack.sim.accepted().len(), 1);
+    assert_eq!(stack.sim.accepted_count(), 1);
     // After the claim expires the retry sends again: the documented, counted possible duplicate.
     while now_ms() <= claim_until {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let response = sender.handle(&batch.event, now_ms() + 30_000).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(stack.sim.accepted().len(), 2);
+    assert_eq!(stack.sim.accepted_count(), 2);
     assert_eq!(stack.outcomes().await.len(), 1, "still exactly one outcome");
 }
 
@@ -407,7 +407,7 @@ async fn an_at_most_once_request_ends_unknown_instead_of_sending_twice() {
     // A redelivery makes no Graph call and publishes nothing more.
     let response = sender.handle(&batch.event, now_ms() + 30_000).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(stack.sim.accepted().len(), 1);
+    assert_eq!(stack.sim.accepted_count(), 1);
     assert!(stack.outcomes().await.is_empty());
 
     // 2. An attempt that claimed the request and stopped (its claim expired, no outcome): the
@@ -449,7 +449,7 @@ async fn no_send_starts_too_close_to_the_deadline() {
     // (a Graph call then could be cut by the timeout). They are retried, their claims released.
     let response = sender.handle(&batch.event, now_ms() + 900).await;
     assert_eq!(response.batch_item_failures.len(), 2, "{:?}", response.batch_item_failures);
-    assert_eq!(stack.sim.accepted().len(), 1);
+    assert_eq!(stack.sim.accepted_count(), 1);
     assert_eq!(stack.outcomes().await.len(), 1);
     // The next invocation sends the two others at once (nothing held their claims), each once,
     // even with a reserve longer than the whole invocation (a Graph timeout set above the
@@ -457,7 +457,7 @@ async fn no_send_starts_too_close_to_the_deadline() {
     let greedy = stack.sender(SenderConfig { deadline_reserve: Duration::from_secs(60), ..mechanics() });
     let response = greedy.handle(&batch.event, now_ms() + 20_000).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
-    assert_eq!(stack.sim.accepted().len(), 3);
+    assert_eq!(stack.sim.accepted_count(), 3);
     assert_eq!(stack.outcomes().await.len(), 2);
 }
 
@@ -478,7 +478,7 @@ async fn a_redirected_send_is_retried_not_followed_and_sent_once() {
     // Nothing was sent, so the claim was released: the redelivery sends at once, exactly once.
     let response = sender.handle(&batch.event, now_ms() + 30_000).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(stack.sim.accepted().len(), 1);
+    assert_eq!(stack.sim.accepted_count(), 1);
     assert_eq!(stack.outcomes().await.len(), 1);
 }
 
@@ -672,13 +672,13 @@ async fn a_slow_table_lengthens_the_slot_lead_instead_of_failing_every_send() {
     // reserves again with a lead that covers the round trip, and is sent on time.
     let response = sender.handle(&batch(0), now_ms() + 30_000).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
-    assert_eq!(stack.sim.accepted().len(), 8);
+    assert_eq!(stack.sim.accepted_count(), 8);
     assert!(stack.sim.seen().iter().all(|s| s.status == 200), "paced under the limit: {:?}", stack.sim.seen());
     // The next invocation of this process starts with the longer lead: one reservation for the batch.
     let before = calls();
     let response = sender.handle(&batch(1), now_ms() + 30_000).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
-    assert_eq!(stack.sim.accepted().len(), 16);
+    assert_eq!(stack.sim.accepted_count(), 16);
     // (One, unless this machine is so busy that a wake-up comes over 20 ms late; a lead that had
     // forgotten the slow round trips would take 1 + 8.)
     assert!(calls() - before <= 3, "the batch's block of slots was on time: {} reservations", calls() - before);
@@ -709,7 +709,7 @@ async fn a_panic_in_one_record_fails_only_that_record() {
     let response = sender.handle(&event, claim_until).await;
     assert_eq!(response.batch_item_failures.len(), 1, "only the panicking record: {:?}", response.batch_item_failures);
     assert!(response.batch_item_failures[0].item_identifier.starts_with('m'));
-    assert_eq!(stack.sim.accepted().len(), 5);
+    assert_eq!(stack.sim.accepted_count(), 5);
     assert_eq!(stack.outcomes().await.len(), 5);
     // Its claim holds until the invocation's deadline (it may have been sent); then it goes out.
     while now_ms() <= claim_until {
@@ -717,7 +717,7 @@ async fn a_panic_in_one_record_fails_only_that_record() {
     }
     let response = sender.handle(&event, now_ms() + 30_000).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(stack.sim.accepted().len(), 6, "the five done before were not sent again");
+    assert_eq!(stack.sim.accepted_count(), 6, "the five done before were not sent again");
     assert_eq!(stack.outcomes().await.len(), 1);
 }
 
@@ -732,7 +732,7 @@ async fn an_invocation_killed_mid_batch_sends_nothing_twice_that_had_completed()
     let claim_until = now_ms() + 1500;
     // Killed (timeout, OOM) while its slots are still being served: about half is sent.
     let halfway = async {
-        while stack.sim.accepted().len() < 4 {
+        while stack.sim.accepted_count() < 4 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -741,7 +741,7 @@ async fn an_invocation_killed_mid_batch_sends_nothing_twice_that_had_completed()
         _ = sender.handle(&event, claim_until) => panic!("the invocation was meant to be cut short"),
         () = halfway => {}
     }
-    assert!(stack.sim.accepted().len() < 8, "killed mid-batch");
+    assert!(stack.sim.accepted_count() < 8, "killed mid-batch");
     let before = stack.outcomes().await;
     let completed: Vec<String> = before.iter().map(|o| o["to"].as_str().unwrap().to_owned()).collect();
     assert!(completed.len() < 8, "{completed:?}");

@@ -58,8 +58,8 @@ fn options(campaign: &str, audience: std::path::PathBuf, numbers: &[&str]) -> Se
 
 /// Waits until the simulator has accepted `total` sends; the time it took from `started`.
 async fn drained(sim: &Simulator, total: usize, started: Instant) -> f64 {
-    while sim.accepted().len() < total {
-        assert!(started.elapsed() < Duration::from_secs(900), "only {} of {total} sent", sim.accepted().len());
+    while sim.accepted_count() < total {
+        assert!(started.elapsed() < Duration::from_secs(900), "only {} of {total} sent", sim.accepted_count());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     started.elapsed().as_secs_f64()
@@ -104,7 +104,7 @@ async fn four_numbers(
 ) -> serde_json::Value {
     let sim = stack.simulator.as_ref().unwrap();
     let outbound = Outbound::Local(stack.queues.outbound.clone());
-    let (accepted_before, seen_before) = (sim.accepted().len(), sim.seen().len());
+    let (accepted_before, seen_before) = (sim.accepted_count(), sim.seen().len());
     let plan = options(&format!("bench-{name}"), audience(dir, name, prefix, n), &NUMBERS);
     let started = Instant::now();
     // Interrupted after 50 ms (as Ctrl-C would stop it), then run again to the end.
@@ -181,10 +181,10 @@ async fn limited(dir: &std::path::Path, n: usize, flush: bool) -> serde_json::Va
     let deferred = (n - 250) as u64;
     loop {
         let info = stack.queues.outbound.info().unwrap();
-        if sim.accepted().len() >= 250 && info.visible == 0 && info.in_flight == deferred {
+        if sim.accepted_count() >= 250 && info.visible == 0 && info.in_flight == deferred {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(900), "sent {}, queue {info:?}", sim.accepted().len());
+        assert!(started.elapsed() < Duration::from_secs(900), "sent {}, queue {info:?}", sim.accepted_count());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let settled_s = started.elapsed().as_secs_f64();
@@ -280,7 +280,7 @@ pub fn main(args: &[String]) {
         // The statuses of 1,000 sends a second are 3,000 webhooks a second into the same two
         // cores; in AWS other functions take them. The sender alone is measured here.
         sim.configure(|c| c.webhook_url = None);
-        let before = sim.accepted().len();
+        let before = sim.accepted_count();
         let plan = options("bench-upgraded", audience(&dir, "upgraded", "1660", n), &[number]);
         let started = Instant::now();
         let summary = wa_cli::campaign::send(&plan, &stack.state, &outbound).await.unwrap();
