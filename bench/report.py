@@ -307,7 +307,7 @@ say("The sender paces at 97 % of each number's rate, so 103 % of the theoretical
     "copying the simulator's whole list of accepted requests every 10 ms to see whether it was done: the copy held the "
     "lock the simulator's send handler takes, stalled it for tens of milliseconds, and each stall released the waiting "
     "sends together (`Simulator::accepted_count`). The local stack also waits for its database off the runtime's "
-    "workers now (`block_in_place`) and checkpoints its log on a thread of its own; neither moved these figures.")
+    "workers now (`block_in_place`), which did not move these figures.")
 say(f"Queueing: `wa campaign send --queue-url` put {sqs_run['recipients']:,} requests on a loopback SQS stand-in that "
     f"answers at once in {fmt(sqs_run['seconds'], 2)} s: {sqs_run['requests_per_s']:,.0f} requests/s "
     f"(goal ≥ 5,000: {'met' if sqs_run['requests_per_s'] >= 5000 else 'missed'}); `SendMessageBatch` of 10, 32 in flight "
