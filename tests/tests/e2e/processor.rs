@@ -120,6 +120,25 @@ impl Pipeline {
         }
     }
 
+    /// A processor on the same table and bucket whose events queue is reached through `endpoint`
+    /// (a fault proxy).
+    async fn processor_via(
+        &self,
+        endpoint: &str,
+    ) -> event_processor::Processor<StateTable, StateTable, SqsQueue, S3Blobs> {
+        let via = wa_tests::sdk_config(endpoint).await;
+        event_processor::Processor {
+            dedupe: self.table.clone(),
+            state: self.table.clone(),
+            events: SqsQueue::new(&Sqs::new(&via).expect("SQS clients"), self.events.clone(), 262_144),
+            blobs: S3Blobs::new(wa_infra::aws::s3_client(&self.stack.aws), self.stack.bucket.clone()),
+            keywords: OptOutKeywords::default(),
+            media: None,
+            portfolios: Default::default(),
+            numbers_seen: Default::default(),
+        }
+    }
+
     pub(crate) async fn forwarded(&self) -> Vec<Value> {
         drain_queue(&self.stack.aws, &self.events).await.iter().map(|b| serde_json::from_str(b).unwrap()).collect()
     }
@@ -298,17 +317,7 @@ async fn an_event_processed_but_not_forwarded_goes_out_later_with_its_conversati
     // The events queue answers 500 to the first three calls: one publish, all its attempts.
     let plan = FaultPlan::AnswerError { status: 500, code: "InternalError", calls: 3 };
     let proxy = FaultProxy::start(&wa_tests::moto().endpoint, plan).await;
-    let via_proxy = wa_tests::sdk_config(&proxy.endpoint).await;
-    let processor = event_processor::Processor {
-        dedupe: p.table.clone(),
-        state: p.table.clone(),
-        events: SqsQueue::new(&Sqs::new(&via_proxy).expect("SQS clients"), p.events.clone(), 262_144),
-        blobs: S3Blobs::new(wa_infra::aws::s3_client(&p.stack.aws), p.stack.bucket.clone()),
-        keywords: OptOutKeywords::default(),
-        media: None,
-        portfolios: Default::default(),
-        numbers_seen: Default::default(),
-    };
+    let processor = p.processor_via(&proxy.endpoint).await;
     p.post(&message("wamid.late", "hello", 1_750_000_000)).await;
     let sqs = aws_sdk_sqs::Client::new(&p.stack.aws);
     let batch = esm::receive(&sqs, &p.stack.queue_url).await.expect("the event");
@@ -346,17 +355,7 @@ async fn a_batchs_events_go_out_together_and_each_is_retried_alone() {
     let p = Pipeline::new().await;
     // The events queue fails the first entry of every request, retries included.
     let proxy = FaultProxy::start(&wa_tests::moto().endpoint, FaultPlan::FailFirstEntryAlways).await;
-    let via_proxy = wa_tests::sdk_config(&proxy.endpoint).await;
-    let processor = event_processor::Processor {
-        dedupe: p.table.clone(),
-        state: p.table.clone(),
-        events: SqsQueue::new(&Sqs::new(&via_proxy).expect("SQS clients"), p.events.clone(), 262_144),
-        blobs: S3Blobs::new(wa_infra::aws::s3_client(&p.stack.aws), p.stack.bucket.clone()),
-        keywords: OptOutKeywords::default(),
-        media: None,
-        portfolios: Default::default(),
-        numbers_seen: Default::default(),
-    };
+    let processor = p.processor_via(&proxy.endpoint).await;
     for n in 0..10 {
         p.post(&message(&format!("wamid.batch{n}"), "hello", 1_750_000_000 + n)).await;
     }
