@@ -59,8 +59,8 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// The events' destination: the bus (`EVENT_BUS_NAME`) or the events queue
-    /// (`EVENTS_QUEUE_URL`); an error when neither is set.
-    pub fn events(&self) -> Result<(Option<String>, Option<String>), ConfigError> {
+    /// (`EVENTS_QUEUE_URL`, with `FALLBACK_QUEUE_URL` when set); an error when neither is set.
+    pub fn events(&self) -> Result<EventsConfig, ConfigError> {
         let bus = self.optional(crate::eventbridge::EVENT_BUS_NAME);
         let queue = self.optional(EVENTS_QUEUE_URL);
         if bus.is_none() && queue.is_none() {
@@ -69,7 +69,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 hint: "the events SQS queue's URL, or EVENT_BUS_NAME: the pipeline's EventBridge bus",
             });
         }
-        Ok((bus, queue))
+        Ok(EventsConfig { bus, queue, fallback: self.optional(crate::eventbridge::FALLBACK_QUEUE_URL) })
     }
 
     /// An optional number with a default and an inclusive range.
@@ -296,6 +296,18 @@ mod tests {
 
 /// `STATE_TABLE`: the DynamoDB state table.
 pub const STATE_TABLE: &str = "STATE_TABLE";
+/// Where a function publishes events for consumers ([`Env::events`]; built by
+/// [`crate::eventbridge::Events::new`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// `EVENT_BUS_NAME`: the pipeline's EventBridge bus; when set, the rest is unused.
+    pub bus: Option<String>,
+    /// See [`EVENTS_QUEUE_URL`].
+    pub queue: Option<String>,
+    /// `FALLBACK_QUEUE_URL`: without a bus, the fallback function's queue for the events it wants.
+    pub fallback: Option<String>,
+}
+
 /// `EVENTS_QUEUE_URL`: where outcomes (and later enriched events) go.
 pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
 /// `OUTBOUND_QUEUE_URL`: the FIFO queue of send requests.
@@ -322,10 +334,8 @@ pub struct SenderEnv {
     pub apps: AppsConfig,
     /// See [`STATE_TABLE`].
     pub state_table: String,
-    /// See [`EVENTS_QUEUE_URL`] (unused when the bus is set).
-    pub events_queue_url: Option<String>,
-    /// `EVENT_BUS_NAME`: the pipeline's EventBridge bus, where events for consumers go.
-    pub event_bus_name: Option<String>,
+    /// Where events for consumers go.
+    pub events: EventsConfig,
     /// See [`OUTBOUND_QUEUE_URL`].
     pub outbound_queue_url: String,
     /// See [`GRAPH_API_BASE`].
@@ -371,10 +381,8 @@ pub struct MediaEnv {
     pub verify: VerifyConfig,
     /// See [`STATE_TABLE`].
     pub state_table: String,
-    /// See [`EVENTS_QUEUE_URL`] (unused when the bus is set).
-    pub events_queue_url: Option<String>,
-    /// `EVENT_BUS_NAME`: the pipeline's EventBridge bus, where events for consumers go.
-    pub event_bus_name: Option<String>,
+    /// Where events for consumers go.
+    pub events: EventsConfig,
     /// See [`PAYLOAD_BUCKET`].
     pub payload_bucket: String,
     /// See [`GRAPH_API_BASE`].
@@ -388,12 +396,10 @@ pub struct MediaEnv {
 impl MediaEnv {
     /// Reads and validates the variables.
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let (event_bus_name, events_queue_url) = env.events()?;
         Ok(Self {
             verify: VerifyConfig::from_env(env)?,
             state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
-            events_queue_url,
-            event_bus_name,
+            events: env.events()?,
             payload_bucket: env.required(PAYLOAD_BUCKET, "the S3 bucket media is stored in")?,
             graph_api_base: (env.0)(GRAPH_API_BASE)
                 .filter(|v| !v.trim().is_empty())
@@ -426,14 +432,12 @@ impl SenderEnv {
                 rates.insert(id, rate);
             }
         }
-        let (event_bus_name, events_queue_url) = env.events()?;
         Ok(Self {
             secret_id: verify.secret_id,
             secret_ttl_seconds: verify.secret_ttl_seconds,
             apps: verify.apps,
             state_table: env.required(STATE_TABLE, "the DynamoDB state table")?,
-            events_queue_url,
-            event_bus_name,
+            events: env.events()?,
             outbound_queue_url: env.required(OUTBOUND_QUEUE_URL, "the URL of the outbound FIFO queue")?,
             graph_api_base: (env.0)(GRAPH_API_BASE)
                 .filter(|v| !v.trim().is_empty())

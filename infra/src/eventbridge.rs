@@ -229,21 +229,15 @@ fn wanted_by_fallback(bodies: &[String]) -> Vec<String> {
 }
 
 impl Events {
-    /// The bus when `bus` is given (not empty), else the events queue `queue_url` (and, when
-    /// `fallback_url` is given, the fallback function's queue for the events it wants); an error
-    /// naming both when neither is.
-    pub fn new(
-        config: &SdkConfig,
-        sqs: &crate::sqs::Sqs,
-        bus: Option<&str>,
-        queue_url: Option<&str>,
-        fallback_url: Option<&str>,
-    ) -> Result<Self, String> {
-        fn set(v: Option<&str>) -> Option<&str> {
-            v.map(str::trim).filter(|v| !v.is_empty())
+    /// The bus when one is given (not empty), else the events queue (and, when a fallback queue
+    /// is given, that queue for the events the fallback function wants); an error naming both
+    /// when neither is.
+    pub fn new(config: &SdkConfig, sqs: &crate::sqs::Sqs, to: &crate::config::EventsConfig) -> Result<Self, String> {
+        fn set(v: Option<&String>) -> Option<&str> {
+            v.map(|v| v.trim()).filter(|v| !v.is_empty())
         }
         let queue = |url: &str| SqsQueue::new(sqs, url, crate::sqs::DEFAULT_MAX_MESSAGE_BYTES);
-        match (set(bus), set(queue_url), set(fallback_url)) {
+        match (set(to.bus.as_ref()), set(to.queue.as_ref()), set(to.fallback.as_ref())) {
             (Some(bus), _, _) => Ok(Self::Bus(EventBus::new(config, bus))),
             (None, Some(url), None) => Ok(Self::Queue(queue(url))),
             (None, Some(url), Some(fallback)) => Ok(Self::Routed { events: queue(url), fallback: queue(fallback) }),

@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Update};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use wa_core::limit::{Count, Counted, Tier, Window};
 use wa_core::ports::{LimitFacts, LimitStore, StoreError};
 
@@ -44,9 +45,14 @@ fn window_from(item: &HashMap<String, AttributeValue>) -> Window {
     Window { tier, buckets }
 }
 
-/// The window's conditional update of `count`.
-fn window_update(table: &str, portfolio: &str, count: &Count) -> Result<Update, StoreError> {
-    let mut update = Update::builder()
+/// The window's conditional update of `count`, on `update`.
+fn window_update(
+    update: UpdateItemFluentBuilder,
+    table: &str,
+    portfolio: &str,
+    count: &Count,
+) -> UpdateItemFluentBuilder {
+    let mut update = update
         .table_name(table)
         .set_key(Some(key(limit_pk(portfolio), "LIMIT")))
         .expression_attribute_names("#cur", format!("h{}", count.hour))
@@ -71,16 +77,7 @@ fn window_update(table: &str, portfolio: &str, count: &Count) -> Result<Update, 
         }
         expression.push_str(&format!(" REMOVE {}", names.join(", ")));
     }
-    update
-        .update_expression(expression)
-        .condition_expression(condition.join(" AND "))
-        .build()
-        .map_err(|e| StoreError(e.to_string()))
-}
-
-/// A signed number attribute.
-fn n_signed(value: i64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
+    update.update_expression(expression).condition_expression(condition.join(" AND "))
 }
 
 impl LimitStore for StateTable {
@@ -113,18 +110,8 @@ impl LimitStore for StateTable {
         let mut record = key(reach_pk(portfolio, user), "REACH");
         record.insert("at".into(), n(count.at_s));
         record.insert("expires_at".into(), n(count.at_s + REACH_TTL_S));
-        let bucket = window_update(&self.table, portfolio, count)?;
         let counted = crate::dynamo::conditional(
-            self.client
-                .update_item()
-                .table_name(bucket.table_name())
-                .set_key(Some(bucket.key().clone()))
-                .update_expression(bucket.update_expression())
-                .set_condition_expression(bucket.condition_expression().map(str::to_owned))
-                .set_expression_attribute_names(bucket.expression_attribute_names().cloned())
-                .set_expression_attribute_values(bucket.expression_attribute_values().cloned())
-                .send()
-                .await,
+            window_update(self.client.update_item(), &self.table, portfolio, count).send().await,
         )?;
         if !counted {
             // The window's condition: full, or changed since it was read (read again).
@@ -153,7 +140,7 @@ impl LimitStore for StateTable {
             .update_expression("ADD #cur :minus")
             .condition_expression("#cur > :zero")
             .expression_attribute_names("#cur", format!("h{}", count.hour))
-            .expression_attribute_values(":minus", n_signed(-1))
+            .expression_attribute_values(":minus", n(-1))
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;

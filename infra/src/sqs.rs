@@ -84,8 +84,7 @@ impl SqsQueue {
         let mut pending: Vec<(usize, &String)> = batch.to_vec();
         // Entries SQS failed as the sender's fault (invalid contents or attributes): a retry
         // cannot succeed, so they are not offered again.
-        let mut refused = 0;
-        let mut refused_indexes = Vec::new();
+        let mut refused = Vec::new();
         let mut last_reason = String::new();
         for attempt in 0..self.max_attempts {
             if pending.is_empty() {
@@ -110,9 +109,8 @@ impl SqsQueue {
                 .collect::<Vec<_>>()
                 .join(", ");
             let retried = failed.iter().filter(|f| !f.sender_fault).count();
-            refused += failed.len() - retried;
             tracing::warn!(attempt = attempt + 1, failed = failed.len(), retried, reason = %last_reason, "sqs entries failed");
-            refused_indexes.extend(
+            refused.extend(
                 ids.iter()
                     .zip(&pending)
                     .filter(|(id, _)| failed.iter().any(|f| &f.id == *id && f.sender_fault))
@@ -121,22 +119,18 @@ impl SqsQueue {
             let mut keep = ids.iter().map(|id| failed.iter().any(|f| &f.id == id && !f.sender_fault));
             pending.retain(|_| keep.next().unwrap_or(true));
         }
-        if pending.is_empty() && refused == 0 {
+        if pending.is_empty() && refused.is_empty() {
             return Ok(());
         }
-        let mut indexes = refused_indexes;
+        let failed = pending.len() + refused.len();
+        let refusal = !refused.is_empty();
+        let mut indexes = refused;
         indexes.extend(pending.iter().map(|(index, _)| *index));
-        if refused > 0 {
-            let error =
-                QueueError::Refused { failed: pending.len() + refused, total: batch.len(), reason: last_reason };
-            return Err((indexes, error));
+        if refusal {
+            return Err((indexes, QueueError::Refused { failed, total: batch.len(), reason: last_reason }));
         }
-        let error = QueueError::Rejected {
-            failed: pending.len() + refused,
-            total: batch.len(),
-            attempts: self.max_attempts,
-            reason: last_reason,
-        };
+        let error =
+            QueueError::Rejected { failed, total: batch.len(), attempts: self.max_attempts, reason: last_reason };
         Err((indexes, error))
     }
 }
@@ -223,37 +217,23 @@ impl EventQueue for SqsQueue {
         let sends: Vec<_> = calls.iter().map(|call| self.send_entries(call)).collect();
         let answers: Vec<_> = stream::iter(sends).buffered(self.concurrency).collect().await;
         // Per group: how many of its bodies were not accepted, and the first call's error.
-        let mut failures: Vec<(usize, Option<QueueError>)> = groups.iter().map(|_| (0, None)).collect();
-        for (indexes, error) in answers.into_iter().filter_map(Result::err) {
+        let errors: Vec<(Vec<usize>, QueueError)> = answers.into_iter().filter_map(Result::err).collect();
+        let mut failures: Vec<(usize, Option<&QueueError>)> = vec![(0, None); groups.len()];
+        for (indexes, error) in &errors {
             for index in indexes {
-                let (failed, first) = &mut failures[owners[index]];
+                let (failed, first) = &mut failures[owners[*index]];
                 *failed += 1;
-                if first.is_none() {
-                    *first = Some(match &error {
-                        QueueError::Refused { reason, .. } => {
-                            QueueError::Refused { failed: 0, total: 0, reason: reason.clone() }
-                        }
-                        QueueError::Unavailable(reason) => QueueError::Unavailable(reason.clone()),
-                        other => QueueError::Rejected {
-                            failed: 0,
-                            total: 0,
-                            attempts: self.max_attempts,
-                            reason: other.to_string(),
-                        },
-                    });
-                }
+                first.get_or_insert(error);
             }
         }
         for ((result, (failed, error)), group) in results.iter_mut().zip(failures).zip(groups) {
+            let (Ok(()), Some(error)) = (&*result, error) else { continue };
             let total = group.len();
-            *result = match (result.is_ok(), error) {
-                (true, Some(QueueError::Refused { reason, .. })) => Err(QueueError::Refused { failed, total, reason }),
-                (true, Some(QueueError::Rejected { attempts, reason, .. })) => {
-                    Err(QueueError::Rejected { failed, total, attempts, reason })
-                }
-                (true, Some(other)) => Err(other),
-                _ => std::mem::replace(result, Ok(())),
-            };
+            *result = Err(match error {
+                QueueError::Refused { reason, .. } => QueueError::Refused { failed, total, reason: reason.clone() },
+                QueueError::Unavailable(reason) => QueueError::Unavailable(reason.clone()),
+                other => QueueError::Rejected { failed, total, attempts: self.max_attempts, reason: other.to_string() },
+            });
         }
         results
     }

@@ -160,17 +160,9 @@ struct Forward {
     key: String,
     /// To the media fetcher's queue rather than the events queue.
     media: bool,
-    /// The event (or its claim-check reference) and what goes with it.
+    /// The event (or its claim-check reference) and what goes with it (taken when published).
     messages: Vec<String>,
     done: Done,
-}
-
-/// Where a record stands after its state is written.
-enum Step {
-    /// Finished: true when done (processed or a duplicate), false to retry.
-    Finished(bool),
-    /// To forward with the batch's others.
-    Forward(Forward),
 }
 
 /// What applying an event decided to forward.
@@ -239,7 +231,7 @@ where
     /// together (ten to an SQS request), and each is recorded forwarded once its own messages are
     /// in.
     pub async fn handle(&self, event: &SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
-        let runs = event.records.iter().map(|record| self.process(record, deadline_ms));
+        let runs = event.records.iter().map(|record| self.prepare(record, deadline_ms));
         let steps = futures_util::future::join_all(runs).await;
         let results = self.forward_all(steps).await;
         let mut response = SqsBatchResponse::default();
@@ -256,13 +248,13 @@ where
     /// Forwards the batch's ready events, one `publish_groups` per queue, then records each
     /// forwarded (or, when its messages were not all accepted, processed but not forwarded); one
     /// answer per record, in order: true when done.
-    async fn forward_all(&self, steps: Vec<Step>) -> Vec<bool> {
+    async fn forward_all(&self, steps: Vec<Result<Forward, bool>>) -> Vec<bool> {
         let mut results: Vec<Option<bool>> = Vec::with_capacity(steps.len());
         let (mut to_events, mut to_media) = (Vec::new(), Vec::new());
         for (index, step) in steps.into_iter().enumerate() {
             match step {
-                Step::Finished(done) => results.push(Some(done)),
-                Step::Forward(forward) => {
+                Err(done) => results.push(Some(done)),
+                Ok(forward) => {
                     results.push(None);
                     let media = forward.media && self.media.is_some();
                     if media { &mut to_media } else { &mut to_events }.push((index, forward));
@@ -270,9 +262,9 @@ where
             }
         }
         let mut finishing = Vec::new();
-        for (queue, forwards) in [(Some(&self.events), to_events), (self.media.as_ref(), to_media)] {
+        for (queue, mut forwards) in [(Some(&self.events), to_events), (self.media.as_ref(), to_media)] {
             let Some(queue) = queue.filter(|_| !forwards.is_empty()) else { continue };
-            let groups: Vec<Vec<String>> = forwards.iter().map(|(_, f)| f.messages.clone()).collect();
+            let groups: Vec<Vec<String>> = forwards.iter_mut().map(|(_, f)| std::mem::take(&mut f.messages)).collect();
             let published = queue.publish_groups(&groups).await;
             for ((index, forward), result) in forwards.into_iter().zip(published) {
                 finishing.push(async move { (index, self.record_forward(forward, result).await) });
@@ -282,14 +274,6 @@ where
             results[index] = Some(done);
         }
         results.into_iter().map(|done| done.unwrap_or(false)).collect()
-    }
-
-    /// Where a record stands after its state is written.
-    async fn process(&self, record: &SqsMessage, deadline_ms: u64) -> Step {
-        match self.prepare(record, deadline_ms).await {
-            Ok(forward) => Step::Forward(forward),
-            Err(done) => Step::Finished(done),
-        }
     }
 
     /// The record's event, processed and ready to forward; `Err(true)` when there is nothing to

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init_logs();
     let env: Env<fn(&str) -> Option<String>> = process_env();
     let table = env.required("STATE_TABLE", "the DynamoDB state table")?;
-    let (bus, events) = env.events()?;
+    let events = env.events()?;
     let bucket = env.required("PAYLOAD_BUCKET", "the S3 bucket of claim-checked events")?;
     let keywords = match (std::env::var("OPT_OUT_KEYWORDS"), std::env::var("OPT_IN_KEYWORDS")) {
         (Ok(stop), Ok(start)) => OptOutKeywords::from_lists(&stop, &start),
@@ -29,13 +29,7 @@ async fn main() -> Result<(), Error> {
     let processor = Processor {
         dedupe: state.clone(),
         state,
-        events: Events::new(
-            &sdk,
-            &sqs,
-            bus.as_deref(),
-            events.as_deref(),
-            std::env::var(wa_infra::eventbridge::FALLBACK_QUEUE_URL).ok().as_deref(),
-        )?,
+        events: Events::new(&sdk, &sqs, &events)?,
         media: media.map(|url| Events::Queue(SqsQueue::new(&sqs, url, DEFAULT_MAX_MESSAGE_BYTES))),
         blobs: S3Blobs::new(aws::s3_client(&sdk), bucket),
         keywords,

@@ -3,9 +3,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use fallback::Fallback;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use wa_infra::config::{Env, process_env};
+use wa_infra::config::{Env, EventsConfig, process_env};
 use wa_infra::dynamo::StateTable;
-use wa_infra::eventbridge::{EVENT_BUS_NAME, EVENTS_QUEUE_URL, Events};
+use wa_infra::eventbridge::Events;
 use wa_infra::fallback::{AwsNotifier, Senders};
 use wa_infra::sqs::Sqs;
 use wa_infra::{aws, telemetry};
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
     let handler = Fallback {
         state: StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), table),
         // Its own events (fallback_*) are none the fallback wants: no fallback queue.
-        events: Events::new(&sdk, &sqs, var(EVENT_BUS_NAME).as_deref(), var(EVENTS_QUEUE_URL).as_deref(), None)?,
+        events: Events::new(&sdk, &sqs, &EventsConfig { fallback: None, ..env.events()? })?,
         notifier: AwsNotifier::new(
             &sdk,
             Senders {

@@ -21,13 +21,7 @@ async fn main() -> Result<(), Error> {
     let fetcher = MediaFetcher {
         graph: GraphMedia::new(&env.graph_api_base, &env.graph_api_version, Duration::from_secs(30))?,
         store: S3Blobs::new(aws::s3_client(&sdk), env.payload_bucket),
-        events: Events::new(
-            &sdk,
-            &Sqs::new(&sdk)?,
-            env.event_bus_name.as_deref(),
-            env.events_queue_url.as_deref(),
-            std::env::var(wa_infra::eventbridge::FALLBACK_QUEUE_URL).ok().as_deref(),
-        )?,
+        events: Events::new(&sdk, &Sqs::new(&sdk)?, &env.events)?,
         secrets: secrets::apps(&sdk, env.verify.secret_id, &env.verify.apps, env.verify.secret_ttl_seconds),
         dedupe: StateTable::new(aws_sdk_dynamodb::Client::new(&sdk), env.state_table),
         config: FetchConfig { max_receives: env.max_receives, ..FetchConfig::default() },

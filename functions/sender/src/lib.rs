@@ -1029,6 +1029,11 @@ where
         paced_interval_us(self.config.rate(phone_number_id, &run.rates), self.config.pacing)
     }
 
+    /// How late after its slot a send of the number may still go out ([`max_lateness_us`]).
+    fn lateness_us(&self, phone_number_id: &str, run: &Run) -> u64 {
+        max_lateness_us(self.config.rate(phone_number_id, &run.rates), self.interval_us(phone_number_id, run))
+    }
+
     /// Reserves `count` slots starting at least the current lead from now (a batch's: the lead
     /// its records need to get ready too), and records how long the reservation took (see
     /// [`SlotLead`]).
@@ -1054,7 +1059,7 @@ where
     /// slot can be had within the horizon (the record is retried later).
     async fn wait_for_slot(&self, phone_number_id: &str, run: &Run) -> bool {
         let interval = self.interval_us(phone_number_id, run);
-        let lateness = max_lateness_us(self.config.rate(phone_number_id, &run.rates), interval);
+        let lateness = self.lateness_us(phone_number_id, run);
         let horizon = u64::try_from(self.config.slot_horizon.as_micros()).unwrap_or(u64::MAX);
         for _ in 0..5 {
             let reservation = match self.reserve(phone_number_id, 1, interval, horizon, false).await {
@@ -1099,8 +1104,7 @@ where
         let on_time = match slot_us {
             Some(slot) => {
                 self.lead.observe_arrival(now_us().saturating_sub(slot));
-                let lateness = max_lateness_us(self.config.rate(phone, &run.rates), self.interval_us(phone, run));
-                wait_until(slot, lateness).await
+                wait_until(slot, self.lateness_us(phone, run)).await
             }
             None => false,
         };

@@ -174,7 +174,12 @@ async fn without_a_bus_events_go_to_the_events_queue_and_the_fallbacks_to_its_qu
     let events_queue = create_queue(&aws, 262_144).await;
     let fallback_queue = create_queue(&aws, 262_144).await;
     let sqs = wa_infra::sqs::Sqs::new(&aws).unwrap();
-    let publisher = Events::new(&aws, &sqs, None, Some(&events_queue), Some(&fallback_queue)).unwrap();
+    let to = wa_infra::config::EventsConfig {
+        bus: None,
+        queue: Some(events_queue.clone()),
+        fallback: Some(fallback_queue.clone()),
+    };
+    let publisher = Events::new(&aws, &sqs, &to).unwrap();
     assert!(matches!(publisher, Events::Routed { .. }));
     let mut events = Vec::new();
     for (i, status) in ["accepted", "failed", "window_closed", "opted_out", "unknown"].iter().enumerate() {
